@@ -1,0 +1,124 @@
+"""Model files: the manifest in resources/models/manifest.json, path resolution, checksums, downloads.
+
+Resolution order for a model named N (first hit wins):
+  1. an explicit path given by the caller (e.g. a CLI flag);
+  2. the environment variable named in the manifest entry (e.g. CELEBLOOK_FACE_LANDMARKER);
+  3. $CELEBLOOK_MODEL_DIR/<file>;
+  4. the copy shipped in resources/models/;
+  5. the user cache, $XDG_CACHE_HOME/celeblook/models/<file> (~/.cache/...);
+  6. a download from the entry's official URL, only when the caller allows it, checked against the pinned
+     sha256 and written atomically into the user cache.
+Nothing is downloaded implicitly: the app opens no network connection unless a download is requested.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.atomic import atomic_path
+from engine.errors import ModelMissingError
+
+RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
+MODELS_DIR = RESOURCES_DIR / "models"
+MANIFEST_PATH = MODELS_DIR / "manifest.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One manifest entry: what the file is, where it comes from and how to rebuild it."""
+
+    name: str
+    file: str
+    sha256: str
+    bytes: int
+    source: str
+    licence: str
+    regenerate: str = ""
+    url: str = ""
+    env: str = ""
+    shipped: bool = True
+
+
+def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ModelEntry]:
+    """Read the model manifest into {name: ModelEntry}."""
+    data = json.loads(Path(path).read_text())
+    return {name: ModelEntry(name=name, **fields) for name, fields in data["models"].items()}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/celeblook (default ~/.cache/celeblook)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "celeblook"
+
+
+def candidate_paths(entry: ModelEntry, explicit: str | os.PathLike | None = None) -> list[Path]:
+    """Where to look for a model, in resolution order (without the download)."""
+    paths: list[Path] = []
+    if explicit:
+        paths.append(Path(explicit))
+    if entry.env and os.environ.get(entry.env):
+        paths.append(Path(os.environ[entry.env]))
+    if os.environ.get("CELEBLOOK_MODEL_DIR"):
+        paths.append(Path(os.environ["CELEBLOOK_MODEL_DIR"]) / entry.file)
+    paths.append(MODELS_DIR / entry.file)
+    paths.append(user_cache_dir() / "models" / entry.file)
+    return paths
+
+
+def resolve_model(name: str, explicit: str | os.PathLike | None = None, allow_download: bool = False,
+                  verify: bool = True, manifest: dict[str, ModelEntry] | None = None) -> Path:
+    """Return the path of model `name`, checked against its sha256; raise ModelMissingError with advice."""
+    manifest = manifest or load_manifest()
+    if name not in manifest:
+        raise ModelMissingError(f"unknown model '{name}' (not in {MANIFEST_PATH})")
+    entry = manifest[name]
+    for i, path in enumerate(candidate_paths(entry, explicit)):
+        if path.is_file():
+            if verify and sha256_file(path) != entry.sha256:
+                raise ModelMissingError(
+                    f"{path} is not the expected {entry.name} model (sha256 mismatch; expected {entry.sha256})")
+            return path
+        if i == 0 and explicit:
+            raise ModelMissingError(f"model file not found: {path}")
+    if allow_download and entry.url:
+        return download_model(entry)
+    where = [f"set {entry.env}=/path/to/{entry.file}"] if entry.env else []
+    where += [f"put it in {user_cache_dir() / 'models'}"]
+    if entry.url:
+        where += [f"or download it once (celeblook models --download {name}) from {entry.url}"]
+    elif entry.regenerate:
+        where += [f"or regenerate it: {entry.regenerate}"]
+    raise ModelMissingError(f"model '{name}' ({entry.file}) not found: " + "; ".join(where))
+
+
+def download_model(entry: ModelEntry, dest_dir: Path | None = None, timeout: float = 60.0) -> Path:
+    """Download `entry.url` into the user cache, verify the pinned sha256, write atomically."""
+    dest_dir = dest_dir or user_cache_dir() / "models"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / entry.file
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(entry.url, timeout=timeout) as response, atomic_path(dest) as tmp:
+            with open(tmp, "wb") as f:
+                while block := response.read(1 << 20):
+                    h.update(block)
+                    f.write(block)
+            if h.hexdigest() != entry.sha256:
+                raise ModelMissingError(
+                    f"download of {entry.name} from {entry.url} has sha256 {h.hexdigest()}, expected {entry.sha256}")
+    except OSError as exc:
+        raise ModelMissingError(f"could not download {entry.name} from {entry.url}: {exc}") from exc
+    return dest

@@ -1,0 +1,56 @@
+"""MobileStyleGAN over onnxruntime: sample W from a seed, render W / W+ to an RGB face."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.latents import STYLE_DIM, to_wplus
+from engine.models import resolve_model
+from engine.onnx_session import make_session
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """Generator output (B, 3, H, W) in ~[-1, 1] -> uint8 RGB (B, H, W, 3)."""
+    return np.clip((image + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+@dataclass
+class Generator:
+    """The shipped MobileStyleGAN ONNX models (synthesis, mapping) and w_avg.
+
+    Build it with Generator.load(); `threads` is onnxruntime's intra-op thread count (0 = its default).
+    """
+
+    synthesis: object
+    mapping: object
+    w_avg: np.ndarray
+
+    @classmethod
+    def load(cls, threads: int = 0, synthesis_path: str | os.PathLike | None = None) -> "Generator":
+        synthesis = make_session(resolve_model("mobilestylegan_synthesis", synthesis_path), threads)
+        mapping = make_session(resolve_model("mobilestylegan_mapping"), threads)
+        w_avg = np.load(resolve_model("w_avg"), allow_pickle=False).astype(np.float32)
+        return cls(synthesis, mapping, w_avg)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.synthesis.get_outputs()[0].shape[-1])
+
+    def map(self, z: np.ndarray) -> np.ndarray:
+        """z (B, 512) -> w (B, 512)."""
+        return self.mapping.run(None, {"z": np.asarray(z, np.float32).reshape(-1, STYLE_DIM)})[0]
+
+    def sample_w(self, seed: int, psi: float = 0.7) -> np.ndarray:
+        """A truncated W (512,) for `seed`: w_avg + psi (mapping(z) - w_avg), z ~ N(0, I) from numpy's PCG64."""
+        z = np.random.default_rng(seed).standard_normal((1, STYLE_DIM)).astype(np.float32)
+        return self.w_avg + psi * (self.map(z)[0] - self.w_avg)
+
+    def synthesize(self, latent: np.ndarray) -> np.ndarray:
+        """W or W+ (any shape engine.latents.to_wplus takes) -> float image (B, 3, H, W) in ~[-1, 1]."""
+        return self.synthesis.run(None, {"wplus": to_wplus(latent)})[0]
+
+    def render(self, latent: np.ndarray) -> np.ndarray:
+        """One latent -> uint8 RGB (H, W, 3)."""
+        return to_uint8_rgb(self.synthesize(latent))[0]

@@ -1,0 +1,74 @@
+"""Export the converted MobileStyleGAN to ONNX for the engine and record the files in the model manifest.
+
+    python -m training.export_onnx            # synthesis + mapping + w_avg into resources/models/
+
+Outputs (resources/models/):
+  mobilestylegan_synthesis.onnx  wplus (B, 23, 512) float32 -> image (B, 3, 1024, 1024) RGB in ~[-1, 1]
+  mobilestylegan_mapping.onnx    z (B, 512) -> w (B, 512)
+  w_avg.npy                      (512,) mean of 16384 mapped z (seed 0)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.models import MANIFEST_PATH, MODELS_DIR, sha256_file
+from training.convert_weights import load_weights
+from training.mobilestylegan import N_SLOTS, STYLE_DIM
+
+OPSET = 17
+SOURCE = ("official MobileStyleGAN FFHQ-1024 weights (OpenVINO IR in PyPI random-face==2021.7.21.1, "
+          "by the MobileStyleGAN author), converted by training/convert_weights.py")
+LICENCE = "Apache-2.0 (random-face / MobileStyleGAN.pytorch); FFHQ-trained StyleGAN2 teacher"
+REGENERATE = "python -m training.export_onnx"
+
+
+def export(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str) -> None:
+    """torch -> ONNX with a dynamic batch axis; written atomically."""
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(module, (example,), str(tmp), input_names=[in_name], output_names=[out_name],
+                      dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}}, opset_version=OPSET,
+                      dynamo=False)
+    tmp.replace(path)
+
+
+def update_manifest(entries: dict[str, dict]) -> None:
+    """Merge `entries` into resources/models/manifest.json (keeps other models)."""
+    data = json.loads(MANIFEST_PATH.read_text())
+    data["models"].update(entries)
+    MANIFEST_PATH.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def entry(path: Path, description: str) -> dict:
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+            "source": f"{description}; {SOURCE}", "licence": LICENCE, "regenerate": REGENERATE, "shipped": True}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    args = ap.parse_args(argv)
+    model = load_weights()
+    out = args.out_dir
+    synthesis, mapping = out / "mobilestylegan_synthesis.onnx", out / "mobilestylegan_mapping.onnx"
+    with torch.no_grad():
+        export(model.synthesis, torch.zeros(1, N_SLOTS, STYLE_DIM), synthesis, "wplus", "image")
+        export(model.mapping, torch.zeros(1, STYLE_DIM), mapping, "z", "w")
+    w_avg = out / "w_avg.npy"
+    np.save(w_avg, model.w_avg.numpy().astype(np.float32))
+    if out == MODELS_DIR:
+        update_manifest({
+            "mobilestylegan_synthesis": entry(synthesis, "MobileStyleGAN synthesis, W+ (B,23,512) -> RGB 1024"),
+            "mobilestylegan_mapping": entry(mapping, "MobileStyleGAN mapping network z -> w"),
+            "w_avg": entry(w_avg, "mean W of 16384 mapped z, seed 0"),
+        })
+    for p in (synthesis, mapping, w_avg):
+        print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ from engine.errors import CelebLookError
 # Each module defines register(subparsers) which adds its parser and sets `func`.
 COMMAND_MODULES = [
     "engine.commands.generate",
+    "engine.commands.bench",
 ]
 
 

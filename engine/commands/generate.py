@@ -5,22 +5,10 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from engine.atomic import atomic_path
-from engine.errors import BadInputError
 from engine.generator import Generator
+from engine.image_io import save_image
 from engine.latents import load_latent, save_latent
-
-
-def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image atomically; the format follows the extension (.png, .jpg, ...)."""
-    path = Path(path)
-    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise BadInputError(f"cannot encode an image as {path.suffix!r}; use .png or .jpg")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     rgb = gen.render(latent)
     if args.size and args.size != rgb.shape[0]:
         rgb = cv2.resize(rgb, (args.size, args.size), interpolation=cv2.INTER_AREA)
-    write_rgb(args.out, rgb)
+    save_image(args.out, rgb, order="rgb")
     if args.save_latent:
         save_latent(args.save_latent, latent)
     print(f"wrote {args.out} ({rgb.shape[1]}x{rgb.shape[0]})")

@@ -1,0 +1,68 @@
+"""`celeblook bench`: benchmark commands that print a table (and write JSON with --json).
+
+  celeblook bench generator   1024-px synthesis latency, onnxruntime vs the OpenVINO IR, 1 and 2 threads
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from engine.benchmark import format_table, machine_info, median_ms, write_json
+from engine.errors import CelebLookError
+from engine.generator import Generator
+
+
+def openvino_synthesis(threads: int):
+    """Compiled OpenVINO IR synthesis (f32) or None when openvino / the IR files are not available."""
+    try:
+        import openvino as ov
+
+        from training.random_face_weights import ir_dir  # stdlib-only helper that locates the IR files
+        folder = ir_dir(allow_fetch=False)
+    except (ImportError, FileNotFoundError):
+        return None
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    return ov.Core().compile_model(str(folder / "SynthesisNetwork.xml"), "CPU", config)
+
+
+def bench_generator(args: argparse.Namespace) -> dict:
+    w = Generator.load(threads=1).sample_w(0, 0.7)[None].astype(np.float32)
+    rows = []
+    for threads in args.threads:
+        gen = Generator.load(threads=threads)
+        ms = median_ms(lambda: gen.synthesize(w), args.repeats)
+        rows.append({"runtime": "onnxruntime fp32", "threads": threads, "median_ms": round(ms, 1),
+                     "fps": round(1000 / ms, 1)})
+        ov_model = openvino_synthesis(threads)
+        if ov_model is None:
+            rows.append({"runtime": "openvino IR f32", "threads": threads, "median_ms": "n/a (openvino absent)"})
+            continue
+        ms = median_ms(lambda: ov_model(w), args.repeats)
+        rows.append({"runtime": "openvino IR f32", "threads": threads, "median_ms": round(ms, 1),
+                     "fps": round(1000 / ms, 1)})
+    return {"benchmark": "generator", "resolution": 1024, "batch": 1, "repeats": args.repeats,
+            "machine": machine_info(), "rows": rows}
+
+
+TARGETS = {"generator": bench_generator}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target not in TARGETS:
+        raise CelebLookError(f"unknown benchmark {args.target!r}; choose from {', '.join(TARGETS)}")
+    report = TARGETS[args.target](args)
+    print(format_table(report["rows"], list(dict.fromkeys(k for r in report["rows"] for k in r))))
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: print a table of median latencies (and JSON)")
+    p.add_argument("target", nargs="?", default="generator", help=f"what to measure: {', '.join(TARGETS)}")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (default 1 2)")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per row (default 10)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(func=run)

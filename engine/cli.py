@@ -15,6 +15,9 @@ from engine.errors import CelebLookError
 COMMAND_MODULES = [
     "engine.commands.generate",
     "engine.commands.bench",
+    "engine.commands.align",
+    "engine.commands.models",
+    "engine.commands.jitter",
 ]
 
 

@@ -64,18 +64,23 @@ def user_cache_dir() -> Path:
     return Path(base) / "celeblook"
 
 
+def labelled_candidates(entry: ModelEntry, explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """Where to look for a model, in resolution order (without the download), each with where it came from."""
+    paths: list[tuple[str, Path]] = []
+    if explicit:
+        paths.append(("explicit path", Path(explicit)))
+    if entry.env and os.environ.get(entry.env):
+        paths.append((f"${entry.env}", Path(os.environ[entry.env])))
+    if os.environ.get("CELEBLOOK_MODEL_DIR"):
+        paths.append(("$CELEBLOOK_MODEL_DIR", Path(os.environ["CELEBLOOK_MODEL_DIR"]) / entry.file))
+    paths.append(("shipped resources", MODELS_DIR / entry.file))
+    paths.append(("user cache", user_cache_dir() / "models" / entry.file))
+    return paths
+
+
 def candidate_paths(entry: ModelEntry, explicit: str | os.PathLike | None = None) -> list[Path]:
     """Where to look for a model, in resolution order (without the download)."""
-    paths: list[Path] = []
-    if explicit:
-        paths.append(Path(explicit))
-    if entry.env and os.environ.get(entry.env):
-        paths.append(Path(os.environ[entry.env]))
-    if os.environ.get("CELEBLOOK_MODEL_DIR"):
-        paths.append(Path(os.environ["CELEBLOOK_MODEL_DIR"]) / entry.file)
-    paths.append(MODELS_DIR / entry.file)
-    paths.append(user_cache_dir() / "models" / entry.file)
-    return paths
+    return [path for _, path in labelled_candidates(entry, explicit)]
 
 
 def resolve_model(name: str, explicit: str | os.PathLike | None = None, allow_download: bool = False,
@@ -85,14 +90,15 @@ def resolve_model(name: str, explicit: str | os.PathLike | None = None, allow_do
     if name not in manifest:
         raise ModelMissingError(f"unknown model '{name}' (not in {MANIFEST_PATH})")
     entry = manifest[name]
-    for i, path in enumerate(candidate_paths(entry, explicit)):
+    for origin, path in labelled_candidates(entry, explicit):
         if path.is_file():
             if verify and sha256_file(path) != entry.sha256:
                 raise ModelMissingError(
                     f"{path} is not the expected {entry.name} model (sha256 mismatch; expected {entry.sha256})")
             return path
-        if i == 0 and explicit:
-            raise ModelMissingError(f"model file not found: {path}")
+        if origin == "explicit path" or origin == f"${entry.env}":
+            # the user named this file: say so rather than silently looking elsewhere
+            raise ModelMissingError(f"model file not found: {path} (from {origin})")
     if allow_download and entry.url:
         return download_model(entry)
     where = [f"set {entry.env}=/path/to/{entry.file}"] if entry.env else []

@@ -45,7 +45,21 @@ def bench_generator(args: argparse.Namespace) -> dict:
             "machine": machine_info(), "rows": rows}
 
 
-TARGETS = {"generator": bench_generator}
+def bench_encoder(args: argparse.Namespace) -> dict:
+    """Inversion encoder (E_I + f, ONNX) latency per aligned face, from the 256-px crop (resize included)."""
+    from engine.encoder import Encoder
+
+    crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    rows = []
+    for threads in args.threads:
+        enc = Encoder.load(threads=threads)
+        ms = median_ms(lambda: enc.encode(crop), args.repeats)
+        rows.append({"runtime": "onnxruntime fp32", "threads": threads, "input_px": enc.input_size,
+                     "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
+    return {"benchmark": "encoder", "batch": 1, "repeats": args.repeats, "machine": machine_info(), "rows": rows}
+
+
+TARGETS = {"generator": bench_generator, "encoder": bench_encoder}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,116 @@
+"""Latent edits in W+ (pure numpy): morph toward a target face, and calibrated attribute directions.
+
+The desktop app calls these per frame; they cost microseconds. Slot groups follow the generator's layout
+(training/mobilestylegan.py): coarse slots set head pose and face shape, middle ones features, fine ones
+colour and texture. Which group carries what was measured (docs/EDITS.md, training/measure_slots.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import BadInputError, ModelMissingError
+from engine.latents import N_SLOTS, STYLE_DIM, to_wplus
+from engine.models import RESOURCES_DIR
+
+DIRECTIONS_PATH = RESOURCES_DIR / "directions.npz"
+
+# Resolution of the features each slot modulates (slot -> px); None: unused by the released weights.
+SLOT_RESOLUTION: tuple[int | None, ...] = (
+    4, 8, 8, None, 16, 16, None, 32, 32, None, 64, 64, None, 128, 128, None, 256, 256, None, 512, 512, 1024, None)
+
+SLOT_GROUPS: dict[str, tuple[int, ...]] = {
+    "coarse": (0, 1, 2),         # 4-8 px
+    "middle": (4, 5, 7, 8),      # 16-32 px
+    "fine": (10, 11, 13, 14),    # 64-128 px
+    "colour": (16, 17, 19, 20, 21),  # 256-1024 px and the RGB head
+}
+
+
+def slot_weights(**groups: float) -> np.ndarray:
+    """(23,) per-slot weights from group weights, e.g. slot_weights(coarse=0, middle=1, fine=1, colour=1).
+
+    Unused slots follow their block (they change nothing in the image but keep W+ close to W)."""
+    weights = np.zeros(N_SLOTS, np.float32)
+    for name, value in groups.items():
+        if name not in SLOT_GROUPS:
+            raise BadInputError(f"unknown slot group {name!r}; choose from {', '.join(SLOT_GROUPS)}")
+        weights[list(SLOT_GROUPS[name])] = value
+    for slot, res in enumerate(SLOT_RESOLUTION):
+        if res is None:
+            weights[slot] = weights[slot - 1]
+    return weights
+
+
+# Morph presets: per-slot share of the target. "identity" keeps the user's head pose and expression
+# (coarse slots) and takes the target's face; "full" takes everything.
+MORPH_PRESETS: dict[str, np.ndarray] = {
+    "identity": slot_weights(coarse=0.0, middle=1.0, fine=1.0, colour=1.0),
+    "full": slot_weights(coarse=1.0, middle=1.0, fine=1.0, colour=1.0),
+    "features": slot_weights(coarse=0.0, middle=1.0, fine=1.0, colour=0.0),
+}
+
+
+def morph(source: np.ndarray, target: np.ndarray, strength: float,
+          weights: np.ndarray | str = "identity") -> np.ndarray:
+    """W+' = source + strength * w[slot] * (target - source); strength in [0, 1], weights (23,) or a preset."""
+    if not 0.0 <= strength <= 1.0:
+        raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
+    if isinstance(weights, str):
+        if weights not in MORPH_PRESETS:
+            raise BadInputError(f"unknown morph preset {weights!r}; choose from {', '.join(MORPH_PRESETS)}")
+        weights = MORPH_PRESETS[weights]
+    src, tgt = to_wplus(source), to_wplus(target)
+    w = np.asarray(weights, np.float32).reshape(1, N_SLOTS, 1)
+    return src + strength * w * (tgt - src)
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A unit direction in W (512,) and its calibration: `units_per_step` attribute units per unit of
+    latent distance (degrees for pose, blendshape score for expressions), valid up to `max_units`."""
+
+    name: str
+    vector: np.ndarray
+    units_per_step: float
+    unit: str
+    max_units: float
+
+
+@dataclass
+class DirectionSet:
+    """The shipped attribute directions (resources/directions.npz) keyed by name."""
+
+    directions: dict[str, Direction] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = DIRECTIONS_PATH) -> "DirectionSet":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelMissingError(f"direction file not found: {path} (regenerate: python -m training.fit_directions)")
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            out = {}
+            for name, m in meta.items():
+                vec = data[name].astype(np.float32)
+                if vec.shape != (STYLE_DIM,):
+                    raise BadInputError(f"{path}: direction {name} has shape {vec.shape}")
+                out[name] = Direction(name, vec, float(m["units_per_step"]), m["unit"], float(m["max_units"]))
+        return cls(out)
+
+    def apply(self, latent: np.ndarray, **amounts: float) -> np.ndarray:
+        """W+' = W+ + sum_k (amount_k / units_per_step_k) d_k for every slot; amounts in real units
+        (e.g. yaw=20 degrees, smile=0.6). Unknown names raise BadInputError."""
+        out = to_wplus(latent).copy()
+        for name, amount in amounts.items():
+            if not amount:
+                continue
+            if name not in self.directions:
+                raise BadInputError(f"unknown edit {name!r}; available: {', '.join(sorted(self.directions))}")
+            d = self.directions[name]
+            out += (float(amount) / d.units_per_step) * d.vector
+        return out

@@ -1,0 +1,99 @@
+"""Paste-back: warp a generated face crop into the original frame under a feathered face-oval mask,
+after matching its colours to the frame (mean/std in Lab inside the mask), so no border shows.
+
+Works on the face's bounding box only, so its cost follows the face size, not the frame size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engine.align import Crop, compose_affine
+from engine.landmarks import FACE_OVAL, Face
+
+
+@dataclass(frozen=True)
+class PasteOptions:
+    """`feather`: width of the soft mask edge as a fraction of the face width; `color_match`: match Lab
+    mean/std of the pasted face to the frame inside the mask; `max_gain`: bound on the std ratio."""
+
+    feather: float = 0.08
+    color_match: bool = True
+    max_gain: float = 2.0
+
+
+def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face,
+               options: PasteOptions = PasteOptions()) -> np.ndarray:
+    """Return a copy of `frame` (uint8 BGR) with `face_image` (square uint8 BGR, any size, aligned like
+    `crop`) warped back in place of `face`."""
+    out = frame.copy()
+    roi = _face_roi(face, crop, frame.shape)
+    if roi is None:
+        return out
+    x0, y0, x1, y1 = roi
+    face_to_roi = _face_image_to_frame(crop, face_image.shape[0])
+    face_to_roi[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(face_image, face_to_roi, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    covered = cv2.warpAffine(np.full(face_image.shape[:2], 255, np.uint8), face_to_roi, size,
+                             flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mask = feathered_mask(face.xy[list(FACE_OVAL)] - (x0, y0), (size[1], size[0]), _feather_px(face, options))
+    mask *= covered.astype(np.float32) / 255.0
+    target = out[y0:y1, x0:x1]
+    if options.color_match:
+        warped = match_colors(warped, target, mask > 0.5, options.max_gain)
+    m = mask[:, :, None]
+    blended = warped.astype(np.float32) * m + target.astype(np.float32) * (1.0 - m)
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def feathered_mask(polygon: np.ndarray, shape: tuple[int, int], feather_px: float) -> np.ndarray:
+    """Float32 mask of `shape` (h, w): 0 outside the polygon, rising smoothly (smoothstep of the distance to
+    the edge) to 1 at `feather_px` pixels inside it."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    ramp = np.clip(cv2.distanceTransform(mask, cv2.DIST_L2, 5) / max(feather_px, 1.0), 0.0, 1.0)
+    return ramp * ramp * (3.0 - 2.0 * ramp)
+
+
+def match_colors(source: np.ndarray, target: np.ndarray, region: np.ndarray, max_gain: float = 2.0) -> np.ndarray:
+    """`source` (uint8 BGR) with its Lab mean/std inside `region` moved to those of `target` there
+    (8-bit Lab, as OpenCV scales it: cheap, and exact enough for a colour shift)."""
+    region = region.astype(np.uint8)
+    if np.count_nonzero(region) < 16:
+        return source
+    src = cv2.cvtColor(source, cv2.COLOR_BGR2Lab)
+    s_mean, s_std = (v.ravel() for v in cv2.meanStdDev(src, mask=region))
+    t_mean, t_std = (v.ravel() for v in cv2.meanStdDev(cv2.cvtColor(target, cv2.COLOR_BGR2Lab), mask=region))
+    gain = np.clip(t_std / np.maximum(s_std, 1e-3), 1.0 / max_gain, max_gain)
+    affine = np.hstack([np.diag(gain), (t_mean - s_mean * gain)[:, None]])  # per channel: gain * x + offset
+    return cv2.cvtColor(cv2.transform(src, affine), cv2.COLOR_Lab2BGR)
+
+
+def _feather_px(face: Face, options: PasteOptions) -> float:
+    x0, _, x1, _ = face.bbox
+    return max(1.0, options.feather * (x1 - x0))
+
+
+def _face_image_to_frame(crop: Crop, face_size: int) -> np.ndarray:
+    """2x3 map from pixels of a face image of side `face_size` (aligned like `crop`) to frame pixels."""
+    s = crop.size / face_size  # face-image pixel u sits at crop pixel (u + 0.5) * s - 0.5
+    to_crop = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5]])
+    return compose_affine(crop.inverse, to_crop)
+
+
+def _face_roi(face: Face, crop: Crop, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """Integer box (x0, y0, x1, y1) around the face oval, inside both the frame and the crop's quad."""
+    h, w = shape[:2]
+    x0, y0, x1, y1 = face.bbox
+    qx0, qy0 = crop.quad.min(axis=0)
+    qx1, qy1 = crop.quad.max(axis=0)
+    x0, y0 = int(np.floor(max(x0 - 2, qx0, 0))), int(np.floor(max(y0 - 2, qy0, 0)))
+    x1, y1 = int(np.ceil(min(x1 + 2, qx1, w))), int(np.ceil(min(y1 + 2, qy1, h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return x0, y0, x1, y1

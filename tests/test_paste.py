@@ -1,0 +1,90 @@
+"""Paste-back: an unmodified crop goes back near-invisibly; edits stay inside the face; colours are matched."""
+import cv2
+import numpy as np
+import pytest
+
+from engine.align import align_face
+from engine.image_io import load_image
+from engine.landmarks import FACE_OVAL
+from engine.paste import PasteOptions, feathered_mask, paste_back
+
+
+def face_region(face, shape) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(face.xy[list(FACE_OVAL)]).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    mse = np.mean((a.astype(float)[region] - b.astype(float)[region]) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+
+
+@pytest.fixture(scope="module")
+def photos(landmarker, face_photo):
+    out = {}
+    for name in ["obama.jpg", "two_people.jpg", "obama_partial_face.jpg"]:
+        image = load_image(face_photo(name))
+        out[name] = image, landmarker.detect(image)
+    return out
+
+
+@pytest.mark.parametrize("size", [256, 1024])
+def test_round_trip_of_an_unmodified_crop_is_near_invisible(photos, size):
+    for name, (image, faces) in photos.items():
+        for face in faces:
+            crop = align_face(image, face, size)
+            pasted = paste_back(image, crop.image, crop, face)
+            assert psnr(pasted, image, face_region(face, image.shape)) >= 30.0, (name, size)
+
+
+def test_generator_sized_output_goes_back_too(photos):
+    image, faces = photos["obama.jpg"]
+    crop = align_face(image, faces[0], 256)
+    generated = cv2.resize(align_face(image, faces[0], 1024).image, (1024, 1024))  # a 1024-px "generator output"
+    pasted = paste_back(image, generated, crop, faces[0])
+    assert psnr(pasted, image, face_region(faces[0], image.shape)) >= 30.0
+
+
+def test_changes_stay_inside_the_face_and_edges_are_soft(photos):
+    image, faces = photos["two_people.jpg"]
+    face = faces[0]
+    crop = align_face(image, face, 256)
+    grey = np.full_like(crop.image, 128)
+    pasted = paste_back(image, grey, crop, face, PasteOptions(color_match=False))
+    region = face_region(face, image.shape)
+    changed = np.any(pasted != image, axis=2)
+    assert changed[region].mean() > 0.9
+    assert not changed[~region].any()  # nothing outside the face oval moves (the other person neither)
+    # the feathered edge: pixels just inside the oval are blends, not the pasted grey
+    eroded = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    rim = region & ~eroded
+    assert np.abs(pasted[rim].astype(int) - 128).mean() > 10
+
+
+def test_colour_matching_hides_a_colour_cast(photos):
+    image, faces = photos["obama.jpg"]
+    face = faces[0]
+    crop = align_face(image, face, 256)
+    cast = np.clip(crop.image.astype(int) + (40, -20, -20), 0, 255).astype(np.uint8)  # a blue cast
+    region = face_region(face, image.shape)
+    plain = paste_back(image, cast, crop, face, PasteOptions(color_match=False))
+    matched = paste_back(image, cast, crop, face)
+    assert psnr(matched, image, region) > psnr(plain, image, region) + 6
+    assert np.abs(matched[region].mean(axis=0) - image[region].mean(axis=0)).max() < 3
+
+
+def test_paste_returns_a_new_frame_and_handles_a_face_at_the_edge(photos):
+    image, faces = photos["obama_partial_face.jpg"]
+    before = image.copy()
+    crop = align_face(image, faces[0], 256)
+    pasted = paste_back(image, crop.image, crop, faces[0])
+    assert np.array_equal(image, before) and pasted.shape == image.shape
+
+
+def test_feathered_mask_is_one_inside_zero_outside():
+    square = np.array([[20, 20], [80, 20], [80, 80], [20, 80]], float)
+    mask = feathered_mask(square, (100, 100), 6)
+    assert mask[50, 50] > 0.99 and mask[5, 5] == 0 and mask[50, 90] == 0
+    assert 0.0 < mask[50, 21] < mask[50, 22] < mask[50, 24] < 1.0  # soft just inside the edge
+    assert mask[50, 26] == 1.0

@@ -2,7 +2,7 @@
 
 The desktop app calls these per frame; they cost microseconds. Slot groups follow the generator's layout
 (training/mobilestylegan.py): coarse slots set head pose and face shape, middle ones features, fine ones
-colour and texture. Which group carries what was measured (docs/EDITS.md, training/measure_slots.py).
+colour and texture. Which group carries what was measured (docs/EDITS.md, training/evaluate_edits.py).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 
 from engine.errors import BadInputError, ModelMissingError
 from engine.latents import N_SLOTS, STYLE_DIM, to_wplus
-from engine.models import RESOURCES_DIR
+from engine.models import MODELS_DIR
 
-DIRECTIONS_PATH = RESOURCES_DIR / "directions.npz"
+DIRECTIONS_PATH = MODELS_DIR / "directions.npz"
 
 # Resolution of the features each slot modulates (slot -> px); None: unused by the released weights.
 SLOT_RESOLUTION: tuple[int | None, ...] = (
@@ -71,14 +71,21 @@ def morph(source: np.ndarray, target: np.ndarray, strength: float,
 
 @dataclass(frozen=True)
 class Direction:
-    """A unit direction in W (512,) and its calibration: `units_per_step` attribute units per unit of
-    latent distance (degrees for pose, blendshape score for expressions), valid up to `max_units`."""
+    """A unit direction in W (512,), the W+ slots it is applied to (`slots`, (23,) weights: edits act on the
+    layers that carry the attribute, which keeps identity) and its calibration: `units_per_step` attribute
+    units per unit of latent distance (degrees for pose, blendshape score for expressions) on those slots,
+    measured up to `max_units`."""
 
     name: str
     vector: np.ndarray
     units_per_step: float
     unit: str
     max_units: float
+    slots: np.ndarray = field(default_factory=lambda: np.ones(N_SLOTS, np.float32))
+
+    def delta(self, amount: float) -> np.ndarray:
+        """W+ offset (1, 23, 512) that changes the attribute by `amount` units."""
+        return (float(amount) / self.units_per_step) * self.slots[None, :, None] * self.vector[None, None, :]
 
 
 @dataclass
@@ -99,11 +106,12 @@ class DirectionSet:
                 vec = data[name].astype(np.float32)
                 if vec.shape != (STYLE_DIM,):
                     raise BadInputError(f"{path}: direction {name} has shape {vec.shape}")
-                out[name] = Direction(name, vec, float(m["units_per_step"]), m["unit"], float(m["max_units"]))
+                slots = data[f"{name}_slots"].astype(np.float32) if f"{name}_slots" in data else np.ones(N_SLOTS, np.float32)
+                out[name] = Direction(name, vec, float(m["units_per_step"]), m["unit"], float(m["max_units"]), slots)
         return cls(out)
 
     def apply(self, latent: np.ndarray, **amounts: float) -> np.ndarray:
-        """W+' = W+ + sum_k (amount_k / units_per_step_k) d_k for every slot; amounts in real units
+        """W+' = W+ + sum_k (amount_k / units_per_step_k) slots_k d_k; amounts in real units
         (e.g. yaw=20 degrees, smile=0.6). Unknown names raise BadInputError."""
         out = to_wplus(latent).copy()
         for name, amount in amounts.items():
@@ -111,6 +119,5 @@ class DirectionSet:
                 continue
             if name not in self.directions:
                 raise BadInputError(f"unknown edit {name!r}; available: {', '.join(sorted(self.directions))}")
-            d = self.directions[name]
-            out += (float(amount) / d.units_per_step) * d.vector
+            out += self.directions[name].delta(amount)
         return out

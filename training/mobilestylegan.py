@@ -179,27 +179,46 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """W+ (B, 23, 512) or W (B, 512) -> RGB image (B, 3, 1024, 1024), roughly in [-1, 1]."""
+    """W+ (B, 23, 512) or W (B, 512) -> RGB image (B, 3, 1024, 1024), roughly in [-1, 1].
+
+    `preview_heads` holds wavelet heads we train for earlier blocks (training/train_preview_heads.py): with
+    out_block=k the network stops after block k and renders 2 * 8 * 2^k px (block 4: 256, block 5: 512) at a
+    fraction of the cost. Each uses its block's head slot (3k+3), unused by the released weights.
+    """
 
     def __init__(self, channels: tuple[int, ...] = CHANNELS):
         super().__init__()
+        self.channels = channels
         self.input = nn.Parameter(torch.randn(1, channels[0], 4, 4))  # learned constant
         self.conv1 = StyledConv(channels[0], channels[0], 4, depthwise=False)
         n = len(channels) - 1
         self.layers = nn.ModuleList(
             SynthesisBlock(channels[i], channels[i + 1], 8 * 2**i, head=(i == n - 1)) for i in range(n))
+        self.preview_heads = nn.ModuleDict()
 
     @property
     def resolution(self) -> int:
         return 2 * 8 * 2 ** (len(self.layers) - 1)
 
-    def forward(self, wplus: torch.Tensor) -> torch.Tensor:
-        wplus = as_wplus(wplus)
+    def add_preview_head(self, block: int) -> WaveletHead:
+        """Create (or return) the wavelet head on block `block` (output 2 * 8 * 2^block px)."""
+        if str(block) not in self.preview_heads:
+            self.preview_heads[str(block)] = WaveletHead(self.channels[block + 1])
+        return self.preview_heads[str(block)]
+
+    def features(self, wplus: torch.Tensor, last_block: int) -> torch.Tensor:
+        """Features after block `last_block`: (B, C, 8*2^k, 8*2^k)."""
         x = self.conv1(self.input.expand(wplus.shape[0], -1, -1, -1), wplus[:, 0])
-        for i, block in enumerate(self.layers):
+        for i, block in enumerate(self.layers[: last_block + 1]):
             x = block(x, wplus[:, slot_of(i, "up")], wplus[:, slot_of(i, "conv2")])  # (B, C_i, 8*2^i, 8*2^i)
-        head = self.layers[-1]
-        return wavelets_to_image(head.to_img(x, wplus[:, slot_of(len(self.layers) - 1, "head")]))
+        return x
+
+    def forward(self, wplus: torch.Tensor, out_block: int | None = None) -> torch.Tensor:
+        wplus = as_wplus(wplus)
+        last = len(self.layers) - 1
+        k = last if out_block is None else out_block
+        head = self.layers[last].to_img if k == last else self.preview_heads[str(k)]
+        return wavelets_to_image(head(self.features(wplus, k), wplus[:, slot_of(k, "head")]))
 
 
 class MobileStyleGAN(nn.Module):

@@ -1,0 +1,69 @@
+"""Attribute labels for faces from MediaPipe: head pose in degrees and blendshape scores.
+
+Pose comes from the facial transformation matrix (canonical face model -> camera). Signs, as seen in the
+image: yaw > 0 when the face turns toward the image's right, pitch > 0 when it looks up, roll > 0 when the
+head tilts clockwise in the image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.models import resolve_model
+
+# Expression attributes as means of MediaPipe blendshape categories.
+EXPRESSIONS: dict[str, tuple[str, ...]] = {
+    "smile": ("mouthSmileLeft", "mouthSmileRight"),
+    "jaw_open": ("jawOpen",),
+    "eye_blink": ("eyeBlinkLeft", "eyeBlinkRight"),
+    "brow_raise": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
+}
+POSE = ("yaw", "pitch", "roll")
+ATTRIBUTES = POSE + tuple(EXPRESSIONS)
+
+
+def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from a 4x4 (or 3x3) rotation of MediaPipe's canonical face."""
+    r = np.asarray(m, np.float64)[:3, :3]
+    r = r / np.linalg.norm(r, axis=0, keepdims=True)
+    yaw = math.degrees(math.asin(float(np.clip(r[0, 2], -1.0, 1.0))))
+    pitch = math.degrees(math.atan2(-r[1, 2], r[2, 2]))
+    roll = math.degrees(math.atan2(-r[0, 1], r[0, 0]))
+    return yaw, -pitch, -roll
+
+
+@dataclass
+class FaceLabeler:
+    """MediaPipe FaceLandmarker (IMAGE mode) with blendshapes and transformation matrices."""
+
+    model_path: Path | None = None
+
+    def __post_init__(self):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        path = resolve_model("face_landmarker", explicit=self.model_path)
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=path.read_bytes()),
+            running_mode=vision.RunningMode.IMAGE, num_faces=1,
+            output_face_blendshapes=True, output_facial_transformation_matrixes=True)
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+
+    def label(self, rgb: np.ndarray) -> dict[str, float] | None:
+        """Attributes of the (largest) face in an RGB uint8 image, or None when no face is found."""
+        import mediapipe as mp
+
+        result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+        if not result.face_landmarks:
+            return None
+        yaw, pitch, roll = euler_from_matrix(np.array(result.facial_transformation_matrixes[0]))
+        scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
+        labels = {"yaw": yaw, "pitch": pitch, "roll": roll}
+        for name, cats in EXPRESSIONS.items():
+            labels[name] = float(np.mean([scores[c] for c in cats]))
+        return labels
+
+    def close(self) -> None:
+        self._landmarker.close()

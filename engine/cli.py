@@ -18,6 +18,10 @@ COMMAND_MODULES = [
     "engine.commands.align",
     "engine.commands.models",
     "engine.commands.jitter",
+    "engine.commands.invert",
+    "engine.commands.morph",
+    "engine.commands.edit",
+    "engine.commands.flicker",
 ]
 
 

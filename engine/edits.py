@@ -56,8 +56,11 @@ MORPH_PRESETS: dict[str, np.ndarray] = {
 
 
 def morph(source: np.ndarray, target: np.ndarray, strength: float,
-          weights: np.ndarray | str = "identity") -> np.ndarray:
-    """W+' = source + strength * w[slot] * (target - source); strength in [0, 1], weights (23,) or a preset."""
+          weights: np.ndarray | str = "identity", pose_lock: "DirectionSet | None" = None) -> np.ndarray:
+    """W+' = source + strength * w[slot] * (target - source); strength in [0, 1], weights (23,) or a preset.
+
+    With `pose_lock` (the shipped DirectionSet), the result keeps the source's head pose: its components
+    along the yaw and pitch directions are set back to the source's (docs/EDITS.md measures the effect)."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     if isinstance(weights, str):
@@ -66,7 +69,8 @@ def morph(source: np.ndarray, target: np.ndarray, strength: float,
         weights = MORPH_PRESETS[weights]
     src, tgt = to_wplus(source), to_wplus(target)
     w = np.asarray(weights, np.float32).reshape(1, N_SLOTS, 1)
-    return src + strength * w * (tgt - src)
+    out = src + strength * w * (tgt - src)
+    return pose_lock.restore(out, src, ("yaw", "pitch")) if pose_lock is not None else out
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,16 @@ class DirectionSet:
                 slots = data[f"{name}_slots"].astype(np.float32) if f"{name}_slots" in data else np.ones(N_SLOTS, np.float32)
                 out[name] = Direction(name, vec, float(m["units_per_step"]), m["unit"], float(m["max_units"]), slots)
         return cls(out)
+
+    def restore(self, edited: np.ndarray, source: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """`edited` with its components along the named directions (on their slots) set to `source`'s."""
+        out = to_wplus(edited).copy()
+        src = to_wplus(source)
+        for name in names:
+            d = self.directions[name]
+            gap = ((src - out) @ d.vector)[..., None]  # (B, 23, 1) per-slot component difference
+            out += d.slots[None, :, None] * gap * d.vector[None, None, :]
+        return out
 
     def apply(self, latent: np.ndarray, **amounts: float) -> np.ndarray:
         """W+' = W+ + sum_k (amount_k / units_per_step_k) slots_k d_k; amounts in real units

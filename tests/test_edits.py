@@ -102,3 +102,17 @@ def test_gif_writer_writes_readable_looping_gif(tmp_path):
     with pytest.raises(BadInputError):
         write_gif(tmp_path / "e.gif", [])
     assert not list(tmp_path.glob(".e.gif*"))  # nothing half-written left behind
+
+
+def test_pose_lock_restores_the_source_pose_components():
+    ds = DirectionSet.load(DIRECTIONS_PATH)
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((1, 23, 512)), rng.standard_normal((1, 23, 512))
+    locked = morph(a, b, 1.0, "full", pose_lock=ds)
+    for name in ("yaw", "pitch"):
+        v = ds.directions[name].vector
+        np.testing.assert_allclose(locked[0] @ v, a[0] @ v, atol=1e-4)  # pose components are the user's
+    free = morph(a, b, 1.0, "full")
+    assert np.abs(locked - free).max() > 0.1
+    smile = ds.directions["smile"].vector
+    np.testing.assert_allclose(locked[0] @ smile, b[0] @ smile, atol=0.05 * np.abs(b[0] @ smile).max() + 1e-3)

@@ -1,0 +1,362 @@
+"""The two threads behind the window: capture and engine, joined by a one-frame mailbox.
+
+    CaptureWorker (QThread) --put--> LatestFrame (holds ONE frame) --take--> EngineWorker (QThread) --result_ready--> UI
+
+The capture thread reads the camera (or a video file, paced at its frame rate) and overwrites the mailbox;
+the engine thread takes the newest frame when it is free, runs engine.live.LivePipeline.process on it and
+emits the result. A frame overwritten before the engine took it is dropped and counted: when the engine is
+slower than the camera, frames are dropped, never queued, so the output lags by at most one frame's processing.
+The UI thread only draws: it peeks at the mailbox for the input view and receives results by queued signals.
+Slow one-off jobs (inverting a target photo, the sweep GIF) run in the engine thread between frames.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+
+from engine.errors import CelebLookError, NoFaceError
+from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
+
+CAMERA_FAIL_SECONDS = 2.0  # no frame from an open camera for this long: it is gone
+
+
+@dataclass(frozen=True)
+class Source:
+    """A camera index or a video file (looped)."""
+
+    camera: int | None = None
+    video: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"camera {self.camera}" if self.video is None else f"video {self.video.name}"
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One captured frame: `stream` changes when the source does (the engine then restarts its filters)."""
+
+    image: np.ndarray
+    index: int
+    timestamp_ms: int
+    stream: int
+
+
+class LatestFrame:
+    """A one-item mailbox: put() replaces the item; take() waits for one not yet taken. Thread-safe.
+    `dropped` counts frames replaced before anyone took them; `captured` counts all frames put."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item: SourceFrame | None = None
+        self._fresh = False
+        self.captured = 0
+        self.dropped = 0
+
+    def put(self, item: SourceFrame) -> None:
+        with self._cond:
+            if self._fresh:
+                self.dropped += 1
+            self._item, self._fresh = item, True
+            self.captured += 1
+            self._cond.notify_all()
+
+    def take(self, timeout: float = 0.05) -> SourceFrame | None:
+        """The newest frame not yet taken, waiting up to `timeout` s; None if none came."""
+        with self._cond:
+            if not self._fresh:
+                self._cond.wait(timeout)
+            if not self._fresh:
+                return None
+            self._fresh = False
+            return self._item
+
+    def peek(self) -> SourceFrame | None:
+        """The newest frame, taken or not (for the input view)."""
+        with self._cond:
+            return self._item
+
+
+class CaptureWorker(QThread):
+    """Reads one source into a LatestFrame until stopped; `failed` carries a plain message (no camera, camera
+    unplugged, unreadable video) and ends the thread; `opened` carries a description of the source."""
+
+    opened = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, source: Source, mailbox: LatestFrame, stream: int, parent=None):
+        super().__init__(parent)
+        self.source, self.mailbox, self.stream = source, mailbox, stream
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wait(5000)
+
+    def run(self) -> None:
+        try:
+            if self.source.video is not None:
+                self._run_video(self.source.video)
+            else:
+                self._run_camera(int(self.source.camera or 0))
+        except CelebLookError as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # never let a capture problem take the app down
+            self.failed.emit(f"{self.source.label}: {type(exc).__name__}: {exc}")
+
+    def _run_video(self, path: Path) -> None:
+        from engine.video import VideoReader
+
+        with VideoReader(path, loop=True) as reader:
+            self.opened.emit(f"video {path.name} ({reader.size[0]}×{reader.size[1]}, {reader.fps:.0f} fps, looping)")
+            start = time.monotonic()
+            while not self._stop.is_set():
+                frame = reader.read()
+                if frame is None:
+                    self.failed.emit(f"video {path.name} has no frames to show")
+                    return
+                delay = start + frame.timestamp_ms / 1000.0 - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)  # play at the file's own frame rate, like a camera
+                self.mailbox.put(SourceFrame(frame.image, frame.index, frame.timestamp_ms, self.stream))
+
+    def _run_camera(self, index: int) -> None:
+        capture = _open_camera(index)
+        if capture is None:
+            self.failed.emit(f"No camera found at index {index}. Pick another camera, or open a video file.")
+            return
+        try:
+            w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            self.opened.emit(f"camera {index} ({w}×{h})")
+            start = last_ok = time.monotonic()
+            n = 0
+            while not self._stop.is_set():
+                ok, image = capture.read()
+                now = time.monotonic()
+                if not ok or image is None:
+                    if now - last_ok > CAMERA_FAIL_SECONDS:
+                        self.failed.emit(f"Camera {index} stopped sending frames (unplugged?). "
+                                         "Pick a source to continue.")
+                        return
+                    self._stop.wait(0.05)
+                    continue
+                last_ok = now
+                self.mailbox.put(SourceFrame(image, n, int(1000 * (now - start)), self.stream))
+                n += 1
+        finally:
+            capture.release()
+
+
+def _open_camera(index: int):
+    """cv2.VideoCapture for a camera index, or None; OpenCV's own warnings about a missing device are muted."""
+    try:
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:
+        level = None
+    try:
+        capture = cv2.VideoCapture(index)
+        ok = capture.isOpened()
+    finally:
+        if level is not None:
+            cv2.utils.logging.setLogLevel(level)
+    if not ok:
+        capture.release()
+        return None
+    return capture
+
+
+@dataclass
+class EngineOutput:
+    """What the engine hands the UI per frame."""
+
+    source: SourceFrame
+    result: LiveResult
+    processed: int  # frames processed so far
+    captured: int
+    dropped: int
+
+
+@dataclass
+class EngineConfig:
+    threads: int = 2
+    encoder: str | None = None
+    landmarker_model: str | None = None
+    builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)
+    target_cache_dir: Path | None = None
+
+
+@dataclass
+class _Job:
+    kind: str
+    args: tuple = field(default_factory=tuple)
+
+
+class EngineWorker(QThread):
+    """Loads the models, then processes the newest frame from the mailbox whenever it is free.
+
+    Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
+    bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user.
+    """
+
+    ready = Signal(object)
+    result_ready = Signal(object)
+    target_ready = Signal(object, bool)
+    sweep_done = Signal(str)
+    busy = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, mailbox: LatestFrame, config: EngineConfig = EngineConfig(), parent=None):
+        super().__init__(parent)
+        self.mailbox, self.config = mailbox, config
+        self._settings = LiveSettings()
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._stop = threading.Event()
+        self.models: LiveModels | None = None
+        self.processed = 0
+        self._last: SourceFrame | None = None
+
+    # --- called from the UI thread -------------------------------------------------------------------------
+    def set_settings(self, settings: LiveSettings) -> None:
+        self._settings = settings  # one reference swap: atomic under the GIL
+
+    def load_target(self, photo: str | os.PathLike, select: bool = True) -> None:
+        self._jobs.put(_Job("target", (Path(photo), select)))
+
+    def sweep(self, out_path: str | os.PathLike, steps: int = 12) -> None:
+        self._jobs.put(_Job("sweep", (Path(out_path), steps)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wait(30000)
+
+    # --- the engine thread --------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            cfg = self.config
+            self.models = LiveModels.load(cfg.threads, cfg.encoder, cfg.landmarker_model)
+        except Exception as exc:
+            self.error.emit(f"The engine could not start: {exc}")
+            return
+        info = {name: (d.unit, d.max_units) for name, d in (self.models.directions.directions.items()
+                                                              if self.models.directions else [])}
+        self.ready.emit({"directions": info, "directions_error": self.models.directions_error})
+        pipeline: LivePipeline | None = None
+        stream = None
+        builtins = list(self.config.builtin_seeds)
+        try:
+            while not self._stop.is_set():
+                self._run_jobs()
+                if builtins:  # one built-in target per turn, so the live view starts at once
+                    self._builtin_target(builtins.pop(0))
+                frame = self.mailbox.take(0.05)
+                if frame is None:
+                    continue
+                if frame.stream != stream or pipeline is None:  # a new source: fresh landmarker and filters
+                    if pipeline is not None:
+                        pipeline.close()
+                    pipeline, stream = LivePipeline(self.models), frame.stream
+                self._last = frame
+                settings = self._settings
+                try:
+                    result = pipeline.process(frame.image, frame.timestamp_ms, settings)
+                except CelebLookError as exc:
+                    self.error.emit(str(exc))
+                    result = LiveResult(frame.image, False, {}, message=str(exc))
+                except Exception as exc:  # show it, keep going
+                    self.error.emit(f"engine error: {type(exc).__name__}: {exc}")
+                    pipeline.reset()
+                    result = LiveResult(frame.image, False, {}, message="engine error")
+                self.processed += 1
+                self.result_ready.emit(EngineOutput(frame, result, self.processed, self.mailbox.captured,
+                                                    self.mailbox.dropped))
+        finally:
+            if pipeline is not None:
+                pipeline.close()
+            if self._image_landmarker is not None:
+                self._image_landmarker.close()
+
+    _image_landmarker = None
+    _cache = None
+
+    def _landmarker(self):
+        from engine.landmarks import FaceLandmarker
+
+        if self._image_landmarker is None:
+            self._image_landmarker = FaceLandmarker(self.models.landmarker_model, max_faces=4)
+        return self._image_landmarker
+
+    def _target_cache(self):
+        from engine.targets import TargetCache
+
+        if self._cache is None:
+            m = self.models
+            kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
+            self._cache = TargetCache(m.encoder, m.generator, self._landmarker(), m.encoder_sha, **kwargs)
+        return self._cache
+
+    def _builtin_target(self, seed: int) -> None:
+        from engine.targets import builtin_targets
+
+        try:
+            for target in builtin_targets(self.models.generator, (seed,)):
+                self.target_ready.emit(target, False)
+        except Exception as exc:
+            self.error.emit(f"could not make the built-in target of seed {seed}: {exc}")
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if job.kind == "target":
+                    photo, select = job.args
+                    self.busy.emit(f"Inverting {photo.name}…")
+                    self.target_ready.emit(self._target_cache().load(photo), select)
+                elif job.kind == "sweep":
+                    self._sweep(*job.args)
+            except NoFaceError as exc:
+                self.error.emit(f"{exc}")
+            except CelebLookError as exc:
+                self.error.emit(str(exc))
+            except Exception as exc:
+                self.error.emit(f"{job.kind} failed: {type(exc).__name__}: {exc}")
+
+    def _sweep(self, out_path: Path, steps: int) -> None:
+        """A GIF of the current edit from none to full on the current source frame (boomerang)."""
+        from engine.gif import write_gif
+        from engine.edits import morph
+        from engine.photo_edit import PhotoEditor
+
+        if self._last is None:
+            self.error.emit("Sweep GIF: no source frame yet")
+            return
+        self.busy.emit(f"Rendering a {steps}-frame sweep GIF…")
+        s = self._settings
+        m = self.models
+        editor = PhotoEditor.open(self._last.image, self._landmarker(), m.encoder, m.generator,
+                                  source="the current frame")
+
+        def edit(t: float) -> np.ndarray:
+            w = editor.wplus
+            if s.target is not None:
+                w = morph(w, s.target, t * s.strength, s.preset)
+            amounts = {k: t * v for k, v in s.amounts.items() if v}
+            if amounts and m.directions is not None:
+                w = m.directions.apply(w, **amounts)
+            return w
+
+        frames = editor.sweep(edit, np.linspace(0.0, 1.0, max(2, steps)))
+        write_gif(out_path, [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], fps=10, max_side=480,
+                  boomerang=True)
+        self.sweep_done.emit(str(out_path))

@@ -1,0 +1,61 @@
+"""`celeblook invert PHOTO --out recon.png`: invert the photo's largest face into W+ and render it back.
+
+The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
+reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.align import CROP_SIZES, face_warnings
+from engine.encoder import Encoder, invert_photo
+from engine.generator import Generator
+from engine.image_io import load_image, save_image
+from engine.landmarks import FaceLandmarker
+from engine.latents import save_latent
+from engine.paste import paste_back
+
+
+def run(args: argparse.Namespace) -> int:
+    image = load_image(args.photo)
+    encoder = Encoder.load(args.threads, args.encoder)
+    generator = Generator.load(args.threads)
+    t0 = time.perf_counter()
+    with FaceLandmarker(args.model) as landmarker:
+        inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo))
+    ms = (time.perf_counter() - t0) * 1000
+    if args.paste:
+        out = paste_back(image, inv.reconstruction, inv.crop, inv.face)
+    elif args.side_by_side:
+        out = np.concatenate([inv.crop.image, inv.reconstruction], axis=1)
+    else:
+        out = inv.reconstruction
+    save_image(args.out, out)
+    if args.latent:
+        save_latent(args.latent, inv.wplus)
+    print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "
+          "encoder, 1024-px render, re-alignment)")
+    for warning in face_warnings(inv.face, inv.crop) + inv.warnings:
+        print(f"celeblook invert: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("invert", help="invert a photo's face into W+ and render the reconstruction",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("photo", help="input photo (JPEG, PNG, ...)")
+    p.add_argument("--out", type=Path, required=True, help="output image (.png, .jpg)")
+    p.add_argument("--latent", type=Path, help="also save the W+ (1, 23, 512) as .npy")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--side-by-side", action="store_true", help="write aligned input | reconstruction")
+    mode.add_argument("--paste", action="store_true", help="paste the reconstruction back into the photo")
+    p.add_argument("--size", type=int, default=256, choices=CROP_SIZES, help="crop/reconstruction side (default 256)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
+    p.add_argument("--encoder", help="inversion_encoder.onnx to use (default: the shipped one)")
+    p.add_argument("--model", help="face_landmarker.task to use (default: $CELEBLOOK_FACE_LANDMARKER, user cache)")
+    p.set_defaults(func=run)

@@ -1,0 +1,40 @@
+"""`celeblook morph PHOTO --to TARGET --strength 0.8 --out out.png [--gif sweep.gif]`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.commands.photo_args import add_photo_args, open_photo, write_outputs
+from engine.edits import MORPH_PRESETS, DirectionSet, morph
+from engine.encoder import MODEL_NAME, Encoder
+from engine.errors import BadInputError
+from engine.generator import Generator
+from engine.landmarks import FaceLandmarker
+from engine.models import resolve_model, sha256_file
+from engine.targets import TargetCache
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.strength <= 1.0:
+        raise BadInputError(f"--strength must be in [0, 1], got {args.strength}")
+    generator = Generator.load(args.threads)
+    encoder = Encoder.load(args.threads, args.encoder)
+    encoder_sha = sha256_file(resolve_model(MODEL_NAME, args.encoder, verify=False))
+    with FaceLandmarker(args.model) as landmarker:
+        target = TargetCache(encoder, generator, landmarker, encoder_sha).load(args.to)
+        editor = open_photo(args, landmarker, encoder, generator)
+    lock = None if args.no_pose_lock else DirectionSet.load()
+    write_outputs(args, editor, lambda t: morph(editor.wplus, target.wplus, t * args.strength, args.preset, lock))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("morph", help="morph the face in a photo toward a target photo's face")
+    add_photo_args(p)
+    p.add_argument("--to", type=Path, required=True, help="target photo (a celebrity, a friend)")
+    p.add_argument("--strength", type=float, default=0.8, help="how far toward the target, 0..1 (default 0.8)")
+    p.add_argument("--preset", choices=sorted(MORPH_PRESETS), default="identity",
+                   help="which slots take the target: identity keeps your pose and expression (default)")
+    p.add_argument("--no-pose-lock", action="store_true",
+                   help="let the target's head pose through (default: keep yours along the yaw/pitch directions)")
+    p.set_defaults(func=run)

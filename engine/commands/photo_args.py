@@ -1,0 +1,43 @@
+"""Arguments and steps shared by the commands that edit a photo's face (morph, edit)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from engine.encoder import Encoder
+from engine.generator import Generator
+from engine.gif import write_gif
+from engine.image_io import load_image, save_image
+from engine.landmarks import FaceLandmarker
+from engine.photo_edit import PhotoEditor
+
+
+def add_photo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("photo", type=Path, help="photo with a face")
+    p.add_argument("--out", type=Path, required=True, help="output image (.png/.jpg): the photo, face replaced")
+    p.add_argument("--gif", type=Path, help="also write a sweep GIF from no edit to the full edit")
+    p.add_argument("--frames", type=int, default=12, help="frames in the sweep GIF (default 12)")
+    p.add_argument("--crop", action="store_true", help="write the aligned face crop instead of the whole photo")
+    p.add_argument("--model", type=Path, help="face_landmarker.task (default: resolved as usual)")
+    p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
+
+
+def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: Encoder,
+               generator: Generator) -> PhotoEditor:
+    """Load --photo and invert its largest face."""
+    return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo))
+
+
+def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:
+    """Write edit(1.0) to --out and, with --gif, the sweep edit(0) -> edit(1) as a boomerang GIF."""
+    save_image(args.out, editor.render(edit(1.0), paste=not args.crop))
+    print(f"wrote {args.out}")
+    if args.gif:
+        frames = editor.sweep(edit, np.linspace(0.0, 1.0, max(2, args.frames)), paste=not args.crop)
+        write_gif(args.gif, [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], fps=10, boomerang=True)
+        print(f"wrote {args.gif} ({len(frames)} frames)")

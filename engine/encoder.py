@@ -1,0 +1,116 @@
+"""Inversion encoder over onnxruntime: an aligned face crop -> W+ (23 x 512) in one pass; photo -> reconstruction.
+
+The model (`inversion_encoder.onnx`, training/export_encoder.py) takes `image` (B, 3, S, S) RGB in [0, 1], the
+FFHQ-style aligned crop of engine.align resized to S, and returns `wplus` (B, 23, 512) and `embedding` (B, 512),
+the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCODER.md).
+
+`invert_photo` is the whole photo path: landmarks -> aligned crop -> encoder -> generator -> the reconstruction
+re-aligned with the same FFHQ recipe, so it has the framing of `celeblook align`'s crop (and can be pasted back
+with engine.paste).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from engine.align import Crop, align_face, usable_faces
+from engine.errors import BadInputError, NoFaceError
+from engine.landmarks import Face
+from engine.models import resolve_model
+from engine.onnx_session import make_session
+
+MODEL_NAME = "inversion_encoder"
+
+
+def _input_size(session) -> int:
+    meta = session.get_modelmeta().custom_metadata_map
+    if "input_size" in meta:
+        return int(meta["input_size"])
+    return int(session.get_inputs()[0].shape[-1])
+
+
+@dataclass
+class Encoder:
+    """The shipped inversion encoder. Build it with Encoder.load(); `threads` = onnxruntime intra-op threads."""
+
+    session: object
+    input_size: int
+
+    @classmethod
+    def load(cls, threads: int = 0, path: str | os.PathLike | None = None) -> "Encoder":
+        # an explicit path is a development export: not checked against the manifest sha256
+        session = make_session(resolve_model(MODEL_NAME, path, verify=path is None), threads)
+        return cls(session, _input_size(session))
+
+    def preprocess(self, crops_bgr: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """uint8 BGR aligned crop(s) (H, W, 3) or (B, H, W, 3) -> float32 (B, 3, S, S) RGB in [0, 1]."""
+        crops = [crops_bgr] if isinstance(crops_bgr, np.ndarray) and crops_bgr.ndim == 3 else list(crops_bgr)
+        out = []
+        for c in crops:
+            if not isinstance(c, np.ndarray) or c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3:
+                raise BadInputError("the encoder takes uint8 BGR face crops of shape (H, W, 3)")
+            s = self.input_size
+            interp = cv2.INTER_AREA if c.shape[0] > s else cv2.INTER_LINEAR
+            rgb = cv2.cvtColor(cv2.resize(c, (s, s), interpolation=interp), cv2.COLOR_BGR2RGB)
+            out.append(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0)
+        return np.stack(out)
+
+    def encode(self, crops_bgr: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned crop(s) -> (W+ (B, 23, 512), embedding (B, 512))."""
+        wplus, embedding = self.session.run(None, {"image": self.preprocess(crops_bgr)})
+        return wplus, embedding
+
+    def invert(self, crop_bgr: np.ndarray) -> np.ndarray:
+        """One aligned crop -> W+ (1, 23, 512)."""
+        return self.encode(crop_bgr)[0]
+
+
+@dataclass
+class Inversion:
+    """The result of inverting a photo's face: its crop and landmarks, the latent, the reconstruction
+    (uint8 BGR, aligned like `crop`, `crop.size` px) and the full 1024-px render (BGR)."""
+
+    face: Face
+    crop: Crop
+    wplus: np.ndarray
+    reconstruction: np.ndarray
+    render: np.ndarray
+    realigned: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+
+def realign_render(render_bgr: np.ndarray, landmarker, size: int) -> tuple[np.ndarray, bool]:
+    """A generated face in the framing of engine.align's crop: the FFHQ-style crop of the render by its own
+    landmarks; the plain resize (the generator's framing, nearly the same) when none is found."""
+    faces = landmarker.detect(render_bgr)
+    if faces:
+        return align_face(render_bgr, faces[0], size, blur_padding=False).image, True
+    return cv2.resize(render_bgr, (size, size), interpolation=cv2.INTER_AREA), False
+
+
+def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") -> Face:
+    """The largest usable face of a photo, or NoFaceError with a plain message."""
+    faces = landmarker.detect(image_bgr)
+    if not faces:
+        raise NoFaceError(f"no face found in {source}")
+    faces = usable_faces(faces)
+    if not faces:
+        raise NoFaceError(f"no usable face in {source}: the only faces found are mostly outside the picture")
+    return faces[0]
+
+
+def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
+                 source: str = "the image", face: Face | None = None) -> Inversion:
+    """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none)."""
+    from engine.generator import to_uint8_rgb
+
+    face = face or detect_face(image_bgr, landmarker, source)
+    crop = align_face(image_bgr, face, size)
+    wplus = encoder.invert(crop.image)
+    render = cv2.cvtColor(to_uint8_rgb(generator.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
+    recon, ok = realign_render(render, landmarker, size)
+    warnings = [] if ok else ["no face found in the reconstruction; it is shown in the generator's own framing"]
+    return Inversion(face, crop, wplus, recon, render, ok, warnings)

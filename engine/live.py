@@ -1,0 +1,283 @@
+"""The live per-frame pipeline of the desktop app (and of any other front end): plain dataclasses, no Qt.
+
+    frame --VIDEO-mode landmarks--> One-Euro (landmarks) --> FFHQ crop (256 px) --> encoder --> W+
+          --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
+          --> generator (1024 px; skipped when the edited W+ barely moved: the last face is reused)
+          --> paste back into the frame
+
+`LivePipeline.process(frame, timestamp_ms, settings)` returns a `LiveResult` with the output frame, whether a
+face was found, the latents and per-stage timings. A frame without a usable face passes through unchanged and
+resets the temporal filters. One pipeline follows one stream: its landmarker is in VIDEO mode, so timestamps
+must increase (use a new pipeline, or `reset()`, for a new stream).
+
+The generator is the expensive step (~300 ms at 1024 px on a 2-core laptop CPU). With `LiveSettings.reuse`
+the last generated face is re-pasted with the current crop while the edited W+ stays within
+`reuse_threshold` (RMS, in W units) of the latent it was rendered from, so a still face costs landmarks +
+encoder + paste only. The comparison is against the last *rendered* latent, so slow drift still re-renders.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.align import Crop, align_face, usable_faces
+from engine.edits import MORPH_PRESETS, DirectionSet, morph
+from engine.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
+from engine.errors import BadInputError, CelebLookError, ModelMissingError
+from engine.generator import Generator
+from engine.landmarks import Face, FaceLandmarker
+from engine.latents import to_wplus
+from engine.models import resolve_model, sha256_file
+from engine.onnx_session import make_session
+from engine.paste import paste_back
+from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_face
+
+STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
+ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked against the manifest)
+LATENT_SMOOTHING_MODES = ("one_euro", "ema")
+
+
+@dataclass(frozen=True)
+class LatentSmoothing:
+    """Temporal filter on the encoder's W+. `mode` "one_euro": per-element One-Euro filter (`min_cutoff` Hz,
+    `beta` per W unit per second: faster changes pass with less lag); "ema": w_s += `ema_alpha` (w - w_s) per
+    processed frame. The defaults were chosen on d18.mp4 (docs/BENCHMARKS.md, ## Live flicker)."""
+
+    mode: str = "one_euro"
+    min_cutoff: float = 0.6
+    beta: float = 2.0
+    d_cutoff: float = 1.0
+    ema_alpha: float = 0.2
+
+    def __post_init__(self):
+        if self.mode not in LATENT_SMOOTHING_MODES:
+            raise BadInputError(f"latent smoothing must be one of {', '.join(LATENT_SMOOTHING_MODES)}, not {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """What to do with each frame. `target`: W+ (1, 23, 512) to morph toward, or None (the user's own face);
+    `strength` 0..1 and `preset` (engine.edits.MORPH_PRESETS) of the morph, `pose_lock`: keep the user's head
+    pose along the yaw/pitch directions while morphing (docs/EDITS.md); `amounts`: direction edits in real
+    units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
+    `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
+    `reuse_threshold` (RMS, W units) since the last render."""
+
+    target: np.ndarray | None = None
+    strength: float = 0.8
+    preset: str = "identity"
+    pose_lock: bool = True
+    amounts: dict[str, float] = field(default_factory=dict)
+    smooth_latents: bool = True
+    smooth_landmarks: bool = True
+    latent_filter: LatentSmoothing = LatentSmoothing()
+    reuse: bool = True
+    reuse_threshold: float = 0.01
+
+    def __post_init__(self):
+        if not 0.0 <= self.strength <= 1.0:
+            raise BadInputError(f"morph strength must be in [0, 1], got {self.strength}")
+        if self.preset not in MORPH_PRESETS:
+            raise BadInputError(f"unknown morph preset {self.preset!r}; choose from {', '.join(MORPH_PRESETS)}")
+
+    def with_(self, **changes) -> "LiveSettings":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass
+class LiveResult:
+    """One processed frame. `frame`: output (uint8 BGR, the input itself when no face was found);
+    `wplus`: the smoothed inversion (1, 23, 512), `edited`: the W+ the shown face was rendered from;
+    `timings`: ms per stage (STAGES) and "total"; `reused`: the generator was skipped."""
+
+    frame: np.ndarray
+    face_found: bool
+    timings: dict[str, float]
+    wplus: np.ndarray | None = None
+    edited: np.ndarray | None = None
+    reused: bool = False
+    face: Face | None = None
+    crop: Crop | None = None
+    message: str = ""
+
+
+@dataclass
+class LiveModels:
+    """The models a pipeline needs, loaded once and shared (they are stateless): generator, encoder, the
+    attribute directions (None when resources/models/directions.npz is missing: `directions_error` says why) and
+    the landmarker model's bytes (each pipeline makes its own VIDEO-mode landmarker from them)."""
+
+    generator: Generator
+    encoder: Encoder
+    encoder_path: Path
+    landmarker_model: bytes
+    directions: DirectionSet | None = None
+    directions_error: str = ""
+
+    @classmethod
+    def load(cls, threads: int = 2, encoder_path: str | os.PathLike | None = None,
+             landmarker_model: str | os.PathLike | None = None) -> "LiveModels":
+        generator = Generator.load(threads)
+        encoder, path = load_encoder(threads, encoder_path)
+        lm_bytes = resolve_model("face_landmarker", explicit=landmarker_model).read_bytes()
+        try:
+            directions, why = DirectionSet.load(), ""
+        except CelebLookError as exc:
+            directions, why = None, str(exc)
+        return cls(generator, encoder, path, lm_bytes, directions, why)
+
+    @property
+    def encoder_sha(self) -> str:
+        return sha256_file(self.encoder_path)
+
+
+def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tuple[Encoder, Path]:
+    """The inversion encoder and its file. An explicit `path` (or $CELEBLOOK_ENCODER) is a development export
+    the user chose: it is loaded as is, without the manifest's checksum; otherwise the shipped model."""
+    path = path or os.environ.get(ENCODER_ENV) or None
+    if path is None:
+        resolved = resolve_model(ENCODER_MODEL) if _in_manifest(ENCODER_MODEL) else None
+        if resolved is None:
+            raise ModelMissingError(f"the inversion encoder ({ENCODER_MODEL}.onnx) is not in resources/models yet: "
+                                    f"export one (python -m training.export_encoder --checkpoint CKPT --out-dir DIR) "
+                                    f"and pass --encoder DIR/{ENCODER_MODEL}.onnx or set {ENCODER_ENV}")
+        return Encoder.load(threads), resolved
+    path = Path(path)
+    if not path.is_file():
+        raise ModelMissingError(f"encoder model not found: {path}")
+    try:
+        session = make_session(path, threads)
+    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+        raise ModelMissingError(f"cannot load the encoder model {path}: {exc}") from exc
+    meta = session.get_modelmeta().custom_metadata_map
+    size = int(meta["input_size"]) if "input_size" in meta else int(session.get_inputs()[0].shape[-1])
+    return Encoder(session, size), path
+
+
+def _in_manifest(name: str) -> bool:
+    from engine.models import load_manifest
+
+    return name in load_manifest()
+
+
+@dataclass
+class _Render:
+    latent: np.ndarray  # the edited W+ it came from
+    face_bgr: np.ndarray  # 1024-px generated face, BGR
+
+
+def rms(a: np.ndarray, b: np.ndarray) -> float:
+    """Root-mean-square difference of two latents (W units)."""
+    return float(np.sqrt(np.mean((np.asarray(a, np.float32) - np.asarray(b, np.float32)) ** 2)))
+
+
+class LivePipeline:
+    """Per-stream state (VIDEO-mode landmarker, filter states, the last render) over shared LiveModels."""
+
+    def __init__(self, models: LiveModels, crop_size: int = 256, landmark_params: OneEuroParams = OneEuroParams()):
+        self.models = models
+        self.crop_size = crop_size
+        self.landmark_params = landmark_params
+        self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1)
+        self.frames = 0
+        self.renders = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the temporal state (filters, last render); the landmarker keeps its timestamp order."""
+        self._face_state: OneEuroState | None = None
+        self._latent_state: OneEuroState | None = None
+        self._render: _Render | None = None
+
+    def process(self, frame_bgr: np.ndarray, timestamp_ms: int, settings: LiveSettings = LiveSettings()) -> LiveResult:
+        timings = {k: 0.0 for k in STAGES}
+        t_start = clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] += 1000.0 * (now - clock)
+            clock = now
+
+        self.frames += 1
+        t = timestamp_ms / 1000.0
+        faces = usable_faces(self.landmarker.detect_video(frame_bgr, timestamp_ms))
+        if not faces:
+            self.reset()
+            lap("landmarks")
+            timings["total"] = 1000.0 * (time.perf_counter() - t_start)
+            return LiveResult(frame_bgr, False, timings, message="no face")
+        face = faces[0]
+        if settings.smooth_landmarks:
+            face, self._face_state = smooth_face(self._face_state, face, t, self.landmark_params)
+        else:
+            self._face_state = None
+        lap("landmarks")
+
+        crop = align_face(frame_bgr, face, self.crop_size)
+        lap("align")
+
+        wplus = self.models.encoder.invert(crop.image)
+        lap("encode")
+
+        wplus = self._smooth_latent(wplus, t, settings)
+        edited = self._edit(wplus, settings)
+        lap("edit")
+
+        render = self._render
+        reused = bool(settings.reuse and render is not None and rms(edited, render.latent) < settings.reuse_threshold)
+        if not reused:
+            rgb = self.models.generator.render(edited)
+            render = self._render = _Render(edited, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            self.renders += 1
+        lap("generate")
+
+        side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
+        size = int(min(render.face_bgr.shape[0], max(64, math.ceil(side))))
+        face_img = cv2.resize(render.face_bgr, (size, size), interpolation=cv2.INTER_AREA)
+        out = paste_back(frame_bgr, face_img, crop, face)
+        lap("paste")
+        timings["total"] = 1000.0 * (time.perf_counter() - t_start)
+        return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop)
+
+    def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:
+        if not settings.smooth_latents:
+            self._latent_state = None
+            return wplus
+        f = settings.latent_filter
+        state = self._latent_state
+        if f.mode == "ema":
+            value = wplus if state is None else state.value + f.ema_alpha * (wplus - state.value)
+            self._latent_state = OneEuroState(value=np.asarray(value, np.float64), derivative=np.zeros(0), t=t)
+        else:
+            params = OneEuroParams(min_cutoff=f.min_cutoff, beta=f.beta, d_cutoff=f.d_cutoff)
+            self._latent_state = one_euro_step(state, wplus, t, params)
+        return self._latent_state.value.astype(np.float32)
+
+    def _edit(self, wplus: np.ndarray, settings: LiveSettings) -> np.ndarray:
+        out = to_wplus(wplus)
+        if settings.target is not None and settings.strength > 0:
+            lock = self.models.directions if settings.pose_lock else None
+            out = morph(out, settings.target, settings.strength, settings.preset, pose_lock=lock)
+        amounts = {k: v for k, v in settings.amounts.items() if v}
+        if amounts:
+            if self.models.directions is None:
+                raise ModelMissingError(f"edits need the attribute directions: {self.models.directions_error}")
+            out = self.models.directions.apply(out, **amounts)
+        return out
+
+    def close(self) -> None:
+        self.landmarker.close()
+
+    def __enter__(self) -> "LivePipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,50 @@
+"""Edit the face in a photo: invert once, then render any number of edited latents back into the photo.
+
+The CLI (morph, edit) and the desktop app's still-photo paths share this. The generator's framing is the
+FFHQ crop's framing, so a render, resized to the crop, is pasted back with the crop's inverse transform.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from engine.encoder import Encoder, Inversion, invert_photo
+from engine.generator import Generator, to_uint8_rgb
+from engine.paste import paste_back
+
+
+@dataclass
+class PhotoEditor:
+    """One photo and its inversion; `render` turns an edited W+ into an output image."""
+
+    image: np.ndarray  # uint8 BGR
+    inversion: Inversion
+    generator: Generator
+
+    @classmethod
+    def open(cls, image_bgr: np.ndarray, landmarker, encoder: Encoder, generator: Generator,
+             size: int = 256, source: str = "the image") -> "PhotoEditor":
+        """Invert the photo's largest face (NoFaceError when there is none)."""
+        return cls(image_bgr, invert_photo(image_bgr, landmarker, encoder, generator, size, source), generator)
+
+    @property
+    def wplus(self) -> np.ndarray:
+        return self.inversion.wplus
+
+    def face_crop(self, wplus: np.ndarray) -> np.ndarray:
+        """Render `wplus` as a uint8 BGR face in the crop's framing and size."""
+        rgb = to_uint8_rgb(self.generator.synthesize(wplus))[0]
+        size = self.inversion.crop.size
+        return cv2.cvtColor(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+
+    def render(self, wplus: np.ndarray, paste: bool = True) -> np.ndarray:
+        """The photo with the face replaced by G(wplus) (paste=True), or the face crop alone."""
+        face = self.face_crop(wplus)
+        return paste_back(self.image, face, self.inversion.crop, self.inversion.face) if paste else face
+
+    def sweep(self, edit: Callable[[float], np.ndarray], values: Iterable[float], paste: bool = True) -> list[np.ndarray]:
+        """Render edit(v) for each v (e.g. a morph strength 0 -> 0.8): frames for a sweep GIF."""
+        return [self.render(edit(v), paste) for v in values]

@@ -1,0 +1,91 @@
+"""Morph targets: a photo (a celebrity, a friend) inverted once and cached by file content.
+
+Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<encoder sha prefix>.npz and hold
+the W+ and a thumbnail of the reconstruction; they are written atomically, so a crash never leaves a
+half-written entry, and a new encoder model never reuses stale latents.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.atomic import atomic_path
+from engine.encoder import Encoder, invert_photo
+from engine.errors import BadInputError
+from engine.generator import Generator
+from engine.image_io import load_image
+from engine.models import sha256_file, user_cache_dir
+
+THUMB_SIZE = 128
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A morph target: its name, W+ (1, 23, 512) and a thumbnail of its reconstruction (uint8 BGR)."""
+
+    name: str
+    wplus: np.ndarray
+    thumbnail: np.ndarray
+
+
+def _thumbnail(face_bgr: np.ndarray) -> np.ndarray:
+    return cv2.resize(face_bgr, (THUMB_SIZE, THUMB_SIZE), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class TargetCache:
+    """Inverts target photos and caches the result on disk, keyed by photo content and encoder model."""
+
+    encoder: Encoder
+    generator: Generator
+    landmarker: object
+    encoder_sha: str
+    folder: Path | None = None  # default: <user cache>/targets, resolved when the cache is made
+
+    def __post_init__(self):
+        self.folder = Path(self.folder) if self.folder else user_cache_dir() / "targets"
+
+    def key(self, photo: Path) -> str:
+        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}"
+
+    def load(self, photo: str | os.PathLike) -> Target:
+        """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""
+        photo = Path(photo)
+        if not photo.is_file():
+            raise BadInputError(f"target photo not found: {photo}")
+        entry = self.folder / f"{self.key(photo)}.npz"
+        if entry.is_file():
+            try:
+                with np.load(entry, allow_pickle=False) as data:
+                    return Target(photo.stem, data["wplus"], data["thumbnail"])
+            except (OSError, ValueError, KeyError):
+                entry.unlink(missing_ok=True)  # damaged entry: rebuild it
+        inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo))
+        target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(entry, suffix=".npz") as tmp:
+            np.savez(tmp, wplus=target.wplus, thumbnail=target.thumbnail)
+        return target
+
+
+def gallery_photos(folder: str | os.PathLike) -> list[Path]:
+    """Image files in a gallery folder, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"gallery folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def builtin_targets(generator: Generator, seeds: tuple[int, ...] = (0, 3, 4, 7), psi: float = 0.7) -> list[Target]:
+    """Targets made by our own generator (no rights issues): faces of fixed seeds."""
+    out = []
+    for seed in seeds:
+        w = generator.sample_w(seed, psi)
+        face = cv2.cvtColor(generator.render(w), cv2.COLOR_RGB2BGR)
+        out.append(Target(f"seed {seed}", np.repeat(w[None, None], 23, axis=1), _thumbnail(face)))
+    return out

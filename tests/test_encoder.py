@@ -1,0 +1,123 @@
+"""Inversion encoder: modules and losses (tiny random configs), a few training steps, ONNX export parity, the shipped
+model's parity against its torch checkpoint format, the engine path and `celeblook invert`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine.cli import main as cli_main  # noqa: E402
+from training.encoder import (EncoderConfig, InversionEncoder, USED_SLOTS, count_parameters,  # noqa: E402
+                              image_losses, latent_losses, ms_ssim)
+
+TINY = EncoderConfig(backbone="mobilenetv3_small_050", input_size=64, mapper_hidden=64, mapper_layers=1, slot_rank=4)
+
+
+def test_shapes_and_unit_embedding():
+    model = InversionEncoder(TINY, torch.randn(512), torch.rand(512) + 0.5).eval()
+    wplus, e = model(torch.rand(3, 3, 64, 64))
+    assert wplus.shape == (3, 23, 512) and e.shape == (3, 512)
+    assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    # unused slots carry no per-slot correction: they equal the shared W
+    unused = [s for s in range(23) if s not in USED_SLOTS]
+    assert len(USED_SLOTS) == 16 and unused == [3, 6, 9, 12, 15, 18, 22]
+    assert torch.allclose(wplus[:, unused], wplus[:, unused[:1]].expand(-1, len(unused), -1))
+
+
+def test_losses():
+    w_avg, w_std = torch.zeros(512), torch.ones(512)
+    t = torch.randn(2, 23, 512)
+    parts = latent_losses(t, t, w_avg, w_std)
+    assert parts["mse"].item() == 0 and abs(parts["cos"].item()) < 1e-5
+    x = torch.rand(2, 3, 256, 256)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(2), atol=1e-5)
+    assert ms_ssim(x, torch.rand(2, 3, 256, 256)).max() < 0.3
+    assert image_losses(x * 2 - 1, x * 2 - 1)["l1"].item() == 0
+
+
+def _tiny_cache(folder, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    w_avg = rng.standard_normal(512).astype(np.float32)
+    w_std = (rng.random(512) + 0.5).astype(np.float32)
+    wplus = (w_avg + w_std * rng.standard_normal((n, 1, 512))).repeat(23, 1).astype(np.float32)
+    crop = rng.integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "shard_00000.npz", crop=crop, target=crop, wplus=wplus, psi=np.ones(n, np.float32),
+             aligned=np.ones(n, bool))
+    np.savez(folder / "stats.npz", w_avg=w_avg, w_std=w_std)
+    return folder
+
+
+def test_training_steps_decrease_loss_and_resume(tmp_path):
+    from training.train_encoder import make_config, train
+
+    data = _tiny_cache(tmp_path / "cache")
+    cfg = make_config("tiny", data=str(data), steps=12, batch=4, aug_strength=0.0, threads=2)
+    run = tmp_path / "run"
+    train(cfg, run, limit=4)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 12 and "samples_per_s" in log[-1]
+    assert log[-1]["mse"] < log[0]["mse"]
+    # resume: a longer run continues from step 12
+    cfg.steps = 14
+    train(cfg, run, limit=4)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 14
+
+
+def test_onnx_export_parity(tmp_path):
+    from training.export_encoder import export_encoder, parity
+
+    model = InversionEncoder(TINY, torch.randn(512), torch.rand(512) + 0.5).eval()
+    path = export_encoder(model, tmp_path / "enc.onnx")
+    report = parity(model, path, batch=2)
+    assert report["wplus_max_abs"] < 1e-4 and report["embedding_max_abs"] < 1e-5
+
+
+def test_shipped_encoder_budget_and_torch_parity():
+    """The shipped ONNX: within the parameter budget, and equal to the torch model it was exported from (torch's
+    outputs for a fixed input are stored beside it by training/export_encoder.py)."""
+    import onnx
+
+    from engine.encoder import Encoder
+    from engine.models import MODELS_DIR, resolve_model
+    from training.export_encoder import PARITY_FILE, parity_input
+
+    proto = onnx.load(str(resolve_model("inversion_encoder")))
+    assert sum(int(np.prod(t.dims)) for t in proto.graph.initializer) <= 15e6
+    cfg = EncoderConfig(**json.loads({p.key: p.value for p in proto.metadata_props}["encoder_config"]))
+    assert count_parameters(InversionEncoder(cfg)) <= 15e6
+    enc = Encoder.load(threads=2)
+    assert enc.input_size == cfg.input_size
+    w, e = enc.session.run(None, {"image": parity_input(enc.input_size)})
+    ref = np.load(MODELS_DIR / PARITY_FILE)
+    got = np.concatenate([w.reshape(1, -1), e], axis=1)
+    assert np.abs(got - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+
+
+def test_cli_invert_obama(tmp_path, face_photo):
+    out, latent, side, pasted = (tmp_path / n for n in ("r.png", "w.npy", "s.png", "p.jpg"))
+    assert cli_main(["invert", str(face_photo("obama.jpg")), "--out", str(out), "--latent", str(latent),
+                     "--threads", "2"]) == 0
+    from engine.image_io import load_image
+    assert load_image(out).shape == (256, 256, 3)
+    assert np.load(latent).shape == (1, 23, 512)
+    assert cli_main(["invert", str(face_photo("obama.jpg")), "--out", str(side), "--side-by-side"]) == 0
+    assert load_image(side).shape == (256, 512, 3)
+    photo = load_image(face_photo("obama.jpg"))
+    assert cli_main(["invert", str(face_photo("obama.jpg")), "--out", str(pasted), "--paste"]) == 0
+    assert load_image(pasted).shape == photo.shape
+
+
+def test_cli_invert_no_face(tmp_path, capsys):
+    from engine.image_io import save_image
+
+    blank = tmp_path / "wall.png"
+    save_image(blank, np.full((300, 400, 3), 128, np.uint8))
+    assert cli_main(["invert", str(blank), "--out", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no face found" in err and "Traceback" not in err
+    assert not (tmp_path / "r.png").exists()

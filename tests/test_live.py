@@ -1,0 +1,123 @@
+"""engine.live: the per-frame pipeline on real clips with the real models (landmarker, encoder, generator).
+
+Kept short for a loaded 2-core CPU: a handful of frames, and where the face itself does not matter the
+generator runs once (reuse with a huge threshold).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.errors import BadInputError, CelebLookError
+from engine.live import STAGES, LatentSmoothing, LiveModels, LivePipeline, LiveSettings, rms
+from engine.video import VideoReader
+
+RENDER_ONCE = dict(reuse=True, reuse_threshold=1e9)  # generator on the first face only
+
+
+@pytest.fixture(scope="module")
+def models(landmarker_model):
+    try:
+        return LiveModels.load(threads=2, landmarker_model=landmarker_model)
+    except CelebLookError as exc:
+        pytest.fail(f"the live pipeline needs the models: {exc}", pytrace=False)
+
+
+def clip_frames(videos_dir, name, n):
+    with VideoReader(videos_dir / name) as reader:
+        return list(reader.frames(n))
+
+
+@pytest.fixture(scope="module")
+def d18(videos_dir):
+    return clip_frames(videos_dir, "d18.mp4", 12)
+
+
+def test_face_is_replaced_inside_and_untouched_outside(models, d18):
+    settings = LiveSettings(reuse=False)
+    with LivePipeline(models) as pipe:
+        results = [pipe.process(f.image, f.timestamp_ms, settings) for f in d18[:3]]
+    for frame, r in zip(d18, results):
+        assert r.face_found and r.message == ""
+        assert r.wplus.shape == (1, 23, 512) and r.edited.shape == (1, 23, 512)
+        assert set(STAGES) <= set(r.timings) and r.timings["generate"] > 0 and not r.reused
+        assert r.frame.shape == frame.image.shape and r.frame is not frame.image
+        x0, y0, x1, y1 = (int(v) for v in r.face.bbox)
+        inner = (slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4))
+        diff = np.abs(r.frame.astype(np.int16) - frame.image.astype(np.int16))
+        assert diff[inner].mean() > 2.0, "the face should be re-rendered"
+        outside = np.ones(frame.image.shape[:2], bool)
+        outside[max(0, y0 - 4):y1 + 5, max(0, x0 - 4):x1 + 5] = False
+        assert diff[outside].max() == 0, "pixels away from the face must be the input's"
+    assert pipe.renders == 3
+
+
+def test_no_face_passes_frames_through(models, videos_dir):
+    frames = clip_frames(videos_dir, "dark_stage_clip.mp4", 4)  # its first 82 frames show no usable face
+    with LivePipeline(models) as pipe:
+        for f in frames:
+            r = pipe.process(f.image, f.timestamp_ms, LiveSettings())
+            assert not r.face_found and r.message == "no face" and r.wplus is None
+            assert np.array_equal(r.frame, f.image)
+        assert pipe.renders == 0
+
+
+def test_latent_smoothing_reduces_frame_to_frame_change(models, d18):
+    def steps(settings):
+        with LivePipeline(models) as pipe:
+            w = [pipe.process(f.image, f.timestamp_ms, settings).wplus for f in d18]
+        return np.mean([rms(a, b) for a, b in zip(w[1:], w[:-1])])
+
+    raw = steps(LiveSettings(smooth_latents=False, **RENDER_ONCE))
+    one_euro = steps(LiveSettings(smooth_latents=True, **RENDER_ONCE))
+    ema = steps(LiveSettings(smooth_latents=True, latent_filter=LatentSmoothing(mode="ema"), **RENDER_ONCE))
+    assert one_euro < 0.6 * raw and ema < 0.6 * raw, (raw, one_euro, ema)
+
+
+def test_reuse_skips_the_generator_until_the_edit_changes(models, d18):
+    settings = LiveSettings(reuse=True, reuse_threshold=0.05)
+    with LivePipeline(models) as pipe:
+        results = [pipe.process(f.image, f.timestamp_ms, settings) for f in d18[:4]]
+        assert [r.reused for r in results] == [False, True, True, True]
+        reused = results[-1]
+        diff = np.abs(reused.frame.astype(np.int16) - d18[3].image.astype(np.int16))
+        assert diff.mean() > 0.5, "a reused face is still pasted"
+        # a new target is a big change of the edited latent: rendered again
+        target = models.generator.sample_w(3)
+        r = pipe.process(d18[4].image, d18[4].timestamp_ms, settings.with_(target=target, strength=1.0))
+        assert not r.reused and pipe.renders == 2
+        assert rms(r.edited, reused.edited) > 0.05
+
+
+def test_edits_move_the_latent(models, d18):
+    if models.directions is None:
+        pytest.fail(f"attribute directions missing: {models.directions_error}", pytrace=False)
+    f = d18[0]
+    with LivePipeline(models) as pipe:
+        base = pipe.process(f.image, f.timestamp_ms, LiveSettings(**RENDER_ONCE))
+        pipe.reset()
+        yawed = pipe.process(d18[1].image, d18[1].timestamp_ms,
+                             LiveSettings(amounts={"yaw": 20.0}, smooth_latents=False, reuse=False))
+    assert rms(yawed.edited, yawed.wplus) > 0.01
+    with pytest.raises(BadInputError):
+        LiveSettings(strength=1.5)
+    with pytest.raises(BadInputError):
+        LiveSettings(preset="nope")
+    assert base.face_found
+
+
+def test_flicker_command(tmp_path, videos_dir, landmarker_model, capsys):
+    from engine.cli import main
+
+    out = tmp_path / "flicker.json"
+    code = main(["flicker", str(videos_dir / "d18.mp4"), "--frames", "4", "--model", str(landmarker_model),
+                 "--configs", "landmarks + latents + reuse (app default)", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| input frames (floor) |" in text and "app default" in text
+    report = json.loads(out.read_text())
+    row = report["results"][0]
+    assert row["frames"] == 4 and row["frames_with_face"] == 4 and row["fps"] > 0 and row["flicker"] > 0
+    assert main(["flicker", str(tmp_path / "missing.mp4")]) == 2

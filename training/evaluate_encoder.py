@@ -1,0 +1,263 @@
+"""Evaluate the inversion encoder against two baselines (the average face w_avg, latent optimisation with the torch
+generator) on real photos and on held-out generated faces.
+
+    python -m training.evaluate_encoder --json runs/eval.json --pairs docs/images/inversion_pairs.jpg
+    # CPU-sized latent optimisation (the full baseline is --opt-steps 300 on every image, on a GPU):
+    python -m training.evaluate_encoder --opt-steps 10 --opt-images 3
+
+Per image (input = the FFHQ-style MediaPipe-aligned 256-px crop; reconstruction = the render re-aligned the same
+way, as `celeblook invert` writes it):
+  * identity: distance of dlib's face-recognition descriptors (dlib_face_recognition_resnet_model_v1, 5-point
+    shape predictor; dlib's HOG detector on the 256-px crops, a fixed central box when it finds nothing) between
+    input and reconstruction; the usual "same person" threshold is 0.6;
+  * PSNR and SSIM (gaussian window, sigma 1.5) at 256 px inside the input's face oval (MediaPipe landmarks);
+  * generated faces only: latent error, MSE of (W+ - w_avg) in units of w_std over the 16 slots the generator
+    uses, and 1 - cosine of those residuals.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.align import align_face, transform_points, usable_faces
+from engine.encoder import Encoder, realign_render
+from engine.generator import Generator, to_uint8_rgb
+from engine.image_io import load_image, save_image
+from engine.landmarks import FACE_OVAL, FaceLandmarker
+from engine.latents import to_wplus
+from training.encoder_data import USED_SLOTS, w_stats
+
+PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
+HELD_OUT_SEED = 900_000
+SIZE = 256
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+class DlibIdentity:
+    """dlib face-recognition descriptors of aligned face crops (models from the face_recognition_models package)."""
+
+    def __init__(self):
+        import dlib
+
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None:
+            raise SystemExit("identity needs dlib: pip install dlib-bin face-recognition-models (the `train` extra)")
+        models = Path(spec.submodule_search_locations[0]) / "models"
+        self.detector = dlib.get_frontal_face_detector()
+        self.shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self.net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.dlib = dlib
+
+    def descriptor(self, bgr: np.ndarray) -> tuple[np.ndarray, bool]:
+        rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        dets = self.detector(rgb, 1)
+        s = rgb.shape[0]
+        found = len(dets) > 0
+        rect = max(dets, key=lambda r: r.area()) if found else \
+            self.dlib.rectangle(int(0.2 * s), int(0.25 * s), int(0.8 * s), int(0.85 * s))
+        return np.array(self.net.compute_face_descriptor(rgb, self.shape(rgb, rect))), found
+
+    def distance(self, a_bgr: np.ndarray, b_bgr: np.ndarray) -> tuple[float, bool]:
+        (da, fa), (db, fb) = self.descriptor(a_bgr), self.descriptor(b_bgr)
+        return float(np.linalg.norm(da - db)), fa and fb
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM (mean over colour channels) of two uint8 images, gaussian window sigma 1.5."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+    ma, mb = blur(a), blur(b)
+    saa, sbb, sab = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
+    s = (2 * ma * mb + c1) * (2 * sab + c2) / ((ma * ma + mb * mb + c1) * (saa + sbb + c2))
+    return s.mean(axis=2)
+
+
+def region_metrics(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(PSNR dB, SSIM) of uint8 images inside a boolean mask."""
+    diff = (a.astype(np.float64) - b.astype(np.float64))[mask]
+    mse = float(np.mean(diff ** 2))
+    psnr = 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+    return psnr, float(ssim_map(a, b)[mask].mean())
+
+
+def latent_error(pred: np.ndarray, true: np.ndarray, w_avg: np.ndarray, w_std: np.ndarray) -> tuple[float, float]:
+    rp, rt = (to_wplus(pred)[0] - w_avg)[list(USED_SLOTS)], (to_wplus(true)[0] - w_avg)[list(USED_SLOTS)]
+    mse = float(np.mean(((rp - rt) / w_std) ** 2))
+    cos = np.sum(rp * rt, 1) / (np.linalg.norm(rp, axis=1) * np.linalg.norm(rt, axis=1) + 1e-8)
+    return mse, float(1 - cos.mean())
+
+
+# --------------------------------------------------------------------------------------- latent optimisation
+def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2) -> np.ndarray:
+    """Baseline: optimise one W (every slot), from w_avg, so that G(W) at 256 px matches the aligned crop
+    (L1 + 1 - MS-SSIM, Adam). Returns W+ (1, 23, 512)."""
+    import torch
+    import torch.nn.functional as F
+
+    from training.encoder import image_losses
+
+    torch.set_num_threads(threads)
+    target = torch.from_numpy(cv2.cvtColor(target_bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    w = model.w_avg.detach().clone()[None].requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        img = F.interpolate(model.synthesis(w.unsqueeze(1).expand(-1, 23, -1)), size=(SIZE, SIZE), mode="area")
+        parts = image_losses(img, target)
+        loss = parts["l1"] + parts["msssim"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return to_wplus(w.detach().numpy())
+
+
+# ------------------------------------------------------------------------------------------------- driver
+def face_mask(face, crop) -> np.ndarray:
+    poly = transform_points(crop.matrix, face.xy[list(FACE_OVAL)])
+    mask = np.zeros((crop.size, crop.size), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int) -> list[dict]:
+    """Aligned crops of every photo with a usable face (largest face) and of held-out generated faces."""
+    items = []
+    for path in sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        image = load_image(path)
+        faces = usable_faces(landmarker.detect(image))
+        if not faces:
+            print(f"skip {path.name}: no usable face")
+            continue
+        crop = align_face(image, faces[0], SIZE)
+        items.append({"set": "photos", "name": path.name, "crop": crop.image, "mask": face_mask(faces[0], crop)})
+    for i in range(n_generated):
+        w = gen.sample_w(HELD_OUT_SEED + i, 0.7)
+        render = cv2.cvtColor(gen.render(w), cv2.COLOR_RGB2BGR)
+        faces = landmarker.detect(render)
+        if not faces:
+            continue
+        crop = align_face(render, faces[0], SIZE)
+        items.append({"set": "generated", "name": f"seed {HELD_OUT_SEED + i}", "crop": crop.image,
+                      "mask": face_mask(faces[0], crop), "w": w})
+    return items
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for s in ("photos", "generated"):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            rs = [r for r in rows if r["set"] == s and r["method"] == method]
+            if not rs:
+                continue
+            d = np.array([r["id_dist"] for r in rs])
+            row = {"set": s, "method": method, "n": len(rs), "id_dist": round(float(d.mean()), 3),
+                   "id_share_lt_0.6": round(float(np.mean(d < 0.6)), 2),
+                   "psnr_db": round(float(np.mean([r["psnr"] for r in rs])), 2),
+                   "ssim": round(float(np.mean([r["ssim"] for r in rs])), 3),
+                   "ms_per_image": round(float(np.mean([r["ms"] for r in rs])), 1)}
+            if s == "generated":
+                row["latent_mse"] = round(float(np.mean([r["latent_mse"] for r in rs])), 3)
+                row["latent_1-cos"] = round(float(np.mean([r["latent_cos"] for r in rs])), 3)
+            out.append(row)
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    cols = ["set", "method", "n", "id_dist", "id_share_lt_0.6", "psnr_db", "ssim", "latent_mse", "latent_1-cos",
+            "ms_per_image"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "–")) for c in cols) + " |" for r in summary]
+    return "\n".join(lines)
+
+
+def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int = 160) -> np.ndarray:
+    """Rows of input | reconstruction per method, for the photos; a header row names the columns."""
+    rows = []
+    photo_items = [it for it in items if it["set"] == "photos"]
+    header = np.full((22, tile * (1 + len(methods)), 3), 255, np.uint8)
+    for j, name in enumerate(["input (aligned)"] + methods):
+        cv2.putText(header, name, (j * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    rows.append(header)
+    for it in photo_items:
+        tiles = [it["crop"]] + [recons[(it["name"], m)] for m in methods]
+        rows.append(np.concatenate([cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA) for t in tiles], 1))
+    return np.concatenate(rows, 0)
+
+
+def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps: int, opt_images: int,
+             threads: int) -> tuple[list[dict], list[dict], np.ndarray | None]:
+    gen = Generator.load(threads)
+    enc = Encoder.load(threads, encoder_path)
+    _, w_std = w_stats(gen.map)
+    ident = DlibIdentity()
+    torch_model = None
+    rows, recons = [], {}
+    with FaceLandmarker() as lm:
+        items = collect_inputs(lm, gen, photos, n_generated)
+        for it in items:
+            latents = {}
+            t0 = time.perf_counter()
+            latents["encoder"] = enc.invert(it["crop"])
+            t_enc = (time.perf_counter() - t0) * 1000
+            latents["w_avg"] = to_wplus(gen.w_avg)
+            times = {"encoder": t_enc, "w_avg": 0.0}
+            n_in_set = sum(1 for x in items if x["set"] == it["set"] and items.index(x) < items.index(it))
+            if opt_steps > 0 and n_in_set < opt_images:
+                if torch_model is None:
+                    from training.convert_weights import load_weights
+                    torch_model = load_weights().requires_grad_(False)
+                t0 = time.perf_counter()
+                latents["latent_opt"] = optimise_latent(torch_model, it["crop"], opt_steps, threads=threads)
+                times["latent_opt"] = (time.perf_counter() - t0) * 1000
+            for method, wplus in latents.items():
+                render = cv2.cvtColor(to_uint8_rgb(gen.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
+                recon, realigned = realign_render(render, lm, SIZE)
+                dist, found = ident.distance(it["crop"], recon)
+                psnr, ssim = region_metrics(it["crop"], recon, it["mask"])
+                row = {"set": it["set"], "name": it["name"], "method": method, "id_dist": dist, "dlib_found": found,
+                       "psnr": psnr, "ssim": ssim, "ms": times[method], "realigned": realigned}
+                if "w" in it:
+                    row["latent_mse"], row["latent_cos"] = latent_error(wplus, it["w"], gen.w_avg, w_std)
+                rows.append(row)
+                recons[(it["name"], method)] = recon
+                print(f"{it['set']:9s} {it['name']:22s} {method:10s} id {dist:.3f} psnr {psnr:.2f} ssim {ssim:.3f}",
+                      flush=True)
+    methods = ["encoder", "w_avg"] + (["latent_opt"] if opt_steps > 0 and opt_images > 0 else [])
+    have = [m for m in methods if all((it["name"], m) in recons for it in items if it["set"] == "photos")]
+    pairs = pairs_image(items, recons, have) if any(it["set"] == "photos" for it in items) else None
+    return rows, summarise(rows), pairs
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--encoder", help="inversion_encoder.onnx (default: the shipped one)")
+    ap.add_argument("--photos", type=Path, default=PHOTOS)
+    ap.add_argument("--generated", type=int, default=16, help="held-out generated faces (seeds 900000+, psi 0.7)")
+    ap.add_argument("--opt-steps", type=int, default=300, help="latent optimisation steps (0: skip this baseline)")
+    ap.add_argument("--opt-images", type=int, default=1000, help="latent optimisation on the first N images of each set")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
+                                    args.threads)
+    print(markdown(summary))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": summary, "rows": rows, "opt_steps": args.opt_steps,
+                                         "opt_images": args.opt_images, "seconds": round(time.time() - t0)},
+                                        indent=2, default=float))
+    if args.pairs is not None and pairs is not None:
+        save_image(args.pairs, pairs, jpeg_quality=80)
+        print(f"wrote {args.pairs} ({args.pairs.stat().st_size / 1e3:.0f} KB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""Train the inversion encoder (E_I + f) data-free on MobileStyleGAN; single process, or several GPUs with torchrun.
+
+    # full recipe (GPU defaults; samples are rendered on the fly by the torch generator on each GPU)
+    torchrun --standalone --nproc_per_node=8 -m training.train_encoder --out runs/encoder_gpu
+    # CPU scale: from a sample cache built by training.encoder_data
+    python -m training.train_encoder --preset cpu --data ~/.cache/celeblook/encoder_data/cpu2k --out runs/enc_cpu
+
+Each step: a batch of (aligned crop, W+ target, 256-px target render) either from the cache or rendered on the
+fly (source "online": the training recipe of training.encoder_data, z -> w (psi mix) -> W+ near W -> render on
+the device -> crop), augmented on the fly (colour, gamma, grayscale, blur, noise, JPEG, small similarity
+jitter) and resized to the encoder's input. Loss =
+    w_mse * MSE(residual / w_std) + w_cos * (1 - cos(residual)) + w_spread * slot spread   (every step)
+  + w_l1 * L1(G(W+)_256, target_256) + w_msssim * (1 - MS-SSIM at 256 px)                (every `image_every`
+                                                                                            steps, on `image_batch` samples)
+where G is the frozen torch generator with the official weights (gradients reach W+ only).
+
+Progress: a log line every `log_every` steps (losses, samples/s, lr) to stdout and <out>/log.jsonl. Checkpoints:
+<out>/last.pt every `ckpt_every` steps and at the end (model, optimiser, scheduler, step, config); a run restarted
+with the same --out resumes from last.pt. DDP: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gradients are averaged
+by torch's DistributedDataParallel, each rank draws its own samples (distinct seeds / cache shards), rank 0 logs
+and checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from training.encoder import (EncoderConfig, InversionEncoder, count_parameters, image_losses,
+                              latent_losses)
+
+
+@dataclass
+class TrainConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    source: str = "online"  # "online" (render on the device with the torch generator) or "cache"
+    data: str = ""  # cache folder (source "cache")
+    batch: int = 32  # per process
+    steps: int = 200_000
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 2000
+    w_mse: float = 1.0
+    w_cos: float = 0.5
+    w_spread: float = 0.1
+    w_l1: float = 1.0
+    w_msssim: float = 1.0
+    image_every: int = 1  # image loss every N steps (0: never)
+    image_batch: int = 8  # samples of the batch that go through the generator for the image loss
+    image_res: int = 256
+    online_align: str = "mediapipe"  # online source: "mediapipe" (as for photos) or "jitter" (generator framing)
+    aug_strength: float = 1.0
+    log_every: int = 50
+    ckpt_every: int = 2000
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    max_minutes: float = 0.0  # stop (and checkpoint) after this wall time (0: no limit)
+
+
+PRESETS = {
+    # the full recipe, one GPU or several (torchrun); rendering on the fly
+    "gpu": {},
+    # what fits a shared 2-core CPU: cached samples, smaller input, image loss on a few steps
+    "cpu": {"source": "cache", "batch": 16, "steps": 1400, "lr": 1e-3, "warmup": 50, "image_every": 10,
+            "image_batch": 1, "log_every": 20, "ckpt_every": 100, "threads": 2},
+    # unit tests
+    "tiny": {"source": "cache", "batch": 4, "steps": 6, "lr": 1e-3, "warmup": 0, "image_every": 0, "log_every": 1,
+             "ckpt_every": 1000, "encoder": {"backbone": "mobilenetv3_small_050", "input_size": 64,
+                                              "mapper_hidden": 64, "mapper_layers": 1, "slot_rank": 4}},
+}
+
+
+def make_config(preset: str = "gpu", **overrides) -> TrainConfig:
+    values = json.loads(json.dumps(PRESETS[preset]))
+    enc = values.pop("encoder", {})
+    enc.update(overrides.pop("encoder", {}) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(encoder=EncoderConfig(**enc), **values)
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+def augment(crops: np.ndarray, size: int, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+    """uint8 RGB crops (B, 256, 256, 3) -> float (B, 3, size, size) in [0, 1], augmented so real photos are in
+    distribution: small similarity jitter (alignment error), JPEG, blur, colour/gamma/grayscale, noise."""
+    out = []
+    for img in crops:
+        s = strength
+        if s > 0:
+            n = img.shape[0]
+            ang = rng.uniform(-3, 3) * s
+            scale = 1.0 + rng.uniform(-0.04, 0.04) * s
+            shift = rng.uniform(-0.025, 0.025, 2) * n * s
+            m = cv2.getRotationMatrix2D((n / 2 - 0.5, n / 2 - 0.5), ang, scale)
+            m[:, 2] += shift
+            img = cv2.warpAffine(img, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            if rng.random() < 0.3 * s:
+                sigma = rng.uniform(0.3, 2.0)
+                img = cv2.GaussianBlur(img, (0, 0), sigma)
+            if rng.random() < 0.2 * s:  # low-resolution source (webcam, small face)
+                k = rng.uniform(0.25, 0.6)
+                small = cv2.resize(img, (int(n * k), int(n * k)), interpolation=cv2.INTER_AREA)
+                img = cv2.resize(small, (n, n), interpolation=cv2.INTER_LINEAR)
+            if rng.random() < 0.4 * s:
+                ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
+                img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        if s > 0:
+            img = img * rng.uniform(1 - 0.25 * s, 1 + 0.25 * s) + rng.uniform(-0.08, 0.08) * s  # contrast, brightness
+            img = img * (1 + rng.uniform(-0.08, 0.08, 3) * s)  # white balance
+            gray = img.mean(axis=2, keepdims=True)
+            img = gray + (img - gray) * rng.uniform(1 - 0.4 * s, 1 + 0.3 * s)  # saturation
+            if rng.random() < 0.05 * s:
+                img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+            img = np.clip(img, 0, 1) ** rng.uniform(1 - 0.25 * s, 1 + 0.25 * s)  # gamma
+            if rng.random() < 0.3 * s:
+                img = img + rng.normal(0, rng.uniform(0.005, 0.03), img.shape)
+        out.append(np.clip(img, 0, 1).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(out).astype(np.float32))
+
+
+# -------------------------------------------------------------------------------------------------- data
+class CacheSource:
+    """Random batches from a training.encoder_data cache (this rank's share of the samples)."""
+
+    def __init__(self, folder: str, rank: int, world: int, seed: int, limit: int | None = None):
+        from training.encoder_data import load_shards
+
+        d = load_shards(Path(folder).expanduser(), limit)
+        idx = np.arange(len(d["wplus"]))[rank::world]
+        self.crop, self.target, self.wplus = d["crop"][idx], d["target"][idx], d["wplus"][idx]
+        self.w_avg, self.w_std = torch.from_numpy(d["w_avg"]), torch.from_numpy(d["w_std"])
+        self.rng = np.random.default_rng([seed, rank])
+
+    def __len__(self) -> int:
+        return len(self.wplus)
+
+    def batch(self, n: int):
+        i = self.rng.choice(len(self.wplus), n, replace=False) if n <= len(self.wplus) else \
+            self.rng.integers(0, len(self.wplus), n)
+        return self.crop[i], torch.from_numpy(self.target[i]).permute(0, 3, 1, 2).float() / 127.5 - 1, \
+            torch.from_numpy(self.wplus[i])
+
+
+class OnlineSource:
+    """Samples rendered on the fly by the torch generator (the GPU recipe); crops by MediaPipe or jitter."""
+
+    def __init__(self, generator, device, rank: int, seed: int, align: str = "mediapipe"):
+        from training.encoder_data import SampleRecipe, w_stats
+
+        self.g, self.device, self.align = generator, device, align
+        self.recipe = SampleRecipe()
+        self.rng = np.random.default_rng([seed, rank, 1])
+        self.map = lambda z: generator.mapping(torch.from_numpy(z).to(device)).detach().cpu().numpy()
+        self.w_avg_np = generator.w_avg.detach().cpu().numpy()
+        _, w_std = w_stats(self.map)
+        self.w_avg, self.w_std = torch.from_numpy(self.w_avg_np), torch.from_numpy(w_std)
+        self.landmarker = None
+        if align == "mediapipe":
+            from engine.landmarks import FaceLandmarker
+            self.landmarker = FaceLandmarker()
+
+    def close(self) -> None:
+        if self.landmarker is not None:
+            self.landmarker.close()
+            self.landmarker = None
+
+    @torch.no_grad()
+    def batch(self, n: int):
+        from training.encoder_data import CROP, aligned_crop, sample_wplus
+
+        wplus, _ = sample_wplus(self.rng, self.map, self.w_avg_np, self.w_std.numpy(), n, self.recipe)
+        img = self.g.synthesis(torch.from_numpy(wplus).to(self.device)).clamp(-1, 1)
+        target = F.interpolate(img, size=(CROP, CROP), mode="area")
+        u8 = ((img + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        if self.landmarker is not None:
+            crops = np.stack([aligned_crop(self.landmarker, im)[0] for im in u8])
+        else:
+            crops = ((target + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        return crops, target.cpu(), torch.from_numpy(wplus)
+
+
+# -------------------------------------------------------------------------------------------------- train
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def setup_distributed() -> tuple[int, int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device.index or 0, device
+
+
+def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None) -> dict:
+    """Run (or resume) training; returns the last logged metrics. `generator`: an already loaded MobileStyleGAN."""
+    rank, world, _, device = setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    need_g = cfg.source == "online" or cfg.image_every > 0
+    if need_g and generator is None:
+        from training.convert_weights import load_weights
+        generator = load_weights()
+    if generator is not None:
+        generator = generator.to(device).eval().requires_grad_(False)
+    source = CacheSource(cfg.data, rank, world, cfg.seed, limit) if cfg.source == "cache" else \
+        OnlineSource(generator, device, rank, cfg.seed, cfg.online_align)
+    model = InversionEncoder(cfg.encoder, source.w_avg, source.w_std).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    step, t_train = 0, 0.0
+    ckpt = out / "last.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, t_train = state["step"], state.get("train_seconds", 0.0)
+        source.rng = np.random.default_rng([cfg.seed, rank, step])
+        if rank == 0:
+            print(f"resumed from {ckpt} at step {step}", flush=True)
+    # find_unused_parameters: timm keeps its classifier-side head (e.g. MobileNetV3 conv_head), unused here
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        print(f"encoder {count_parameters(model) / 1e6:.2f} M parameters, {world} process(es) on {device}, "
+              f"source {cfg.source}" + (f" ({len(source)} cached samples per rank)" if cfg.source == "cache" else ""),
+              flush=True)
+    w_avg, w_std = model.w_avg, model.mapper.w_std
+    aug_rng = np.random.default_rng([cfg.seed, rank, 7, step])
+    t0, seen, last = time.time(), 0, {}
+    start_wall = time.time()
+    log_file = open(out / "log.jsonl", "a") if rank == 0 else None
+    sums: dict[str, float] = {}
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        crops, target_img, target_w = source.batch(cfg.batch)
+        x = augment(crops, cfg.encoder.input_size, aug_rng, cfg.aug_strength).to(device)
+        target_w = target_w.to(device)
+        pred, _ = net(x)
+        parts = latent_losses(pred, target_w, w_avg, w_std)
+        loss = cfg.w_mse * parts["mse"] + cfg.w_cos * parts["cos"] + cfg.w_spread * parts["spread"]
+        if cfg.image_every and step % cfg.image_every == 0:
+            k = min(cfg.image_batch, cfg.batch)
+            render = generator.synthesis(pred[:k])
+            render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
+            tgt = target_img[:k].to(device)
+            if tgt.shape[-1] != cfg.image_res:
+                tgt = F.interpolate(tgt, size=(cfg.image_res, cfg.image_res), mode="area")
+            parts.update(image_losses(render, tgt))
+            loss = loss + cfg.w_l1 * parts["l1"] + cfg.w_msssim * parts["msssim"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        seen += cfg.batch * world
+        for k_, v in parts.items():
+            sums[k_] = sums.get(k_, 0.0) + float(v.detach())
+            sums["n_" + k_] = sums.get("n_" + k_, 0.0) + 1
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        sums["n_loss"] = sums.get("n_loss", 0.0) + 1
+        out_of_time = cfg.max_minutes and (time.time() - start_wall) > cfg.max_minutes * 60
+        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or out_of_time):
+            dt = time.time() - t0
+            t_train += dt
+            last = {"step": step, "lr": round(lr_at(step - 1, cfg), 6), "samples_per_s": round(seen / dt, 2),
+                    "train_seconds": round(t_train, 1),
+                    **{k_: round(sums[k_] / sums["n_" + k_], 5) for k_ in sums if not k_.startswith("n_")}}
+            print("  ".join(f"{k_} {v}" for k_, v in last.items()), flush=True)
+            log_file.write(json.dumps(last) + "\n")
+            log_file.flush()
+            t0, seen, sums = time.time(), 0, {}
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps or out_of_time):
+            save_checkpoint(ckpt, model, opt, step, cfg, t_train)
+        if out_of_time:
+            if rank == 0:
+                print(f"stopping after {cfg.max_minutes} min at step {step}", flush=True)
+            break
+    if log_file:
+        log_file.close()
+    if hasattr(source, "close"):
+        source.close()
+    if world > 1:
+        dist.barrier()
+    return last
+
+
+def save_checkpoint(path: Path, model: InversionEncoder, opt, step: int, cfg: TrainConfig, t_train: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "config": dataclasses.asdict(cfg), "train_seconds": t_train}, tmp)
+    tmp.replace(path)
+
+
+def load_encoder(path: str | Path) -> InversionEncoder:
+    """An InversionEncoder (eval mode) from a training checkpoint."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = InversionEncoder(EncoderConfig(**state["config"]["encoder"]))
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log); resumes from last.pt")
+    ap.add_argument("--data", help="sample cache folder (source cache)")
+    ap.add_argument("--source", choices=["online", "cache"])
+    for name in ("batch", "steps", "warmup", "image_every", "image_batch", "log_every", "ckpt_every", "threads",
+                 "seed"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=int)
+    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=float)
+    ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
+    ap.add_argument("--backbone")
+    ap.add_argument("--input-size", type=int)
+    args = vars(ap.parse_args(argv))
+    out, preset = args.pop("out"), args.pop("preset")
+    enc = {k: args.pop(k) for k in ("backbone", "input_size") if args.get(k) is not None}
+    args.pop("backbone", None), args.pop("input_size", None)
+    cfg = make_config(preset, encoder=enc, **args)
+    train(cfg, out)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

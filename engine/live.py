@@ -2,7 +2,8 @@
 
     frame --VIDEO-mode landmarks--> One-Euro (landmarks) --> FFHQ crop (256 px) --> encoder --> W+
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
-          --> generator (1024 px; skipped when the edited W+ barely moved: the last face is reused)
+          --> generator (256-px preview model when shipped, else 1024 px; skipped when the edited W+ barely
+              moved: the last face is reused)
           --> paste back into the frame
 
 `LivePipeline.process(frame, timestamp_ms, settings)` returns a `LiveResult` with the output frame, whether a
@@ -123,8 +124,9 @@ class LiveModels:
 
     @classmethod
     def load(cls, threads: int = 2, encoder_path: str | os.PathLike | None = None,
-             landmarker_model: str | os.PathLike | None = None) -> "LiveModels":
-        generator = Generator.load(threads)
+             landmarker_model: str | os.PathLike | None = None, resolution: int | None = None) -> "LiveModels":
+        """`resolution`: generator output (1024, 512, 256); default: the fast 256-px preview when shipped."""
+        generator = Generator.load(threads, resolution=resolution or preview_resolution())
         encoder, path = load_encoder(threads, encoder_path)
         lm_bytes = resolve_model("face_landmarker", explicit=landmarker_model).read_bytes()
         try:
@@ -159,6 +161,13 @@ def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tup
     meta = session.get_modelmeta().custom_metadata_map
     size = int(meta["input_size"]) if "input_size" in meta else int(session.get_inputs()[0].shape[-1])
     return Encoder(session, size), path
+
+
+def preview_resolution() -> int:
+    """256 when the 256-px preview generator is shipped (the live fast path), else 1024."""
+    from engine.generator import SYNTHESIS_MODELS
+
+    return 256 if _in_manifest(SYNTHESIS_MODELS[256]) else 1024
 
 
 def _in_manifest(name: str) -> bool:

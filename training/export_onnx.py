@@ -1,11 +1,14 @@
 """Export the converted MobileStyleGAN to ONNX for the engine and record the files in the model manifest.
 
     python -m training.export_onnx            # synthesis + mapping + w_avg into resources/models/
+    python -m training.export_onnx --preview  # 256- and 512-px synthesis with the distilled preview heads
 
 Outputs (resources/models/):
   mobilestylegan_synthesis.onnx  wplus (B, 23, 512) float32 -> image (B, 3, 1024, 1024) RGB in ~[-1, 1]
   mobilestylegan_mapping.onnx    z (B, 512) -> w (B, 512)
   w_avg.npy                      (512,) mean of 16384 mapped z (seed 0)
+  mobilestylegan_synthesis_256.onnx / _512.onnx  wplus -> image (B, 3, 256 | 512, 256 | 512), stopping after
+                                 block 4 / 5 with the heads of training/train_preview_heads.py
 """
 from __future__ import annotations
 
@@ -48,10 +51,46 @@ def entry(path: Path, description: str) -> dict:
             "source": f"{description}; {SOURCE}", "licence": LICENCE, "regenerate": REGENERATE, "shipped": True}
 
 
+class PreviewSynthesis(torch.nn.Module):
+    """The synthesis network stopped after `block`, rendered by its preview head."""
+
+    def __init__(self, synthesis: torch.nn.Module, block: int):
+        super().__init__()
+        self.synthesis, self.block = synthesis, block
+
+    def forward(self, wplus: torch.Tensor) -> torch.Tensor:
+        return self.synthesis(wplus, out_block=self.block)
+
+
+def export_preview(out: Path) -> None:
+    """Export the 256- and 512-px synthesis models (needs resources/models/preview_heads.safetensors)."""
+    from training.train_preview_heads import load_preview_heads
+
+    model = load_preview_heads(load_weights())
+    entries = {}
+    for block, size in ((4, 256), (5, 512)):
+        path = out / f"mobilestylegan_synthesis_{size}.onnx"
+        with torch.no_grad():
+            export(PreviewSynthesis(model.synthesis, block).eval(), torch.zeros(1, N_SLOTS, STYLE_DIM), path,
+                   "wplus", "image")
+        entries[f"mobilestylegan_synthesis_{size}"] = entry(
+            path, f"MobileStyleGAN synthesis stopped after block {block} with our distilled preview head, "
+                  f"W+ (B,23,512) -> RGB {size}")
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if out == MODELS_DIR:
+        for e in entries.values():
+            e["regenerate"] = "python -m training.train_preview_heads && python -m training.export_onnx --preview"
+        update_manifest(entries)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
+    ap.add_argument("--preview", action="store_true", help="export the 256/512-px preview synthesis models only")
     args = ap.parse_args(argv)
+    if args.preview:
+        export_preview(args.out_dir)
+        return
     model = load_weights()
     out = args.out_dir
     synthesis, mapping = out / "mobilestylegan_synthesis.onnx", out / "mobilestylegan_mapping.onnx"

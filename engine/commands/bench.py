@@ -1,6 +1,9 @@
 """`celeblook bench`: benchmark commands that print a table (and write JSON with --json).
 
+  celeblook bench [pipeline]  per-stage latency and end-to-end fps of the live pipeline on the dev videos,
+                              at 1 thread and 2; params and MACs per model; --check tests resources/budgets.json
   celeblook bench generator   1024-px synthesis latency, onnxruntime vs the OpenVINO IR, 1 and 2 threads
+  celeblook bench encoder     inversion encoder latency per aligned face
 """
 from __future__ import annotations
 
@@ -59,24 +62,40 @@ def bench_encoder(args: argparse.Namespace) -> dict:
     return {"benchmark": "encoder", "batch": 1, "repeats": args.repeats, "machine": machine_info(), "rows": rows}
 
 
-TARGETS = {"generator": bench_generator, "encoder": bench_encoder}
+TARGETS = {"pipeline": None, "generator": bench_generator, "encoder": bench_encoder}  # pipeline: below
 
 
 def run(args: argparse.Namespace) -> int:
     if args.target not in TARGETS:
         raise CelebLookError(f"unknown benchmark {args.target!r}; choose from {', '.join(TARGETS)}")
-    report = TARGETS[args.target](args)
-    print(format_table(report["rows"], list(dict.fromkeys(k for r in report["rows"] for k in r))))
+    if args.target == "pipeline":
+        from engine.pipeline_bench import bench_pipeline, check_budgets
+
+        report = bench_pipeline(args)
+    else:
+        report = TARGETS[args.target](args)
+    for title, rows in report.get("tables", {"": report.get("rows", [])}).items():
+        if title:
+            print(f"\n{title}")
+        print(format_table(rows, list(dict.fromkeys(k for r in rows for k in r))))
+    failures = check_budgets(report, args.check) if args.target == "pipeline" and args.check else []
     if args.json:
         write_json(args.json, report)
         print(f"wrote {args.json}")
-    return 0
+    for line in failures:
+        print(f"OVER BUDGET: {line}")
+    return 1 if failures else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: print a table of median latencies (and JSON)")
-    p.add_argument("target", nargs="?", default="generator", help=f"what to measure: {', '.join(TARGETS)}")
+    p.add_argument("target", nargs="?", default="pipeline", help=f"what to measure: {', '.join(TARGETS)}")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (default 1 2)")
     p.add_argument("--repeats", type=int, default=10, help="timed runs per row (default 10)")
+    p.add_argument("--videos", nargs="+", help="pipeline: clips to run (default: the dev clips in ../shared)")
+    p.add_argument("--frames", type=int, default=30, help="pipeline: frames per clip and setting (default 30)")
+    p.add_argument("--resolution", type=int, default=None, help="pipeline: generator resolution (default: budget's)")
+    p.add_argument("--check", nargs="*", choices=["laptop", "phone"], default=None,
+                   help="pipeline: exit 1 when over the named budgets (no name: laptop)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=run)

@@ -1,0 +1,117 @@
+"""`celeblook bench pipeline`: the live pipeline measured stage by stage on video clips, against budgets.
+
+Per thread count, the clips run twice: with the app's default settings (smoothing on, the last face reused
+while the latent is still) and rendering every frame. Stages: decode, landmarks, align, encode, edit,
+generate, paste, display (BGR -> RGB for the screen); fps = frames / the sum of all stages, one frame after
+the other (the app overlaps capture with the engine, so it is a lower bound). A built-in target is set, so
+every frame is really morphed. Budgets: resources/budgets.json.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.benchmark import machine_info
+from engine.errors import BadInputError
+from engine.live import STAGES, LiveModels, LivePipeline, LiveSettings, preview_resolution
+from engine.model_stats import onnx_stats
+from engine.models import RESOURCES_DIR, resolve_model
+from engine.targets import builtin_targets
+from engine.video import VideoReader
+
+BUDGETS_PATH = RESOURCES_DIR / "budgets.json"
+DEV_CLIPS = ("d18.mp4", "d20.mp4", "s18.mp4")
+ALL_STAGES = ("decode", *STAGES, "display")
+
+
+def default_videos() -> list[Path]:
+    """The dev clips in ../shared/data/video beside the checkout."""
+    folder = RESOURCES_DIR.parent.parent / "shared" / "data" / "video"
+    clips = [folder / c for c in DEV_CLIPS if (folder / c).is_file()]
+    if not clips:
+        raise BadInputError(f"no dev clips in {folder}: give --videos PATH...")
+    return clips
+
+
+def run_clips(models: LiveModels, videos: list[Path], frames: int, settings: LiveSettings) -> dict:
+    """Median ms per stage over frames with a face, and end-to-end fps over all frames."""
+    times = {k: [] for k in ALL_STAGES}
+    total, count, renders, faces = 0.0, 0, 0, 0
+    for video in videos:
+        with VideoReader(video) as reader, LivePipeline(models) as pipe:
+            for _ in range(frames):
+                t0 = time.perf_counter()
+                frame = reader.read()
+                t1 = time.perf_counter()
+                if frame is None:
+                    break
+                result = pipe.process(frame.image, frame.timestamp_ms, settings)
+                t2 = time.perf_counter()
+                cv2.cvtColor(result.frame, cv2.COLOR_BGR2RGB)
+                t3 = time.perf_counter()
+                total += t3 - t0
+                count += 1
+                if result.face_found:
+                    faces += 1
+                    for k in STAGES:
+                        times[k].append(result.timings[k])
+                    times["decode"].append(1000 * (t1 - t0))
+                    times["display"].append(1000 * (t3 - t2))
+            renders += pipe.renders
+    return {"frames": count, "faces": faces, "renders": renders, "fps": count / total if total else 0.0,
+            "median_ms": {k: float(np.median(v)) if v else 0.0 for k, v in times.items()}}
+
+
+def bench_pipeline(args) -> dict:
+    budgets = json.loads(BUDGETS_PATH.read_text())
+    resolution = args.resolution or preview_resolution()  # the app's fast path
+    videos = [Path(v) for v in args.videos] if args.videos else default_videos()
+    runs, stage_rows, fps_rows = [], [], []
+    for threads in args.threads:
+        models = LiveModels.load(threads, resolution=resolution)
+        target = builtin_targets(models.generator, seeds=(0,))[0].wplus
+        for mode, settings in (("app default", LiveSettings(target=target)),
+                               ("render every frame", LiveSettings(target=target, reuse=False))):
+            r = run_clips(models, videos, args.frames, settings)
+            runs.append({"threads": threads, "mode": mode, **r})
+            stage_rows.append({"threads": threads, "mode": mode,
+                               **{k: round(v, 1) for k, v in r["median_ms"].items()}})
+            fps_rows.append({"threads": threads, "mode": mode, "frames": r["frames"], "with face": r["faces"],
+                             "generator runs": r["renders"], "fps": round(r["fps"], 1)})
+    model_rows = []
+    names = {"landmarks": "face_landmarker", "encoder": "inversion_encoder",
+             f"generator {resolution}": "mobilestylegan_synthesis" + ("" if resolution == 1024 else f"_{resolution}")}
+    for label, name in names.items():
+        stats = onnx_stats(resolve_model(name)) if name != "face_landmarker" else None
+        model_rows.append({"model": label, "file": resolve_model(name).name,
+                           "params_M": round(stats.params / 1e6, 2) if stats else "n/a (TFLite)",
+                           "GMACs": round(stats.macs / 1e9, 3) if stats else "n/a (TFLite)"})
+    laptop = next((r for r in runs if r["threads"] == budgets["laptop"]["threads"] and r["mode"] == "app default"), None)
+    phone = next((r for r in runs if r["threads"] == budgets["phone"]["threads"] and r["mode"] == "render every frame"), None)
+    budget_rows = []
+    if laptop:
+        budget_rows.append({"budget": "laptop", "measure": f"fps, app default, {laptop['threads']} threads",
+                            "value": round(laptop["fps"], 1), "limit": f">= {budgets['laptop']['min_fps']}",
+                            "ok": laptop["fps"] >= budgets["laptop"]["min_fps"]})
+    if phone:
+        ms = sum(phone["median_ms"][k] for k in ("landmarks", "encode", "generate"))
+        budget_rows.append({"budget": "phone", "measure": f"model ms/frame (landmarks+encode+generate), 1 thread",
+                            "value": round(ms, 1), "limit": f"<= {budgets['phone']['max_model_ms']}",
+                            "ok": ms <= budgets["phone"]["max_model_ms"]})
+    fps = laptop["fps"] if laptop else runs[0]["fps"]
+    return {"benchmark": "pipeline", "fps": round(fps, 2), "resolution": resolution,
+            "videos": [str(v) for v in videos], "frames_per_clip": args.frames, "machine": machine_info(),
+            "runs": runs, "budgets": budget_rows,
+            "tables": {"per-stage median ms (frames with a face)": stage_rows, "end to end": fps_rows,
+                       "models": model_rows, "budgets": budget_rows}}
+
+
+def check_budgets(report: dict, names: list[str]) -> list[str]:
+    """Lines describing each named budget (default: laptop) that the report misses."""
+    names = names or ["laptop"]
+    return [f"{b['budget']}: {b['measure']} = {b['value']} (limit {b['limit']})"
+            for b in report["budgets"] if b["budget"] in names and not b["ok"]]

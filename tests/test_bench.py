@@ -1,0 +1,43 @@
+"""Benchmark commands: model stats from ONNX graphs, the pipeline benchmark's report and budget check."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.cli import main as cli_main
+from engine.model_stats import onnx_stats
+from engine.models import resolve_model
+from engine.pipeline_bench import BUDGETS_PATH, check_budgets
+
+
+def test_generator_macs_and_params_match_the_architecture():
+    pytest.importorskip("onnx")
+    stats = onnx_stats(resolve_model("mobilestylegan_synthesis"))
+    assert 7.9e6 < stats.params < 8.1e6  # synthesis parameters incl. baked noise maps
+    assert 7.0e9 < stats.macs < 7.6e9  # hand count from DESIGN.md's per-block figures, minus the IDWT convs
+    assert onnx_stats(resolve_model("mobilestylegan_synthesis"), batch=2).macs == 2 * stats.macs
+
+
+def test_budget_check_reports_only_missed_budgets():
+    report = {"budgets": [{"budget": "laptop", "measure": "fps", "value": 25.0, "limit": ">= 20", "ok": True},
+                          {"budget": "phone", "measure": "ms", "value": 90.0, "limit": "<= 33", "ok": False}]}
+    assert check_budgets(report, []) == []  # default: the laptop budget
+    assert check_budgets(report, ["laptop", "phone"]) == ["phone: ms = 90.0 (limit <= 33)"]
+    budgets = json.loads(BUDGETS_PATH.read_text())
+    assert budgets["laptop"]["min_fps"] == 20 and budgets["phone"]["max_model_ms"] == 33
+
+
+def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
+    out = tmp_path / "bench.json"
+    rc = cli_main(["bench", "--threads", "2", "--frames", "3", "--videos", str(videos_dir / "d18.mp4"),
+                   "--json", str(out)])
+    assert rc == 0  # without --check the numbers are reported, not judged
+    report = json.loads(out.read_text())
+    assert report["fps"] > 0
+    modes = {r["mode"]: r for r in report["runs"]}
+    assert modes["render every frame"]["renders"] == 3 and modes["render every frame"]["faces"] == 3
+    assert modes["app default"]["renders"] <= 3
+    assert set(report["runs"][0]["median_ms"]) >= {"decode", "landmarks", "encode", "generate", "paste", "display"}
+    printed = capsys.readouterr().out
+    assert "per-stage median ms" in printed and "budgets" in printed

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "engine.commands.morph",
     "engine.commands.edit",
     "engine.commands.flicker",
+    "engine.commands.text",
 ]
 
 

@@ -112,7 +112,7 @@ def train(cfg: DistillConfig, out: Path, generator=None, teacher=None, limit: in
 
 def load_student(path: str | Path) -> ImageEncoder:
     """The distilled E_I (eval) from a clip_distill checkpoint; its embed_dim is read from the weights."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = DistillConfig(**state["config"])
     model = student_for(cfg, int(state["model"]["project.weight"].shape[0]))
     model.load_state_dict(state["model"])

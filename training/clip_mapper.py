@@ -196,7 +196,7 @@ def train(cfg: MapperConfig, out: Path, generator=None, teacher=None, limit: int
 
 def load_mapper(path: str | Path) -> ClipMapper:
     """The trained f (eval) from a clip_mapper checkpoint."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = MapperConfig(**state["config"])
     model = ClipMapper(int(state["model"]["e_mean"].shape[0]), cfg.hidden, cfg.layers, cfg.slot_rank)
     model.load_state_dict(state["model"])

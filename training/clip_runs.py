@@ -104,7 +104,7 @@ class Run:
         self.ckpt = self.out / "last.pt"
         self.step, self.train_seconds = 0, 0.0
         if self.ckpt.is_file():
-            state = torch.load(self.ckpt, map_location=device, weights_only=False)
+            state = torch.load(self.ckpt, map_location=device, weights_only=True)
             for name, m in modules.items():
                 m.load_state_dict(state[name])
             opt.load_state_dict(state["optimizer"])

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--description", default="", help="what the model was trained on (goes into the manifest)")
     args = ap.parse_args(argv)
     model = load_encoder(args.checkpoint)
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     path = export_encoder(model, args.out_dir / FILE, {"train_steps": state["step"]})
     report = parity(model, path)
     write_parity_reference(model, args.out_dir / PARITY_FILE)

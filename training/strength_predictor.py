@@ -223,7 +223,7 @@ def _bgr(img: torch.Tensor) -> np.ndarray:
 
 
 def load_predictor(path: str | Path) -> StrengthPredictor:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = StrengthConfig(**state["config"])
     embed_dim = (state["model"]["mlp.0.weight"].shape[1] - 65) // 3
     model = StrengthPredictor(embed_dim, cfg.hidden, cfg.c_max, cfg.c_init)

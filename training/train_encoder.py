@@ -232,7 +232,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     step, t_train = 0, 0.0
     ckpt = out / "last.pt"
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, t_train = state["step"], state.get("train_seconds", 0.0)
@@ -316,7 +316,7 @@ def save_checkpoint(path: Path, model: InversionEncoder, opt, step: int, cfg: Tr
 
 def load_encoder(path: str | Path) -> InversionEncoder:
     """An InversionEncoder (eval mode) from a training checkpoint."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     model = InversionEncoder(EncoderConfig(**state["config"]["encoder"]))
     model.load_state_dict(state["model"])
     return model.eval()

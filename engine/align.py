@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.errors import BadInputError
+from engine.errors import BadInputError, NoFaceError
 from engine.landmarks import LEFT_EYE, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_EYE, Face
 
 CROP_SIZES = (256, 512, 1024)
@@ -140,6 +140,16 @@ def usable_faces(faces: list[Face], min_visible: float = MIN_VISIBLE_FRACTION) -
     """The faces with at least `min_visible` of their landmarks inside the picture (order kept)."""
     return [f for f in faces if f.visible_fraction >= min_visible]
 
+
+
+def require_usable_faces(faces: list[Face], source: str = "the image") -> list[Face]:
+    """usable_faces(faces), largest first, or NoFaceError saying whether none was found or none is usable."""
+    if not faces:
+        raise NoFaceError(f"no face found in {source}")
+    usable = usable_faces(faces)
+    if not usable:
+        raise NoFaceError(f"no usable face in {source}: the only faces found are mostly outside the picture")
+    return usable
 
 def face_warnings(face: Face, crop: Crop) -> list[str]:
     """Plain-language caveats about a crop: face partly outside the picture, or small and upscaled."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from engine.align import Crop, align_face, usable_faces
-from engine.errors import BadInputError, NoFaceError
+from engine.align import Crop, align_face, require_usable_faces
+from engine.errors import BadInputError
 from engine.landmarks import Face
 from engine.models import resolve_model
 from engine.onnx_session import make_session
@@ -93,13 +93,7 @@ def realign_render(render_bgr: np.ndarray, landmarker, size: int) -> tuple[np.nd
 
 def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") -> Face:
     """The largest usable face of a photo, or NoFaceError with a plain message."""
-    faces = landmarker.detect(image_bgr)
-    if not faces:
-        raise NoFaceError(f"no face found in {source}")
-    faces = usable_faces(faces)
-    if not faces:
-        raise NoFaceError(f"no usable face in {source}: the only faces found are mostly outside the picture")
-    return faces[0]
+    return require_usable_faces(landmarker.detect(image_bgr), source)[0]
 
 
 def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,

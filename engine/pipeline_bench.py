@@ -99,7 +99,7 @@ def bench_pipeline(args) -> dict:
                             "ok": laptop["fps"] >= budgets["laptop"]["min_fps"]})
     if phone:
         ms = sum(phone["median_ms"][k] for k in ("landmarks", "encode", "generate"))
-        budget_rows.append({"budget": "phone", "measure": f"model ms/frame (landmarks+encode+generate), 1 thread",
+        budget_rows.append({"budget": "phone", "measure": "model ms/frame (landmarks+encode+generate), 1 thread",
                             "value": round(ms, 1), "limit": f"<= {budgets['phone']['max_model_ms']}",
                             "ok": ms <= budgets["phone"]["max_model_ms"]})
     fps = laptop["fps"] if laptop else runs[0]["fps"]

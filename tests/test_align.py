@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.align import (CROP_SIZES, align_face, eye_mouth_points, face_quad, face_warnings, ffhq_quad, quad_matrix,
+from engine.align import (CROP_SIZES, align_face, eye_mouth_points, face_warnings, ffhq_quad, quad_matrix,
                           transform_points, warp_quad)
 from engine.cli import main as cli_main
 from engine.errors import BadInputError

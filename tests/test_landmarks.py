@@ -1,8 +1,6 @@
 """MediaPipe landmarks (IMAGE and VIDEO mode), One-Euro smoothing and the video reader, on real data."""
 import dataclasses
-import os
 
-import cv2
 import numpy as np
 import pytest
 

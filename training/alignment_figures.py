@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.align import align_face, eye_mouth_points, face_quad, ffhq_quad, transform_points, warp_quad
+from engine.align import align_face, face_quad, ffhq_quad, transform_points, warp_quad
 from engine.image_io import load_image, save_image
 from engine.landmarks import FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, FaceLandmarker
 from engine.paste import paste_back

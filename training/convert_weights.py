@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.mobilestylegan import MobileStyleGAN, SynthesisNetwork, MappingNetwork
+from training.mobilestylegan import MappingNetwork, MobileStyleGAN
 from training.openvino_ir import IRGraph, IRNode, read_ir
 from training.random_face_weights import cache_dir, ir_dir
 

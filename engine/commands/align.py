@@ -5,8 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.align import CROP_SIZES, align_face, face_warnings, usable_faces
-from engine.errors import NoFaceError
+from engine.align import CROP_SIZES, align_face, face_warnings, require_usable_faces
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
 
@@ -22,12 +21,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     image = load_image(args.photo)
     with FaceLandmarker(args.model, max_faces=MAX_FACES if args.all else 4) as landmarker:
-        faces = landmarker.detect(image)
-    if not faces:
-        raise NoFaceError(f"no face found in {args.photo}")
-    faces = usable_faces(faces)
-    if not faces:
-        raise NoFaceError(f"no usable face in {args.photo}: the only faces found are mostly outside the picture")
+        faces = require_usable_faces(landmarker.detect(image), str(args.photo))
     chosen = faces if args.all else faces[:1]
     for i, face in enumerate(chosen):
         target = numbered(out, i) if args.all else out

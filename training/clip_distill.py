@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, crops_to_images, load_teacher,
+from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, crops_to_images, load_teacher,
                                 make_source, setup_distributed)
 from training.encoder import EncoderConfig, ImageEncoder, count_parameters
 from training.train_encoder import augment
@@ -98,21 +98,15 @@ def train(cfg: DistillConfig, out: Path, generator=None, teacher=None, limit: in
         s = net(augment(crops, cfg.input_size, aug_rng, cfg.aug_strength).to(device))
         parts = distill_losses(s, t)
         loss = cfg.w_cos * parts["cos_loss"] + cfg.w_mse * parts["mse"] + cfg.w_rel * parts["rel"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
-        opt.step()
+        run.optimise(loss, student.parameters())
         if run.end_step({"loss": loss.detach(), **parts}, cfg.batch * world):
             break
-    run.close()
-    if hasattr(source, "close"):
-        source.close()
-    return run.last
+    return run.finish(source)
 
 
 def load_student(path: str | Path) -> ImageEncoder:
     """The distilled E_I (eval) from a clip_distill checkpoint; its embed_dim is read from the weights."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     cfg = DistillConfig(**state["config"])
     model = student_for(cfg, int(state["model"]["project.weight"].shape[0]))
     model.load_state_dict(state["model"])

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, load_teacher, make_source,
+from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, load_teacher, make_source,
                                 setup_distributed)
 from training.encoder import N_SLOTS, STYLE_DIM, USED_SLOTS, count_parameters, latent_losses
 
@@ -182,21 +182,15 @@ def train(cfg: MapperConfig, out: Path, generator=None, teacher=None, limit: int
         if style is not None:
             parts["style"] = style.loss(pred, wplus)
             loss = loss + cfg.w_style * parts["style"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(mapper.parameters(), 5.0)
-        opt.step()
+        run.optimise(loss, mapper.parameters())
         if run.end_step({"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}, cfg.batch * world):
             break
-    run.close()
-    if hasattr(source, "close"):
-        source.close()
-    return run.last
+    return run.finish(source)
 
 
 def load_mapper(path: str | Path) -> ClipMapper:
     """The trained f (eval) from a clip_mapper checkpoint."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     cfg = MapperConfig(**state["config"])
     model = ClipMapper(int(state["model"]["e_mean"].shape[0]), cfg.hidden, cfg.layers, cfg.slot_rank)
     model.load_state_dict(state["model"])

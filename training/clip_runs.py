@@ -160,10 +160,30 @@ class Run:
         torch.save(state, tmp)
         tmp.replace(self.ckpt)
 
+    def optimise(self, loss: torch.Tensor, params, clip_norm: float | None = 5.0) -> None:
+        """One optimiser step on `loss` (gradients clipped to `clip_norm` when given)."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        self.opt.step()
+
+    def finish(self, source=None) -> dict:
+        """Close the run (final checkpoint, log) and the sample source; the last logged values."""
+        self.close()
+        if source is not None and hasattr(source, "close"):
+            source.close()
+        return self.last
+
     def close(self) -> None:
         if self.log_file:
             self.log_file.close()
             self.log_file = None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A run's checkpoint (our own file: tensors, dicts, numbers), loaded with weights_only=True on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_log(out: Path) -> list[dict]:

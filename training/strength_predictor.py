@@ -32,7 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, images_to, load_teacher,
+from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, images_to, load_teacher,
                                 make_source, setup_distributed)
 from training.encoder import STYLE_DIM, USED_SLOTS, count_parameters
 
@@ -172,16 +172,13 @@ def train(cfg: StrengthConfig, out: Path, generator=None, teacher=None, mapper=N
         e2 = teacher.encode_images(edited)
         sim = (e * e2).sum(-1)
         loss = (sim - cfg.target_sim).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        run.optimise(loss, None, clip_norm=None)
         score = (e2 * table["text"][k]).sum(-1)
         parts = {"loss": loss.detach(), "sim": sim.mean().detach(), "c": c.mean().detach(),
                  "c_std": c.std().detach() if len(c) > 1 else torch.zeros(()), "clip_score": score.mean().detach()}
         if run.end_step(parts, cfg.batch * world):
             break
-    run.close()
-    return run.last
+    return run.finish()
 
 
 @torch.no_grad()
@@ -223,7 +220,7 @@ def _bgr(img: torch.Tensor) -> np.ndarray:
 
 
 def load_predictor(path: str | Path) -> StrengthPredictor:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     cfg = StrengthConfig(**state["config"])
     embed_dim = (state["model"]["mlp.0.weight"].shape[1] - 65) // 3
     model = StrengthPredictor(embed_dim, cfg.hidden, cfg.c_max, cfg.c_init)

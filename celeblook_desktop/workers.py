@@ -7,6 +7,8 @@ the engine thread takes the newest frame when it is free, runs engine.live.LiveP
 emits the result. A frame overwritten before the engine took it is dropped and counted: when the engine is
 slower than the camera, frames are dropped, never queued, so the output lags by at most one frame's processing.
 The UI thread only draws: it peeks at the mailbox for the input view and receives results by queued signals.
+The generator itself runs on a fourth thread owned by the pipeline (engine.background_render), so the engine
+thread keeps tracking the head at frame rate while the face refreshes as fast as the generator can go.
 Slow one-off jobs (inverting a target photo, the sweep GIF) run in the engine thread between frames.
 """
 from __future__ import annotations
@@ -192,6 +194,7 @@ class EngineConfig:
     landmarker_model: str | None = None
     builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)
     target_cache_dir: Path | None = None
+    background_render: bool = True  # generator on its own thread (engine.background_render)
 
 
 @dataclass
@@ -263,7 +266,8 @@ class EngineWorker(QThread):
                 if frame.stream != stream or pipeline is None:  # a new source: fresh landmarker and filters
                     if pipeline is not None:
                         pipeline.close()
-                    pipeline, stream = LivePipeline(self.models), frame.stream
+                    pipeline = LivePipeline(self.models, background_render=self.config.background_render)
+                    stream = frame.stream
                 self._last = frame
                 settings = self._settings
                 try:

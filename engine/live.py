@@ -15,6 +15,11 @@ The generator is the expensive step (~300 ms at 1024 px on a 2-core laptop CPU).
 the last generated face is re-pasted with the current crop while the edited W+ stays within
 `reuse_threshold` (RMS, in W units) of the latent it was rendered from, so a still face costs landmarks +
 encoder + paste only. The comparison is against the last *rendered* latent, so slow drift still re-renders.
+
+`LivePipeline(models, background_render=True)` (the desktop app's mode) moves the generator to its own thread
+(engine.background_render): each frame submits its edited W+ and pastes the newest finished face with the
+current crop, so the loop runs at the rate of landmarks + encoder + paste, the head follows every frame, and the
+face's content refreshes at the generator's rate while landmarks of the next frames run beside it.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import cv2
 import numpy as np
 
 from engine.align import Crop, align_face, usable_faces
+from engine.background_render import BackgroundRenderer
 from engine.edits import MORPH_PRESETS, DirectionSet, morph
 from engine.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
@@ -96,7 +102,8 @@ class LiveSettings:
 class LiveResult:
     """One processed frame. `frame`: output (uint8 BGR, the input itself when no face was found);
     `wplus`: the smoothed inversion (1, 23, 512), `edited`: the W+ the shown face was rendered from;
-    `timings`: ms per stage (STAGES) and "total"; `reused`: the generator was skipped."""
+    `timings`: ms per stage (STAGES) and "total"; `reused`: the shown face was rendered from an earlier frame's
+    latent (the generator was skipped, or, rendering in the background, it has not caught up yet)."""
 
     frame: np.ndarray
     face_found: bool
@@ -190,20 +197,34 @@ def rms(a: np.ndarray, b: np.ndarray) -> float:
 class LivePipeline:
     """Per-stream state (VIDEO-mode landmarker, filter states, the last render) over shared LiveModels."""
 
-    def __init__(self, models: LiveModels, crop_size: int = 256, landmark_params: OneEuroParams = OneEuroParams()):
+    def __init__(self, models: LiveModels, crop_size: int = 256, landmark_params: OneEuroParams = OneEuroParams(),
+                 background_render: bool = False):
+        """`background_render`: run the generator on its own thread (module docstring)."""
         self.models = models
         self.crop_size = crop_size
         self.landmark_params = landmark_params
         self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1)
         self.frames = 0
-        self.renders = 0
+        self._sync_renders = 0
+        self._renderer = BackgroundRenderer(self._render_bgr) if background_render else None
         self.reset()
+
+    @property
+    def renders(self) -> int:
+        """Generator runs so far."""
+        return self._sync_renders + (self._renderer.renders if self._renderer else 0)
 
     def reset(self) -> None:
         """Forget the temporal state (filters, last render); the landmarker keeps its timestamp order."""
         self._face_state: OneEuroState | None = None
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
+        self._submitted: np.ndarray | None = None
+        if self._renderer is not None:
+            self._renderer.clear()
+
+    def _render_bgr(self, latent: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(self.models.generator.render(latent), cv2.COLOR_RGB2BGR)
 
     def process(self, frame_bgr: np.ndarray, timestamp_ms: int, settings: LiveSettings = LiveSettings()) -> LiveResult:
         timings = {k: 0.0 for k in STAGES}
@@ -240,12 +261,14 @@ class LivePipeline:
         edited = self._edit(wplus, settings)
         lap("edit")
 
-        render = self._render
-        reused = bool(settings.reuse and render is not None and rms(edited, render.latent) < settings.reuse_threshold)
-        if not reused:
-            rgb = self.models.generator.render(edited)
-            render = self._render = _Render(edited, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            self.renders += 1
+        if self._renderer is not None:
+            render, reused = self._render_in_background(edited, settings)
+        else:
+            render = self._render
+            reused = bool(settings.reuse and render is not None and rms(edited, render.latent) < settings.reuse_threshold)
+            if not reused:
+                render = self._render = _Render(edited, self._render_bgr(edited))
+                self._sync_renders += 1
         lap("generate")
 
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
@@ -255,6 +278,17 @@ class LivePipeline:
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
         return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop)
+
+    def _render_in_background(self, edited: np.ndarray, settings: LiveSettings) -> tuple[_Render, bool]:
+        """Submit `edited` unless reuse says the face has not changed, and return the newest finished face (waiting
+        only for the first one of a stream) and whether it comes from an earlier latent."""
+        if not settings.reuse or self._submitted is None or rms(edited, self._submitted) >= settings.reuse_threshold:
+            self._renderer.submit(edited)
+            self._submitted = edited
+        done = self._renderer.latest() or self._renderer.wait()
+        if done is None:
+            raise CelebLookError("the background render did not finish within 30 s")
+        return _Render(done.latent, done.face), not np.array_equal(done.latent, edited)
 
     def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:
         if not settings.smooth_latents:
@@ -283,6 +317,8 @@ class LivePipeline:
         return out
 
     def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
         self.landmarker.close()
 
     def __enter__(self) -> "LivePipeline":

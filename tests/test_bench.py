@@ -36,8 +36,10 @@ def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
     report = json.loads(out.read_text())
     assert report["fps"] > 0
     modes = {r["mode"]: r for r in report["runs"]}
-    assert modes["render every frame"]["renders"] == 3 and modes["render every frame"]["faces"] == 3
-    assert modes["app default"]["renders"] <= 3
+    assert modes["sync, every frame"]["renders"] == 3 and modes["sync, every frame"]["faces"] == 3
+    assert modes["sync, reuse"]["renders"] <= 3
+    # background modes: the first face is waited for, later ones may still be rendering when the clip ends
+    assert 1 <= modes["background, reuse"]["renders"] <= 3 and modes["background, every frame"]["faces"] == 3
     assert set(report["runs"][0]["median_ms"]) >= {"decode", "landmarks", "encode", "generate", "paste", "display"}
     printed = capsys.readouterr().out
     assert "per-stage median ms" in printed and "budgets" in printed

@@ -92,14 +92,17 @@ def aligned_crop(landmarker, image_rgb: np.ndarray, size: int = CROP) -> tuple[n
 
 
 def build(name: str, samples: int, threads: int = 2, first_shard: int = 0, seed: int = 0,
-          recipe: SampleRecipe = SampleRecipe(), shard_size: int = SHARD_SIZE, root: Path | None = None) -> Path:
-    """Render `samples` samples into shards first_shard.. of data_root()/name (existing shards are skipped)."""
+          recipe: SampleRecipe = SampleRecipe(), shard_size: int = SHARD_SIZE, root: Path | None = None,
+          resolution: int = 1024) -> Path:
+    """Render `samples` samples into shards first_shard.. of data_root()/name (existing shards are skipped).
+    `resolution` 256 renders with the distilled 256-px preview head (≈ 4x faster, 25 dB from the 1024 output):
+    the CPU path to many samples; 1024 is the full generator."""
     from engine.generator import Generator, to_uint8_rgb
     from engine.landmarks import FaceLandmarker
 
     out = (root or data_root()) / name
     out.mkdir(parents=True, exist_ok=True)
-    gen = Generator.load(threads=threads)
+    gen = Generator.load(threads=threads, resolution=resolution)
     stats = out / "stats.npz"
     if not stats.is_file():
         _, w_std = w_stats(gen.map)
@@ -124,7 +127,7 @@ def build(name: str, samples: int, threads: int = 2, first_shard: int = 0, seed:
                 done += 1
             tmp = path.with_suffix(".tmp.npz")
             np.savez(tmp, crop=np.stack(crops), target=np.stack(targets), wplus=wplus, psi=psi,
-                     aligned=np.array(aligned))
+                     aligned=np.array(aligned), resolution=np.int32(resolution))
             tmp.replace(path)
             rate = done / (time.time() - t0)
             print(f"{path.name}: {done} samples, {rate:.2f} samples/s, aligned {np.mean(aligned):.2f}", flush=True)
@@ -157,9 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--first-shard", type=int, default=0)
     ap.add_argument("--shard-size", type=int, default=SHARD_SIZE)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resolution", type=int, choices=[1024, 256], default=1024,
+                    help="render size: 1024 (full generator) or 256 (distilled preview head, the fast CPU path)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    build(args.name, args.samples, args.threads, args.first_shard, args.seed, shard_size=args.shard_size)
+    build(args.name, args.samples, args.threads, args.first_shard, args.seed, shard_size=args.shard_size,
+          resolution=args.resolution)
 
 
 if __name__ == "__main__":

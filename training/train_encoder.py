@@ -45,7 +45,7 @@ from training.encoder import (EncoderConfig, InversionEncoder, count_parameters,
 class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     source: str = "online"  # "online" (render on the device with the torch generator) or "cache"
-    data: str = ""  # cache folder (source "cache")
+    data: str = ""  # cache folder(s), comma-separated (source "cache")
     batch: int = 32  # per process
     steps: int = 200_000
     lr: float = 3e-4
@@ -59,6 +59,10 @@ class TrainConfig:
     image_every: int = 1  # image loss every N steps (0: never)
     image_batch: int = 8  # samples of the batch that go through the generator for the image loss
     image_res: int = 256
+    # generator output for the image loss: -1 the full 1024-px network; 4 (5) the distilled 256 (512)-px preview
+    # head (training/train_preview_heads.py), ~4x (2x) cheaper, the CPU choice; its gradient reaches slots <= head's
+    image_block: int = -1
+    init: str = ""  # start from this checkpoint's model weights (fresh optimiser and schedule), e.g. a CPU run
     online_align: str = "mediapipe"  # online source: "mediapipe" (as for photos) or "jitter" (generator framing)
     aug_strength: float = 1.0
     log_every: int = 50
@@ -131,12 +135,15 @@ def augment(crops: np.ndarray, size: int, rng: np.random.Generator, strength: fl
 
 # -------------------------------------------------------------------------------------------------- data
 class CacheSource:
-    """Random batches from a training.encoder_data cache (this rank's share of the samples)."""
+    """Random batches from training.encoder_data caches (this rank's share of the samples); `folders` is one
+    folder or several joined by commas (e.g. 1024-px and 256-px renders)."""
 
-    def __init__(self, folder: str, rank: int, world: int, seed: int, limit: int | None = None):
+    def __init__(self, folders: str, rank: int, world: int, seed: int, limit: int | None = None):
         from training.encoder_data import load_shards
 
-        d = load_shards(Path(folder).expanduser(), limit)
+        parts = [load_shards(Path(f).expanduser(), limit) for f in folders.split(",") if f]
+        d = {k: np.concatenate([p[k] for p in parts]) for k in ("crop", "target", "wplus", "psi", "aligned")}
+        d["w_avg"], d["w_std"] = parts[0]["w_avg"], parts[0]["w_std"]
         idx = np.arange(len(d["wplus"]))[rank::world]
         self.crop, self.target, self.wplus = d["crop"][idx], d["target"][idx], d["wplus"][idx]
         self.w_avg, self.w_std = torch.from_numpy(d["w_avg"]), torch.from_numpy(d["w_std"])
@@ -223,6 +230,9 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if need_g and generator is None:
         from training.convert_weights import load_weights
         generator = load_weights()
+    if generator is not None and cfg.image_block >= 0 and str(cfg.image_block) not in generator.synthesis.preview_heads:
+        from training.train_preview_heads import load_preview_heads
+        generator = load_preview_heads(generator)
     if generator is not None:
         generator = generator.to(device).eval().requires_grad_(False)
     source = CacheSource(cfg.data, rank, world, cfg.seed, limit) if cfg.source == "cache" else \
@@ -231,6 +241,10 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     step, t_train = 0, 0.0
     ckpt = out / "last.pt"
+    if cfg.init and not ckpt.is_file():
+        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True)["model"])
+        if rank == 0:
+            print(f"initialised from {cfg.init}", flush=True)
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -263,7 +277,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         loss = cfg.w_mse * parts["mse"] + cfg.w_cos * parts["cos"] + cfg.w_spread * parts["spread"]
         if cfg.image_every and step % cfg.image_every == 0:
             k = min(cfg.image_batch, cfg.batch)
-            render = generator.synthesis(pred[:k])
+            render = generator.synthesis(pred[:k], None if cfg.image_block < 0 else cfg.image_block)
             render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
             tgt = target_img[:k].to(device)
             if tgt.shape[-1] != cfg.image_res:
@@ -328,12 +342,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log); resumes from last.pt")
     ap.add_argument("--data", help="sample cache folder (source cache)")
     ap.add_argument("--source", choices=["online", "cache"])
-    for name in ("batch", "steps", "warmup", "image_every", "image_batch", "log_every", "ckpt_every", "threads",
-                 "seed"):
+    for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
+                 "threads", "seed"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
+    ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimiser and schedule)")
     ap.add_argument("--backbone")
     ap.add_argument("--input-size", type=int)
     args = vars(ap.parse_args(argv))

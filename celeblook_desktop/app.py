@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", type=Path, help="save a screenshot of the window (.png/.jpg) at the end")
     p.add_argument("--side-by-side", action="store_true", help="record input | output side by side")
     p.add_argument("--single-view", action="store_true", help="show only the output (toggle in the window)")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime threads per model (default 1: the generator runs beside the other models)")
     p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one, or $CELEBLOOK_ENCODER)")
     p.add_argument("--out-dir", type=Path, default=Path("."), help="folder for recordings and sweep GIFs (default .)")
     p.add_argument("--builtin", type=int, default=4, help="how many built-in generated targets to offer (default 4)")

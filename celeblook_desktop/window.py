@@ -201,8 +201,9 @@ class MainWindow(QMainWindow):
         self.smoothing_box.setToolTip("One-Euro filters on the landmarks and the latent (less flicker, a little lag)")
         self.smoothing_box.toggled.connect(self._settings_changed)
         self.reuse_box = QCheckBox("Reuse face when still")
-        self.reuse_box.setChecked(True)
-        self.reuse_box.setToolTip("Skip the generator while the latent barely changes (faster)")
+        self.reuse_box.setChecked(False)
+        self.reuse_box.setToolTip("Skip the generator while the latent barely changes (saves CPU and battery; the "
+                                  "face then stops following small expression changes)")
         self.reuse_box.toggled.connect(self._settings_changed)
         controls.addRow("Engine", self.smoothing_box)
         controls.addRow("", self.reuse_box)

@@ -189,7 +189,7 @@ class EngineOutput:
 
 @dataclass
 class EngineConfig:
-    threads: int = 2
+    threads: int = 1  # per model: the background generator and the per-frame models share the cores
     encoder: str | None = None
     landmarker_model: str | None = None
     builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)

@@ -28,10 +28,10 @@ from engine.video import VideoReader
 BUDGETS_PATH = RESOURCES_DIR / "budgets.json"
 DEV_CLIPS = ("d18.mp4", "d20.mp4", "s18.mp4")
 ALL_STAGES = ("decode", *STAGES, "display")
-APP_MODE = "background, reuse"  # what the desktop app runs: the laptop budget is checked on it
+APP_MODE = "background, every frame"  # what the desktop app runs: the laptop budget is checked on it
 EVERY_FRAME = "sync, every frame"  # one generator run per frame, inline: the phone budget's per-frame model cost
 MODES = (("sync, reuse", False, LiveSettings()), (EVERY_FRAME, False, LiveSettings(reuse=False)),
-         (APP_MODE, True, LiveSettings()), ("background, every frame", True, LiveSettings(reuse=False)))
+         ("background, reuse", True, LiveSettings()), (APP_MODE, True, LiveSettings(reuse=False)))
 
 
 def default_videos() -> list[Path]:
@@ -102,9 +102,14 @@ def bench_pipeline(args) -> dict:
     phone = next((r for r in runs if r["threads"] == budgets["phone"]["threads"] and r["mode"] == EVERY_FRAME), None)
     budget_rows = []
     if laptop:
-        budget_rows.append({"budget": "laptop", "measure": f"fps, {APP_MODE} (the app), {laptop['threads']} threads",
-                            "value": round(laptop["fps"], 1), "limit": f">= {budgets['laptop']['min_fps']}",
+        where = f"{APP_MODE} (the app), {laptop['threads']} thread(s) per model"
+        budget_rows.append({"budget": "laptop", "measure": f"fps, {where}", "value": round(laptop["fps"], 1),
+                            "limit": f">= {budgets['laptop']['min_fps']}",
                             "ok": laptop["fps"] >= budgets["laptop"]["min_fps"]})
+        budget_rows.append({"budget": "laptop", "measure": f"face refreshes/s, {where}",
+                            "value": round(laptop["refresh_hz"], 1),
+                            "limit": f">= {budgets['laptop']['min_face_refresh_hz']}",
+                            "ok": laptop["refresh_hz"] >= budgets["laptop"]["min_face_refresh_hz"]})
     if phone:
         ms = sum(phone["median_ms"][k] for k in ("landmarks", "encode", "generate"))
         budget_rows.append({"budget": "phone", "measure": "model ms/frame (landmarks+encode+generate), 1 thread",

@@ -55,15 +55,16 @@ def test_training_steps_decrease_loss_and_resume(tmp_path):
     from training.train_encoder import make_config, train
 
     data = _tiny_cache(tmp_path / "cache")
-    cfg = make_config("tiny", data=str(data), steps=12, batch=4, aug_strength=0.0, threads=2)
+    cfg = make_config("tiny", data=str(data), steps=12, batch=4, aug_strength=0.0, threads=2, val=2)
     run = tmp_path / "run"
-    train(cfg, run, limit=4)
+    train(cfg, run, limit=6)  # 4 to train on, the last 2 held out
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 12 and "samples_per_s" in log[-1]
     assert log[-1]["mse"] < log[0]["mse"]
+    assert all(np.isfinite(entry["val_mse"]) and entry["val_mse"] > 0 for entry in log)
     # resume: a longer run continues from step 12
     cfg.steps = 14
-    train(cfg, run, limit=4)
+    train(cfg, run, limit=6)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 14
 

@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time (0: no limit)
+    val: int = 0  # cache source: hold out the last N samples; their latent MSE (no augmentation) is logged
 
 
 PRESETS = {
@@ -138,13 +139,15 @@ class CacheSource:
     """Random batches from training.encoder_data caches (this rank's share of the samples); `folders` is one
     folder or several joined by commas (e.g. 1024-px and 256-px renders)."""
 
-    def __init__(self, folders: str, rank: int, world: int, seed: int, limit: int | None = None):
+    def __init__(self, folders: str, rank: int, world: int, seed: int, limit: int | None = None, val: int = 0):
         from training.encoder_data import load_shards
 
         parts = [load_shards(Path(f).expanduser(), limit) for f in folders.split(",") if f]
         d = {k: np.concatenate([p[k] for p in parts]) for k in ("crop", "target", "wplus", "psi", "aligned")}
         d["w_avg"], d["w_std"] = parts[0]["w_avg"], parts[0]["w_std"]
-        idx = np.arange(len(d["wplus"]))[rank::world]
+        n = len(d["wplus"]) - val
+        self.val_crop, self.val_wplus = d["crop"][n:], torch.from_numpy(d["wplus"][n:])
+        idx = np.arange(n)[rank::world]
         self.crop, self.target, self.wplus = d["crop"][idx], d["target"][idx], d["wplus"][idx]
         self.w_avg, self.w_std = torch.from_numpy(d["w_avg"]), torch.from_numpy(d["w_std"])
         self.rng = np.random.default_rng([seed, rank])
@@ -235,7 +238,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         generator = load_preview_heads(generator)
     if generator is not None:
         generator = generator.to(device).eval().requires_grad_(False)
-    source = CacheSource(cfg.data, rank, world, cfg.seed, limit) if cfg.source == "cache" else \
+    source = CacheSource(cfg.data, rank, world, cfg.seed, limit, cfg.val) if cfg.source == "cache" else \
         OnlineSource(generator, device, rank, cfg.seed, cfg.online_align)
     model = InversionEncoder(cfg.encoder, source.w_avg, source.w_std).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -302,6 +305,8 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
             last = {"step": step, "lr": round(lr_at(step - 1, cfg), 6), "samples_per_s": round(seen / dt, 2),
                     "train_seconds": round(t_train, 1),
                     **{k_: round(sums[k_] / sums["n_" + k_], 5) for k_ in sums if not k_.startswith("n_")}}
+            if getattr(source, "val_crop", None) is not None and len(source.val_crop):
+                last["val_mse"] = round(validate(model, source, cfg, device), 5)
             print("  ".join(f"{k_} {v}" for k_, v in last.items()), flush=True)
             log_file.write(json.dumps(last) + "\n")
             log_file.flush()
@@ -319,6 +324,19 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if world > 1:
         dist.barrier()
     return last
+
+
+@torch.no_grad()
+def validate(model: InversionEncoder, source: CacheSource, cfg: TrainConfig, device) -> float:
+    """Latent MSE (w_std units, used slots) on the held-out cached samples, without augmentation."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(source.val_crop), 64):
+        x = augment(source.val_crop[i:i + 64], cfg.encoder.input_size, np.random.default_rng(0), 0.0).to(device)
+        target = source.val_wplus[i:i + 64].to(device)
+        total += float(latent_losses(model(x)[0], target, model.w_avg, model.mapper.w_std)["mse"]) * len(target)
+    model.train()
+    return total / len(source.val_crop)
 
 
 def save_checkpoint(path: Path, model: InversionEncoder, opt, step: int, cfg: TrainConfig, t_train: float) -> None:
@@ -343,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", help="sample cache folder (source cache)")
     ap.add_argument("--source", choices=["online", "cache"])
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
-                 "threads", "seed"):
+                 "threads", "seed", "val"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)

@@ -27,8 +27,9 @@ from engine.video import VideoReader
 CONFIGS: dict[str, dict] = {
     "no smoothing": dict(smooth_landmarks=False, smooth_latents=False, reuse=False),
     "landmarks only": dict(smooth_landmarks=True, smooth_latents=False, reuse=False),
+    # the app's default (the app renders in the background; this command renders inline)
     "landmarks + latents (One-Euro)": dict(smooth_landmarks=True, smooth_latents=True, reuse=False),
-    "landmarks + latents + reuse (app default)": dict(smooth_landmarks=True, smooth_latents=True, reuse=True),
+    "landmarks + latents + reuse": dict(smooth_landmarks=True, smooth_latents=True, reuse=True),
 }
 
 

@@ -131,7 +131,7 @@ def test_latent_refinement_through_the_preview_head_lowers_the_image_loss():
 
     from training.convert_weights import load_weights
     from training.encoder import image_losses
-    from training.evaluate_encoder import optimise_latent
+    from training.refine_inversion import optimise_latent
     from training.train_preview_heads import load_preview_heads
 
     model = load_preview_heads(load_weights()).requires_grad_(False)
@@ -151,3 +151,20 @@ def test_latent_refinement_through_the_preview_head_lowers_the_image_loss():
     refined = optimise_latent(model, bgr, steps=8, lr=0.01, threads=2, init=start, out_block=4)
     assert refined.shape == (1, 23, 512)
     assert loss(refined) < 0.9 * loss(start)
+
+
+def test_refine_inversion_command(tmp_path, face_photo, capsys):
+    """The quality mode for stills writes aligned input | one pass | refined and the refined latent; a file that
+    is not an image is one line and exit code 2."""
+    from engine.image_io import load_image
+    from engine.latents import load_latent
+    from training.refine_inversion import main
+
+    out, latent = tmp_path / "refined.png", tmp_path / "me.npy"
+    assert main([str(face_photo("obama.jpg")), "--out", str(out), "--latent", str(latent), "--steps", "2", "--side-by-side"]) == 0
+    assert load_image(out).shape == (256, 3 * 256, 3)
+    assert load_latent(latent).shape == (1, 23, 512)
+    bad = tmp_path / "not_a_photo.jpg"
+    bad.write_bytes(b"not an image")
+    assert main([str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not an image" in capsys.readouterr().err

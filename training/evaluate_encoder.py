@@ -32,6 +32,7 @@ from engine.image_io import load_image, save_image
 from engine.landmarks import FACE_OVAL, FaceLandmarker
 from engine.latents import to_wplus
 from training.encoder_data import USED_SLOTS, w_stats
+from training.refine_inversion import REFINE_LR, optimise_latent
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
 HELD_OUT_SEED = 900_000
@@ -92,37 +93,6 @@ def latent_error(pred: np.ndarray, true: np.ndarray, w_avg: np.ndarray, w_std: n
     mse = float(np.mean(((rp - rt) / w_std) ** 2))
     cos = np.sum(rp * rt, 1) / (np.linalg.norm(rp, axis=1) * np.linalg.norm(rt, axis=1) + 1e-8)
     return mse, float(1 - cos.mean())
-
-
-# --------------------------------------------------------------------------------------- latent optimisation
-def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,
-                    init: np.ndarray | None = None, out_block: int | None = None) -> np.ndarray:
-    """Latent optimisation so that G at 256 px matches the aligned crop (L1 + 1 - MS-SSIM, Adam). From w_avg
-    (`init` None, the baseline): one W shared by every slot. From an encoder's W+ (`init` (1, 23, 512), the
-    refinement): the whole W+. `out_block` 4: render through the distilled 256-px preview head (~4x cheaper per
-    step on a CPU; the result is still shown at 1024 px). Returns W+ (1, 23, 512)."""
-    import torch
-    import torch.nn.functional as F
-
-    from training.encoder import image_losses
-
-    torch.set_num_threads(threads)
-    target = torch.from_numpy(cv2.cvtColor(target_bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
-    if init is None:
-        w = model.w_avg.detach().clone()[None].requires_grad_(True)
-        wplus = lambda: w.unsqueeze(1).expand(-1, 23, -1)  # noqa: E731
-    else:
-        w = torch.from_numpy(to_wplus(init).copy()).requires_grad_(True)
-        wplus = lambda: w  # noqa: E731
-    opt = torch.optim.Adam([w], lr=lr)
-    for _ in range(steps):
-        img = F.interpolate(model.synthesis(wplus(), out_block), size=(SIZE, SIZE), mode="area")
-        parts = image_losses(img, target)
-        loss = parts["l1"] + parts["msssim"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return to_wplus(wplus().detach().numpy())
 
 
 # ------------------------------------------------------------------------------------------------- driver
@@ -224,7 +194,8 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                     if opt_block is not None:
                         from training.train_preview_heads import load_preview_heads
                         torch_model = load_preview_heads(torch_model)
-                runs = {"latent_opt": (opt_steps, None, 0.03), "encoder+refine": (refine_steps, latents["encoder"], 0.01)}
+                runs = {"latent_opt": (opt_steps, None, 0.03),
+                        "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR)}
                 for method, (steps, init, lr) in runs.items():
                     if steps > 0:
                         t0 = time.perf_counter()

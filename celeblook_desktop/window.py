@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.target: Target | None = None
         self.last_output: EngineOutput | None = None
         self.errors: list[str] = []
-        self._result_times: deque[float] = deque(maxlen=20)
+        self._result_times: deque[tuple[float, int]] = deque(maxlen=20)  # (time, generator runs so far)
         self._shown_index: tuple[int, int] | None = None
         self._writers: list[QThread] = []
         self._build_ui(side_by_side_view)
@@ -399,12 +399,14 @@ class MainWindow(QMainWindow):
         r = out.result
         self.output_view.show_frame(r.frame)
         now = time.monotonic()
-        self._result_times.append(now)
+        self._result_times.append((now, r.renders))
         if len(self._result_times) > 1:
-            fps = (len(self._result_times) - 1) / max(1e-6, self._result_times[-1] - self._result_times[0])
-            self.fps_label.setText(f"{fps:.1f} fps")
+            (t0, n0), (t1, n1) = self._result_times[0], self._result_times[-1]
+            span = max(1e-6, t1 - t0)
+            refresh = max(0, n1 - n0) / span  # a new pipeline (new source) restarts the count
+            self.fps_label.setText(f"{(len(self._result_times) - 1) / span:.1f} fps · face {refresh:.1f}/s")
         if r.face_found:
-            self.face_indicator.setText("face found" + (" (face reused)" if r.reused else ""))
+            self.face_indicator.setText("face found")
             self.face_indicator.setStyleSheet("color: #2a2;")
         else:
             self.face_indicator.setText("no face: showing the input unchanged")

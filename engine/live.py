@@ -103,7 +103,8 @@ class LiveResult:
     """One processed frame. `frame`: output (uint8 BGR, the input itself when no face was found);
     `wplus`: the smoothed inversion (1, 23, 512), `edited`: the W+ the shown face was rendered from;
     `timings`: ms per stage (STAGES) and "total"; `reused`: the shown face was rendered from an earlier frame's
-    latent (the generator was skipped, or, rendering in the background, it has not caught up yet)."""
+    latent (the generator was skipped, or, rendering in the background, it has not caught up yet);
+    `renders`: the pipeline's generator runs so far (their rate is how often the shown face changes)."""
 
     frame: np.ndarray
     face_found: bool
@@ -114,6 +115,7 @@ class LiveResult:
     face: Face | None = None
     crop: Crop | None = None
     message: str = ""
+    renders: int = 0
 
 
 @dataclass
@@ -277,7 +279,8 @@ class LivePipeline:
         out = paste_back(frame_bgr, face_img, crop, face)
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
-        return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop)
+        return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop,
+                          renders=self.renders)
 
     def _render_in_background(self, edited: np.ndarray, settings: LiveSettings) -> tuple[_Render, bool]:
         """Submit `edited` unless reuse says the face has not changed, and return the newest finished face (waiting

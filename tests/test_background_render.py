@@ -76,3 +76,5 @@ def test_live_pipeline_renders_in_the_background(landmarker_model, videos_dir):
         assert sum(r.reused for r in results[1:]) >= 1
         assert all(r.timings["generate"] < 20 for r in results[1:])
         assert 1 <= pipe.renders <= len(frames)
+        counts = [r.renders for r in results]  # what the app shows as "face N/s"
+        assert counts[0] == 1 and counts == sorted(counts) and counts[-1] <= pipe.renders

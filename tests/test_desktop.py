@@ -68,6 +68,7 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     assert diff[inner].mean() > 2.0, "output must differ from input where the face is"
     assert diff[:, : max(1, x0 - 5)].max() == 0, "and equal it away from the face"
     assert "fps" in w.fps_label.text() and "generate" in w.stage_label.text()
+    assert "face" in w.fps_label.text()  # the generator's refresh rate beside the frame rate
     assert "dropped" in w.drop_label.text()
     assert w.face_indicator.text().startswith("face found")
 

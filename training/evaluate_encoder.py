@@ -32,7 +32,7 @@ from engine.image_io import load_image, save_image
 from engine.landmarks import FACE_OVAL, FaceLandmarker
 from engine.latents import to_wplus
 from training.encoder_data import USED_SLOTS, w_stats
-from training.refine_inversion import REFINE_LR, optimise_latent
+from training.refine_inversion import REFINE_LR, load_refiner, optimise_latent
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
 HELD_OUT_SEED = 900_000
@@ -189,11 +189,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             n_in_set = sum(1 for x in items if x["set"] == it["set"] and items.index(x) < items.index(it))
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
-                    from training.convert_weights import load_weights
-                    torch_model = load_weights().requires_grad_(False)
-                    if opt_block is not None:
-                        from training.train_preview_heads import load_preview_heads
-                        torch_model = load_preview_heads(torch_model)
+                    torch_model = load_refiner(threads)
                 runs = {"latent_opt": (opt_steps, None, 0.03),
                         "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR)}
                 for method, (steps, init, lr) in runs.items():

@@ -7,7 +7,8 @@ The one-pass encoder's W+ (engine.encoder.invert_photo) is the start; Adam then 
 render through the distilled 256-px preview head matches the aligned 256-px crop (L1 + 1 - MS-SSIM), and the
 result is rendered at 1024 px by the engine's generator, re-aligned like `celeblook invert`'s output.
 Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps, ≈ 5 s on 2 cores, take the mean dlib identity
-distance on the dev photos from 0.76 to 0.50 (5 of 6 under dlib's 0.6). Lives in training/ because it needs torch; the engine has none.
+distance on the dev photos from 0.76 to 0.50 (5 of 6 under dlib's 0.6; step size chosen on those photos).
+Lives in training/ because it needs torch; the engine has none.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03,
 
 
 def load_refiner(threads: int = 2):
-    """The frozen torch generator with the 256-px preview head (official weights; downloaded once, sha-pinned)."""
+    """The frozen torch generator with its preview heads (official weights; downloaded once, sha-pinned)."""
     import torch
 
     from training.convert_weights import load_weights

@@ -27,6 +27,27 @@ def test_shapes_and_unit_embedding():
     assert torch.allclose(wplus[:, unused], wplus[:, unused[:1]].expand(-1, len(unused), -1))
 
 
+def test_thumbnail_path_ridge_recovers_a_low_rank_linear_map():
+    """fit_ridge: residuals that are a rank-3 linear function of the thumbnail are fitted almost exactly, and the
+    module then predicts them from images (unused slots stay untouched)."""
+    from dataclasses import replace
+
+    from training.encoder import ThumbnailRegressor
+
+    cfg = replace(TINY, thumb_size=4, thumb_rank=3)
+    w_std = torch.rand(512) + 0.5
+    path = ThumbnailRegressor(cfg, w_std)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(400, 3, 16, 16, generator=g)
+    thumbs = path.thumbnail(images)
+    mix = torch.randn(48, 3, generator=g) @ torch.randn(3, 16 * 512, generator=g)
+    target = ((thumbs - thumbs.mean(0)) @ mix).view(-1, 16, 512) + 0.3
+    assert path.fit_ridge(thumbs, target, lam=1e-3) < 1e-4 * target.var().item()
+    out = path(images[:5])
+    assert torch.allclose(out[:, list(USED_SLOTS)], target[:5] * w_std, atol=1e-2 * float(target.abs().max()))
+    assert out[:, [3, 6, 22]].abs().max() == 0
+
+
 def test_losses():
     w_avg, w_std = torch.zeros(512), torch.ones(512)
     t = torch.randn(2, 23, 512)
@@ -69,10 +90,30 @@ def test_training_steps_decrease_loss_and_resume(tmp_path):
     assert log[-1]["step"] == 14
 
 
-def test_onnx_export_parity(tmp_path):
+def test_training_initialises_the_thumbnail_path_by_ridge(tmp_path, capsys):
+    from training.train_encoder import make_config, train
+
+    data = _tiny_cache(tmp_path / "cache", n=12)
+    cfg = make_config("tiny", data=str(data), steps=2, batch=4, aug_strength=0.0, threads=2, val=2,
+                      encoder={"thumb_size": 4, "thumb_rank": 8})
+    train(cfg, tmp_path / "run")
+    assert "thumbnail path: ridge on 10 samples" in capsys.readouterr().out
+    from training.train_encoder import load_encoder
+
+    model = load_encoder(tmp_path / "run" / "last.pt")
+    assert model.thumb is not None and model.thumb.up.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("thumb_size", [0, 8])
+def test_onnx_export_parity(tmp_path, thumb_size):
+    from dataclasses import replace
+
     from training.export_encoder import export_encoder, parity
 
-    model = InversionEncoder(TINY, torch.randn(512), torch.rand(512) + 0.5).eval()
+    model = InversionEncoder(replace(TINY, thumb_size=thumb_size, thumb_rank=16), torch.randn(512),
+                             torch.rand(512) + 0.5).eval()
+    if model.thumb is not None:  # non-zero weights, so the path shows in the parity check
+        torch.nn.init.normal_(model.thumb.up.weight, std=0.1)
     path = export_encoder(model, tmp_path / "enc.onnx")
     report = parity(model, path, batch=2)
     assert report["wplus_max_abs"] < 1e-4 and report["embedding_max_abs"] < 1e-5
@@ -168,3 +209,15 @@ def test_refine_inversion_command(tmp_path, face_photo, capsys):
     bad.write_bytes(b"not an image")
     assert main([str(bad), "--out", str(tmp_path / "x.png")]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_evaluation_video_frames_are_evenly_spaced_real_frames(videos_dir):
+    """The evaluation's third set: N frames of every clip, named clip#j."""
+    from training.evaluate_encoder import video_frames
+
+    frames = video_frames(videos_dir, 2)
+    clips = sorted(p.stem for p in videos_dir.glob("*.mp4"))
+    assert [name for name, _ in frames] == [f"{c}#{j}" for c in clips for j in range(2)]
+    assert all(f.ndim == 3 and f.shape[2] == 3 and f.std() > 5 for _, f in frames)
+    assert not np.array_equal(frames[0][1], frames[1][1])
+    assert video_frames(videos_dir, 0) == []

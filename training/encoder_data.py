@@ -160,12 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--first-shard", type=int, default=0)
     ap.add_argument("--shard-size", type=int, default=SHARD_SIZE)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--psi-min", type=float, default=SampleRecipe.psi_min, help="truncation range, low end")
+    ap.add_argument("--psi-max", type=float, default=SampleRecipe.psi_max, help="truncation range, high end")
     ap.add_argument("--resolution", type=int, choices=[1024, 256], default=1024,
                     help="render size: 1024 (full generator) or 256 (distilled preview head, the fast CPU path)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     build(args.name, args.samples, args.threads, args.first_shard, args.seed, shard_size=args.shard_size,
-          resolution=args.resolution)
+          resolution=args.resolution, recipe=SampleRecipe(psi_min=args.psi_min, psi_max=args.psi_max))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from training.encoder_data import USED_SLOTS, w_stats
 from training.refine_inversion import REFINE_LR, load_refiner, optimise_latent
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
+VIDEOS = PHOTOS.parent / "video"
 HELD_OUT_SEED = 900_000
 SIZE = 256
 
@@ -103,8 +104,25 @@ def face_mask(face, crop) -> np.ndarray:
     return mask.astype(bool)
 
 
-def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int) -> list[dict]:
-    """Aligned crops of every photo with a usable face (largest face) and of held-out generated faces."""
+def video_frames(videos: Path, per_clip: int) -> list[tuple[str, np.ndarray]]:
+    """`per_clip` evenly spaced frames (BGR) of every .mp4 in `videos`: more real faces (other people, webcam-like)."""
+    frames = []
+    for path in sorted(videos.glob("*.mp4")) if per_clip > 0 else []:
+        cap = cv2.VideoCapture(str(path))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        for j in range(per_clip):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int((j + 0.5) * n / per_clip))
+            ok, frame = cap.read()
+            if ok:
+                frames.append((f"{path.stem}#{j}", frame))
+        cap.release()
+    return frames
+
+
+def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, videos: Path | None = None,
+                   per_clip: int = 0) -> list[dict]:
+    """Aligned crops of every photo with a usable face (largest face), of held-out generated faces and of
+    `per_clip` frames of every video clip."""
     items = []
     for path in sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
         image = load_image(path)
@@ -123,12 +141,17 @@ def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int) -
         crop = align_face(render, faces[0], SIZE)
         items.append({"set": "generated", "name": f"seed {HELD_OUT_SEED + i}", "crop": crop.image,
                       "mask": face_mask(faces[0], crop), "w": w})
+    for name, frame in video_frames(videos, per_clip) if videos is not None else []:
+        faces = usable_faces(landmarker.detect(frame))
+        if faces:
+            crop = align_face(frame, faces[0], SIZE)
+            items.append({"set": "video", "name": name, "crop": crop.image, "mask": face_mask(faces[0], crop)})
     return items
 
 
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
-    for s in ("photos", "generated"):
+    for s in ("photos", "video", "generated"):
         for method in dict.fromkeys(r["method"] for r in rows):
             rs = [r for r in rows if r["set"] == s and r["method"] == method]
             if not rs:
@@ -169,8 +192,8 @@ def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int =
 
 
 def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps: int, opt_images: int,
-             threads: int, refine_steps: int = 0, opt_block: int | None = None
-             ) -> tuple[list[dict], list[dict], np.ndarray | None]:
+             threads: int, refine_steps: int = 0, opt_block: int | None = None, videos: Path | None = None,
+             per_clip: int = 0) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
     _, w_std = w_stats(gen.map)
@@ -178,7 +201,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
     torch_model = None
     rows, recons = [], {}
     with FaceLandmarker() as lm:
-        items = collect_inputs(lm, gen, photos, n_generated)
+        items = collect_inputs(lm, gen, photos, n_generated, videos, per_clip)
         for it in items:
             latents = {}
             t0 = time.perf_counter()
@@ -190,7 +213,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
                     torch_model = load_refiner(threads)
-                runs = {"latent_opt": (opt_steps, None, 0.03),
+                runs = {"latent_opt": (opt_steps if it["set"] != "video" else 0, None, 0.03),
                         "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR)}
                 for method, (steps, init, lr) in runs.items():
                     if steps > 0:
@@ -222,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", help="inversion_encoder.onnx (default: the shipped one)")
     ap.add_argument("--photos", type=Path, default=PHOTOS)
     ap.add_argument("--generated", type=int, default=16, help="held-out generated faces (seeds 900000+, psi 0.7)")
+    ap.add_argument("--videos", type=Path, default=VIDEOS)
+    ap.add_argument("--video-frames", type=int, default=3, help="frames per video clip (a third set of real faces)")
     ap.add_argument("--opt-steps", type=int, default=300, help="latent optimisation steps (0: skip this baseline)")
     ap.add_argument("--opt-images", type=int, default=1000, help="latent optimisation on the first N images of each set")
     ap.add_argument("--refine-steps", type=int, default=0,
@@ -234,13 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.time()
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
-                                    args.threads, args.refine_steps, args.opt_block)
+                                    args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"summary": summary, "rows": rows, "opt_steps": args.opt_steps,
                                          "refine_steps": args.refine_steps, "opt_block": args.opt_block,
-                                         "opt_images": args.opt_images, "seconds": round(time.time() - t0)},
+                                         "opt_images": args.opt_images, "video_frames": args.video_frames,
+                                         "seconds": round(time.time() - t0)},
                                         indent=2, default=float))
     if args.pairs is not None and pairs is not None:
         save_image(args.pairs, pairs, jpeg_quality=80)

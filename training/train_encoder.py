@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from training.encoder import (EncoderConfig, InversionEncoder, count_parameters, image_losses,
+from training.encoder import (USED_SLOTS, EncoderConfig, InversionEncoder, count_parameters, image_losses,
                               latent_losses)
 
 
@@ -71,6 +71,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0: torch's default)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time (0: no limit)
     val: int = 0  # cache source: hold out the last N samples; their latent MSE (no augmentation) is logged
+    thumb_ridge: float = 1000.0  # ridge strength of the thumbnail path's closed-form initialisation
 
 
 PRESETS = {
@@ -244,10 +245,18 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     step, t_train = 0, 0.0
     ckpt = out / "last.pt"
+    fit_thumb = model.thumb is not None and not ckpt.is_file()
     if cfg.init and not ckpt.is_file():
-        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True)["model"])
+        init_state = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
+        fit_thumb = fit_thumb and not any(k.startswith("thumb.") for k in init_state)
+        model.load_state_dict(init_state, strict=not fit_thumb)
         if rank == 0:
             print(f"initialised from {cfg.init}", flush=True)
+    if fit_thumb:  # the same on every rank: ridge on this rank's samples would differ, so rank 0's is broadcast
+        init_thumbnail_path(model, source, cfg, device, blend=0.5 if cfg.init else 1.0)
+        if world > 1:
+            for t in model.thumb.state_dict().values():
+                dist.broadcast(t, 0)
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -327,6 +336,32 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
 
 
 @torch.no_grad()
+def init_thumbnail_path(model: InversionEncoder, source, cfg: TrainConfig, device, blend: float = 1.0,
+                        online_samples: int = 8192) -> None:
+    """Set the thumbnail path to the closed-form ridge regression on un-augmented training samples (all cached
+    ones, or `online_samples` rendered). blend < 1 starts from an even mix with an already trained CNN path:
+    both outputs are scaled by `blend` (0.5: their average, better than either alone)."""
+    t0 = time.time()
+    chunks = [(source.crop[i:i + 256], source.wplus[i:i + 256]) for i in range(0, len(source.crop), 256)] \
+        if isinstance(source, CacheSource) else \
+        [(c, w) for c, _, w in (source.batch(256) for _ in range(online_samples // 256))]
+    thumbs, resid = [], []
+    slots = list(USED_SLOTS)
+    for crops, wplus in chunks:
+        x = augment(crops, cfg.encoder.input_size, np.random.default_rng(0), 0.0)
+        thumbs.append(model.thumb.thumbnail(x))
+        resid.append(((torch.as_tensor(wplus)[:, slots] - source.w_avg) / source.w_std).float())
+    mse = model.thumb.fit_ridge(torch.cat(thumbs), torch.cat(resid), cfg.thumb_ridge)
+    with torch.no_grad():
+        for layer in (model.thumb.up, model.mapper.w_head, model.mapper.slot_code):
+            layer.weight.mul_(blend)
+            layer.bias.mul_(blend)
+    model.to(device)
+    print(f"thumbnail path: ridge on {sum(len(c) for c, _ in chunks)} samples, training MSE {mse:.4f}, "
+          f"blend {blend}, {time.time() - t0:.0f} s", flush=True)
+
+
+@torch.no_grad()
 def validate(model: InversionEncoder, source: CacheSource, cfg: TrainConfig, device) -> float:
     """Latent MSE (w_std units, used slots) on the held-out cached samples, without augmentation."""
     model.eval()
@@ -363,16 +398,20 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
                  "threads", "seed", "val"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
-    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes"):
+    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes", "thumb_ridge"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
     ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimiser and schedule)")
     ap.add_argument("--backbone")
     ap.add_argument("--input-size", type=int)
+    ap.add_argument("--thumb-size", type=int, help="add the linear thumbnail path (e.g. 32; 0: off)")
+    ap.add_argument("--thumb-rank", type=int)
     args = vars(ap.parse_args(argv))
     out, preset = args.pop("out"), args.pop("preset")
-    enc = {k: args.pop(k) for k in ("backbone", "input_size") if args.get(k) is not None}
-    args.pop("backbone", None), args.pop("input_size", None)
+    enc_keys = ("backbone", "input_size", "thumb_size", "thumb_rank")
+    enc = {k: args.pop(k) for k in enc_keys if args.get(k) is not None}
+    for k in enc_keys:
+        args.pop(k, None)
     cfg = make_config(preset, encoder=enc, **args)
     train(cfg, out)
     if dist.is_initialized():

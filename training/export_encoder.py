@@ -22,17 +22,21 @@ from training.train_encoder import load_encoder
 NAME = "inversion_encoder"
 FILE = f"{NAME}.onnx"
 PARITY_FILE = f"{NAME}_parity.npy"  # torch outputs for a fixed input, checked against ONNX Runtime by the tests
-RUN = "~/.cache/celeblook/runs/enc_cpu3"
-# the shipped model's two CPU legs, data included (docs/ENCODER.md, "Recipe and configs")
-REGENERATE = ("D=~/.cache/celeblook/encoder_data; python -m training.encoder_data --name cpu2k --samples 800 && "
+RUN = "~/.cache/celeblook/runs/enc_cpu4"
+_LEG = "--batch 32 --aug-strength 0.5 --image-every 8 --image-batch 4 --image-block 4 --threads 2"
+# the shipped model's three CPU legs, data included (docs/ENCODER.md, "Recipe and configs")
+REGENERATE = ("D=~/.cache/celeblook/encoder_data; R=~/.cache/celeblook/runs; "
+              "python -m training.encoder_data --name cpu2k --samples 800 && "
               "python -m training.encoder_data --name prev6k --samples 6000 --resolution 256 --seed 1 && "
               "python -m training.encoder_data --name prev6k_b --samples 6000 --resolution 256 --seed 2 && "
+              "python -m training.encoder_data --name prev6k_c --samples 4200 --resolution 256 --seed 3 --psi-min 0.5 && "
               "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/cpu2k --val 400 "
-              "--out ~/.cache/celeblook/runs/enc_cpu2 --batch 32 --steps 3000 --lr 1e-3 --warmup 100 --aug-strength 0.5 "
-              "--image-every 8 --image-batch 4 --image-block 4 --threads 2 && "
+              f"--out $R/enc_cpu2 --steps 3000 --lr 1e-3 --warmup 100 {_LEG} && "
               "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/prev6k_b,$D/cpu2k --val 400 "
-              f"--init ~/.cache/celeblook/runs/enc_cpu2/last.pt --out {RUN} --batch 32 --steps 2600 --lr 5e-4 "
-              "--warmup 50 --aug-strength 0.5 --image-every 8 --image-batch 4 --image-block 4 --threads 2 && "
+              f"--init $R/enc_cpu2/last.pt --out $R/enc_cpu3 --steps 2600 --lr 5e-4 --warmup 50 {_LEG} && "
+              "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/prev6k_b,$D/prev6k_c,$D/cpu2k --val 400 "
+              f"--init $R/enc_cpu3/last.pt --out {RUN} --thumb-size 32 --thumb-rank 256 --steps 3000 --lr 3e-4 "
+              f"--warmup 50 --max-minutes 40 {_LEG} && "
               f"python -m training.export_encoder --checkpoint {RUN}/last.pt (docs/ENCODER.md)")
 
 

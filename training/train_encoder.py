@@ -252,11 +252,8 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         model.load_state_dict(init_state, strict=not fit_thumb)
         if rank == 0:
             print(f"initialised from {cfg.init}", flush=True)
-    if fit_thumb:  # the same on every rank: ridge on this rank's samples would differ, so rank 0's is broadcast
+    if fit_thumb and rank == 0:  # DDP copies rank 0's parameters and buffers to every rank when it wraps the model
         init_thumbnail_path(model, source, cfg, device, blend=0.5 if cfg.init else 1.0)
-        if world > 1:
-            for t in model.thumb.state_dict().values():
-                dist.broadcast(t, 0)
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -352,10 +349,9 @@ def init_thumbnail_path(model: InversionEncoder, source, cfg: TrainConfig, devic
         thumbs.append(model.thumb.thumbnail(x))
         resid.append(((torch.as_tensor(wplus)[:, slots] - source.w_avg) / source.w_std).float())
     mse = model.thumb.fit_ridge(torch.cat(thumbs), torch.cat(resid), cfg.thumb_ridge)
-    with torch.no_grad():
-        for layer in (model.thumb.up, model.mapper.w_head, model.mapper.slot_code):
-            layer.weight.mul_(blend)
-            layer.bias.mul_(blend)
+    for layer in (model.thumb.up, model.mapper.w_head, model.mapper.slot_code):
+        layer.weight.mul_(blend)
+        layer.bias.mul_(blend)
     model.to(device)
     print(f"thumbnail path: ridge on {sum(len(c) for c, _ in chunks)} samples, training MSE {mse:.4f}, "
           f"blend {blend}, {time.time() - t0:.0f} s", flush=True)

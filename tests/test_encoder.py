@@ -221,3 +221,17 @@ def test_evaluation_video_frames_are_evenly_spaced_real_frames(videos_dir):
     assert all(f.ndim == 3 and f.shape[2] == 3 and f.std() > 5 for _, f in frames)
     assert not np.array_equal(frames[0][1], frames[1][1])
     assert video_frames(videos_dir, 0) == []
+
+
+def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
+    """--stop-step replays a run cut short by --max-minutes: it stops there, with the learning rate of the longer
+    schedule."""
+    from training.train_encoder import lr_at, make_config, train
+
+    data = _tiny_cache(tmp_path / "cache")
+    cfg = make_config("tiny", data=str(data), steps=10, stop_step=3, batch=4, aug_strength=0.0, threads=2)
+    train(cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 3
+    assert log[-1]["lr"] == round(lr_at(2, cfg), 6) and lr_at(2, cfg) > lr_at(9, cfg)
+    assert (tmp_path / "run" / "last.pt").is_file()

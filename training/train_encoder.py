@@ -70,6 +70,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time (0: no limit)
+    stop_step: int = 0  # stop at this step, the schedule still planned for `steps` (0: at `steps`); replays a
+    # run that --max-minutes cut short
     val: int = 0  # cache source: hold out the last N samples; their latent MSE (no augmentation) is logged
     thumb_ridge: float = 1000.0  # ridge strength of the thumbnail path's closed-form initialisation
 
@@ -275,7 +277,8 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     start_wall = time.time()
     log_file = open(out / "log.jsonl", "a") if rank == 0 else None
     sums: dict[str, float] = {}
-    while step < cfg.steps:
+    last_step = min(cfg.stop_step or cfg.steps, cfg.steps)
+    while step < last_step:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         crops, target_img, target_w = source.batch(cfg.batch)
@@ -305,7 +308,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
         sums["n_loss"] = sums.get("n_loss", 0.0) + 1
         out_of_time = cfg.max_minutes and (time.time() - start_wall) > cfg.max_minutes * 60
-        if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or out_of_time):
+        if rank == 0 and (step % cfg.log_every == 0 or step == last_step or out_of_time):
             dt = time.time() - t0
             t_train += dt
             last = {"step": step, "lr": round(lr_at(step - 1, cfg), 6), "samples_per_s": round(seen / dt, 2),
@@ -317,7 +320,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
             log_file.write(json.dumps(last) + "\n")
             log_file.flush()
             t0, seen, sums = time.time(), 0, {}
-        if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps or out_of_time):
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == last_step or out_of_time):
             save_checkpoint(ckpt, model, opt, step, cfg, t_train)
         if out_of_time:
             if rank == 0:
@@ -392,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", help="sample cache folder (source cache)")
     ap.add_argument("--source", choices=["online", "cache"])
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
-                 "threads", "seed", "val"):
+                 "threads", "seed", "val", "stop_step"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes", "thumb_ridge"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)

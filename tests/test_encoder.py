@@ -48,6 +48,24 @@ def test_thumbnail_path_ridge_recovers_a_low_rank_linear_map():
     assert out[:, [3, 6, 22]].abs().max() == 0
 
 
+def test_thumbnail_path_truncates_a_higher_rank_map_to_its_best_approximation():
+    """set_truncated: a rank-8 path's map cut to rank 3 equals the rank-3 truncated SVD of the full product
+    (Eckart-Young); at equal rank the map is unchanged."""
+    from dataclasses import replace
+
+    from training.encoder import ThumbnailRegressor
+
+    g = torch.Generator().manual_seed(1)
+    down, up = torch.randn(8, 48, generator=g), torch.randn(16 * 512, 8, generator=g)
+    full = (up @ down).double()
+    u, s, vh = torch.linalg.svd(full, full_matrices=False)
+    for rank, expected in ((3, u[:, :3] * s[:3] @ vh[:3]), (8, full)):
+        path = ThumbnailRegressor(replace(TINY, thumb_size=4, thumb_rank=rank))
+        path.set_truncated(down, up)
+        got = (path.up.weight @ path.down.weight).double()
+        assert torch.allclose(got, expected, atol=1e-4 * float(full.abs().max()))
+
+
 def test_losses():
     w_avg, w_std = torch.zeros(512), torch.ones(512)
     t = torch.randn(2, 23, 512)
@@ -102,6 +120,12 @@ def test_training_initialises_the_thumbnail_path_by_ridge(tmp_path, capsys):
 
     model = load_encoder(tmp_path / "run" / "last.pt")
     assert model.thumb is not None and model.thumb.up.weight.abs().sum() > 0
+    # warm start at a lower rank: the path starts from the truncated map instead of a new ridge fit
+    cfg = make_config("tiny", data=str(data), steps=1, batch=4, aug_strength=0.0, threads=2, val=2,
+                      init=str(tmp_path / "run" / "last.pt"), encoder={"thumb_size": 4, "thumb_rank": 3})
+    train(cfg, tmp_path / "run3")
+    assert "thumbnail path: ridge" not in capsys.readouterr().out
+    assert load_encoder(tmp_path / "run3" / "last.pt").thumb.down.weight.shape == (3, 48)
 
 
 @pytest.mark.parametrize("thumb_size", [0, 8])

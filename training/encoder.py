@@ -161,6 +161,17 @@ class ThumbnailRegressor(nn.Module):
         self.up.bias.copy_(y_mean.float())
         return float(((x @ w @ v @ v.T + y_mean - y) ** 2).mean())
 
+    @torch.no_grad()
+    def set_truncated(self, down: torch.Tensor, up: torch.Tensor) -> None:
+        """Set this path's map to the best approximation, at its own rank, of a higher-rank path's map
+        up (n_out, R) @ down (R, n_in): the top singular directions of the product (Eckart-Young)."""
+        qa, ra = torch.linalg.qr(down.double().T)  # down^T = qa ra, (n_in, R)
+        qb, rb = torch.linalg.qr(up.double())  # up = qb rb, (n_out, R)
+        u, s, vh = torch.linalg.svd(rb @ ra.T)  # up @ down = qb (u s vh) qa^T, so only an R x R SVD
+        k, root = self.down.out_features, s[: self.down.out_features].sqrt()
+        self.down.weight.copy_((root[:, None] * (vh[:k] @ qa.T)).float())
+        self.up.weight.copy_((qb @ u[:, :k] * root).float())
+
 
 class InversionEncoder(nn.Module):
     """E_I + f (+ the optional thumbnail path): aligned face (B, 3, S, S) RGB in [0, 1] -> (W+ (B, 23, 512),

@@ -251,7 +251,13 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if cfg.init and not ckpt.is_file():
         init_state = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
         fit_thumb = fit_thumb and not any(k.startswith("thumb.") for k in init_state)
-        model.load_state_dict(init_state, strict=not fit_thumb)
+        higher_rank = model.thumb is not None and "thumb.down.weight" in init_state and \
+            init_state["thumb.down.weight"].shape != model.thumb.down.weight.shape
+        if higher_rank:  # a lower --thumb-rank than the init's: start from the truncated SVD of its map
+            down, up = init_state.pop("thumb.down.weight"), init_state.pop("thumb.up.weight")
+        model.load_state_dict(init_state, strict=not (fit_thumb or higher_rank))
+        if higher_rank:
+            model.thumb.set_truncated(down, up)
         if rank == 0:
             print(f"initialised from {cfg.init}", flush=True)
     if fit_thumb and rank == 0:  # DDP copies rank 0's parameters and buffers to every rank when it wraps the model

@@ -145,13 +145,11 @@ class CacheSource:
     def __init__(self, folders: str, rank: int, world: int, seed: int, limit: int | None = None, val: int = 0):
         from training.encoder_data import load_shards
 
-        parts = [load_shards(Path(f).expanduser(), limit) for f in folders.split(",") if f]
-        d = {k: np.concatenate([p[k] for p in parts]) for k in ("crop", "target", "wplus", "psi", "aligned")}
-        d["w_avg"], d["w_std"] = parts[0]["w_avg"], parts[0]["w_std"]
+        d = load_shards([Path(f).expanduser() for f in folders.split(",") if f], limit)
         n = len(d["wplus"]) - val
         self.val_crop, self.val_wplus = d["crop"][n:], torch.from_numpy(d["wplus"][n:])
-        idx = np.arange(n)[rank::world]
-        self.crop, self.target, self.wplus = d["crop"][idx], d["target"][idx], d["wplus"][idx]
+        share = slice(rank, n, world)  # a strided view: no copy of the (many GB of) images
+        self.crop, self.target, self.wplus = d["crop"][share], d["target"][share], d["wplus"][share]
         self.w_avg, self.w_std = torch.from_numpy(d["w_avg"]), torch.from_numpy(d["w_std"])
         self.rng = np.random.default_rng([seed, rank])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -259,3 +260,18 @@ def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
     assert log[-1]["step"] == 3
     assert log[-1]["lr"] == round(lr_at(2, cfg), 6) and lr_at(2, cfg) > lr_at(9, cfg)
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir):
+    """The skin-tone metric: the same face photo darkened by a multiplicative factor reads as darker (delta L* < 0)
+    by a matching amount; an identical copy reads zero."""
+    from training.evaluate_encoder import skin_shift
+
+    image = cv2.imread(str(faces_dir / "obama.jpg"))
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), bool)
+    mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = True
+    assert skin_shift(image, image, mask) == (0.0, 0.0)
+    darker = (image * 0.7).astype(np.uint8)
+    d_l, d_e = skin_shift(image, darker, mask)
+    assert -20 < d_l < -5 and d_e >= abs(d_l)

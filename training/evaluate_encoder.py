@@ -11,6 +11,7 @@ way, as `celeblook invert` writes it):
     shape predictor; dlib's HOG detector on the 256-px crops, a fixed central box when it finds nothing) between
     input and reconstruction; the usual "same person" threshold is 0.6;
   * PSNR and SSIM (gaussian window, sigma 1.5) at 256 px inside the input's face oval (MediaPipe landmarks);
+  * skin tone: median CIELAB inside that oval, reconstruction minus input: delta L* (> 0: lighter) and delta E76;
   * generated faces only: latent error, MSE of (W+ - w_avg) in units of w_std over the 16 slots the generator
     uses, and 1 - cosine of those residuals.
 """
@@ -89,6 +90,18 @@ def region_metrics(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[floa
     return psnr, float(ssim_map(a, b)[mask].mean())
 
 
+def skin_lab(bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median CIELAB (L* 0-100, a*, b*) inside the face oval: mostly skin, so a robust skin-tone reading."""
+    lab = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
+    return np.median(lab[mask], axis=0)
+
+
+def skin_shift(input_bgr: np.ndarray, recon_bgr: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(delta L*, delta E76) of the reconstruction's skin against the input's; delta L* > 0: came back lighter."""
+    diff = skin_lab(recon_bgr, mask) - skin_lab(input_bgr, mask)
+    return float(diff[0]), float(np.linalg.norm(diff))
+
+
 def latent_error(pred: np.ndarray, true: np.ndarray, w_avg: np.ndarray, w_std: np.ndarray) -> tuple[float, float]:
     rp, rt = (to_wplus(pred)[0] - w_avg)[list(USED_SLOTS)], (to_wplus(true)[0] - w_avg)[list(USED_SLOTS)]
     mse = float(np.mean(((rp - rt) / w_std) ** 2))
@@ -161,6 +174,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                    "id_share_lt_0.6": round(float(np.mean(d < 0.6)), 2),
                    "psnr_db": round(float(np.mean([r["psnr"] for r in rs])), 2),
                    "ssim": round(float(np.mean([r["ssim"] for r in rs])), 3),
+                   "skin_dL": round(float(np.mean([r["skin_dL"] for r in rs])), 1),
+                   "skin_dE": round(float(np.mean([r["skin_dE"] for r in rs])), 1),
                    "ms_per_image": round(float(np.mean([r["ms"] for r in rs])), 1)}
             if s == "generated":
                 row["latent_mse"] = round(float(np.mean([r["latent_mse"] for r in rs])), 3)
@@ -170,8 +185,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def markdown(summary: list[dict]) -> str:
-    cols = ["set", "method", "n", "id_dist", "id_share_lt_0.6", "psnr_db", "ssim", "latent_mse", "latent_1-cos",
-            "ms_per_image"]
+    cols = ["set", "method", "n", "id_dist", "id_share_lt_0.6", "psnr_db", "ssim", "skin_dL", "skin_dE", "latent_mse",
+            "latent_1-cos", "ms_per_image"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "–")) for c in cols) + " |" for r in summary]
     return "\n".join(lines)
@@ -225,8 +240,10 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 recon, realigned = realign_render(render, lm, SIZE)
                 dist, found = ident.distance(it["crop"], recon)
                 psnr, ssim = region_metrics(it["crop"], recon, it["mask"])
+                skin_dl, skin_de = skin_shift(it["crop"], recon, it["mask"])
                 row = {"set": it["set"], "name": it["name"], "method": method, "id_dist": dist, "dlib_found": found,
-                       "psnr": psnr, "ssim": ssim, "ms": times[method], "realigned": realigned}
+                       "psnr": psnr, "ssim": ssim, "skin_dL": skin_dl, "skin_dE": skin_de, "ms": times[method],
+                       "realigned": realigned}
                 if "w" in it:
                     row["latent_mse"], row["latent_cos"] = latent_error(wplus, it["w"], gen.w_avg, w_std)
                 rows.append(row)

@@ -275,3 +275,18 @@ def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir
     darker = (image * 0.7).astype(np.uint8)
     d_l, d_e = skin_shift(image, darker, mask)
     assert -20 < d_l < -5 and d_e >= abs(d_l)
+
+
+def test_augmentation_colour_strength_is_separate_from_degradations(faces_dir):
+    """colour=0 keeps exposure and colour (only jitter, blur, JPEG, noise: the mean colour barely moves), while
+    colour alone changes it; the default follows `strength`."""
+    from training.train_encoder import augment
+
+    crop = cv2.resize(cv2.imread(str(faces_dir / "obama.jpg"))[:, :, ::-1], (256, 256))
+    crops = np.repeat(crop[None], 24, axis=0)
+    plain = augment(crops[:1], 64, np.random.default_rng(0), 0.0)[0].mean((1, 2))
+    shift = {(s, c): (augment(crops, 64, np.random.default_rng(1), s, c).mean((2, 3)) - plain).abs().max().item()
+             for s, c in ((1.0, 0.0), (0.0, 1.0))}
+    assert shift[(1.0, 0.0)] < 0.03 < shift[(0.0, 1.0)]
+    a, b = (augment(crops[:4], 64, np.random.default_rng(2), 0.5, c) for c in (None, 0.5))
+    assert torch.equal(a, b)

@@ -65,6 +65,7 @@ class TrainConfig:
     init: str = ""  # start from this checkpoint's model weights (fresh optimiser and schedule), e.g. a CPU run
     online_align: str = "mediapipe"  # online source: "mediapipe" (as for photos) or "jitter" (generator framing)
     aug_strength: float = 1.0
+    colour_strength: float = -1.0  # colour/exposure augmentation (negative: aug_strength); 0 keeps skin tone readable
     log_every: int = 50
     ckpt_every: int = 2000
     seed: int = 0
@@ -98,9 +99,13 @@ def make_config(preset: str = "gpu", **overrides) -> TrainConfig:
 
 
 # ------------------------------------------------------------------------------------------- augmentation
-def augment(crops: np.ndarray, size: int, rng: np.random.Generator, strength: float = 1.0) -> torch.Tensor:
+def augment(crops: np.ndarray, size: int, rng: np.random.Generator, strength: float = 1.0,
+            colour: float | None = None) -> torch.Tensor:
     """uint8 RGB crops (B, 256, 256, 3) -> float (B, 3, size, size) in [0, 1], augmented so real photos are in
-    distribution: small similarity jitter (alignment error), JPEG, blur, colour/gamma/grayscale, noise."""
+    distribution: small similarity jitter (alignment error), JPEG, blur, noise (`strength`) and
+    contrast/brightness/white balance/saturation/grayscale/gamma (`colour`, default `strength`). The target W+
+    stays the same, so colour augmentation teaches the encoder to ignore what it changes: exposure and skin tone."""
+    colour = strength if colour is None else colour
     out = []
     for img in crops:
         s = strength
@@ -123,6 +128,7 @@ def augment(crops: np.ndarray, size: int, rng: np.random.Generator, strength: fl
                 ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
                 img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        s = colour
         if s > 0:
             img = img * rng.uniform(1 - 0.25 * s, 1 + 0.25 * s) + rng.uniform(-0.08, 0.08) * s  # contrast, brightness
             img = img * (1 + rng.uniform(-0.08, 0.08, 3) * s)  # white balance
@@ -131,6 +137,8 @@ def augment(crops: np.ndarray, size: int, rng: np.random.Generator, strength: fl
             if rng.random() < 0.05 * s:
                 img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
             img = np.clip(img, 0, 1) ** rng.uniform(1 - 0.25 * s, 1 + 0.25 * s)  # gamma
+        s = strength
+        if s > 0:
             if rng.random() < 0.3 * s:
                 img = img + rng.normal(0, rng.uniform(0.005, 0.03), img.shape)
         out.append(np.clip(img, 0, 1).transpose(2, 0, 1))
@@ -286,7 +294,8 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         crops, target_img, target_w = source.batch(cfg.batch)
-        x = augment(crops, cfg.encoder.input_size, aug_rng, cfg.aug_strength).to(device)
+        x = augment(crops, cfg.encoder.input_size, aug_rng, cfg.aug_strength,
+                        cfg.colour_strength if cfg.colour_strength >= 0 else None).to(device)
         target_w = target_w.to(device)
         pred, _ = net(x)
         parts = latent_losses(pred, target_w, w_avg, w_std)
@@ -401,7 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
                  "threads", "seed", "val", "stop_step"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
-    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "max_minutes", "thumb_ridge"):
+    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "colour_strength", "max_minutes",
+                 "thumb_ridge"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
     ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimiser and schedule)")

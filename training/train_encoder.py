@@ -79,7 +79,7 @@ class TrainConfig:
 
 PRESETS = {
     # the full recipe, one GPU or several (torchrun); rendering on the fly
-    "gpu": {},
+    "gpu": {"colour_strength": 0.0},  # colour jitter with an unchanged target erases exposure/skin tone (ENCODER.md)
     # what fits a shared 2-core CPU: cached samples, smaller input, image loss on a few steps
     "cpu": {"source": "cache", "batch": 16, "steps": 1400, "lr": 1e-3, "warmup": 50, "image_every": 10,
             "image_batch": 1, "log_every": 20, "ckpt_every": 100, "threads": 2},

@@ -51,7 +51,7 @@ def test_thumbnail_path_ridge_recovers_a_low_rank_linear_map():
 
 def test_thumbnail_path_truncates_a_higher_rank_map_to_its_best_approximation():
     """set_truncated: a rank-8 path's map cut to rank 3 equals the rank-3 truncated SVD of the full product
-    (Eckart-Young); at equal rank the map is unchanged."""
+    (Eckart-Young); at equal or higher rank the map is unchanged."""
     from dataclasses import replace
 
     from training.encoder import ThumbnailRegressor
@@ -60,7 +60,7 @@ def test_thumbnail_path_truncates_a_higher_rank_map_to_its_best_approximation():
     down, up = torch.randn(8, 48, generator=g), torch.randn(16 * 512, 8, generator=g)
     full = (up @ down).double()
     u, s, vh = torch.linalg.svd(full, full_matrices=False)
-    for rank, expected in ((3, u[:, :3] * s[:3] @ vh[:3]), (8, full)):
+    for rank, expected in ((3, u[:, :3] * s[:3] @ vh[:3]), (8, full), (10, full)):
         path = ThumbnailRegressor(replace(TINY, thumb_size=4, thumb_rank=rank))
         path.set_truncated(down, up)
         got = (path.up.weight @ path.down.weight).double()

@@ -163,14 +163,18 @@ class ThumbnailRegressor(nn.Module):
 
     @torch.no_grad()
     def set_truncated(self, down: torch.Tensor, up: torch.Tensor) -> None:
-        """Set this path's map to the best approximation, at its own rank, of a higher-rank path's map
-        up (n_out, R) @ down (R, n_in): the top singular directions of the product (Eckart-Young)."""
+        """Set this path's map to another path's map up (n_out, R) @ down (R, n_in): exactly if this rank is >= R
+        (the extra directions start at zero), else its best approximation at this rank: the top singular
+        directions of the product (Eckart-Young)."""
         qa, ra = torch.linalg.qr(down.double().T)  # down^T = qa ra, (n_in, R)
         qb, rb = torch.linalg.qr(up.double())  # up = qb rb, (n_out, R)
         u, s, vh = torch.linalg.svd(rb @ ra.T)  # up @ down = qb (u s vh) qa^T, so only an R x R SVD
-        k, root = self.down.out_features, s[: self.down.out_features].sqrt()
-        self.down.weight.copy_((root[:, None] * (vh[:k] @ qa.T)).float())
-        self.up.weight.copy_((qb @ u[:, :k] * root).float())
+        k = min(self.down.out_features, len(s))
+        root = s[:k].sqrt()
+        self.down.weight.zero_()
+        self.up.weight.zero_()
+        self.down.weight[:k] = (root[:, None] * (vh[:k] @ qa.T)).float()
+        self.up.weight[:, :k] = (qb @ u[:, :k] * root).float()
 
 
 class InversionEncoder(nn.Module):

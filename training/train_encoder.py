@@ -257,12 +257,12 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if cfg.init and not ckpt.is_file():
         init_state = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
         fit_thumb = fit_thumb and not any(k.startswith("thumb.") for k in init_state)
-        higher_rank = model.thumb is not None and "thumb.down.weight" in init_state and \
+        other_rank = model.thumb is not None and "thumb.down.weight" in init_state and \
             init_state["thumb.down.weight"].shape != model.thumb.down.weight.shape
-        if higher_rank:  # a lower --thumb-rank than the init's: start from the truncated SVD of its map
+        if other_rank:  # --thumb-rank differs from the init's: start from its map (truncated SVD when lower)
             down, up = init_state.pop("thumb.down.weight"), init_state.pop("thumb.up.weight")
-        model.load_state_dict(init_state, strict=not (fit_thumb or higher_rank))
-        if higher_rank:
+        model.load_state_dict(init_state, strict=not (fit_thumb or other_rank))
+        if other_rank:
             model.thumb.set_truncated(down, up)
         if rank == 0:
             print(f"initialised from {cfg.init}", flush=True)

@@ -290,3 +290,17 @@ def test_augmentation_colour_strength_is_separate_from_degradations(faces_dir):
     assert shift[(1.0, 0.0)] < 0.03 < shift[(0.0, 1.0)]
     a, b = (augment(crops[:4], 64, np.random.default_rng(2), 0.5, c) for c in (None, 0.5))
     assert torch.equal(a, b)
+
+
+def test_exposure_sweep_shipped_encoder_follows_exposure(tmp_path, faces_dir):
+    """The shipped encoder (trained without colour jitter) makes a darker input's face darker: skin L* of the
+    reconstruction rises with the input's brightness factor."""
+    from training.evaluate_encoder import exposure_sweep
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "obama.jpg").symlink_to(faces_dir / "obama.jpg")
+    rows = exposure_sweep(None, tmp_path / "photos", tmp_path, 0, [0.6, 1.0], threads=2)
+    assert [r["factor"] for r in rows] == [0.6, 1.0]
+    (dark, bright) = rows
+    assert dark["lab_in"][0] < bright["lab_in"][0] - 15
+    assert dark["lab_out"][0] < bright["lab_out"][0] - 20  # shipped: 30 L*; the leg-3 model moved only 14 here

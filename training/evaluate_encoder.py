@@ -162,6 +162,30 @@ def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, v
     return items
 
 
+def render_aligned(gen: Generator, lm, wplus: np.ndarray) -> tuple[np.ndarray, bool]:
+    """W+ rendered at 1024 px and re-aligned into the input crop's framing (as `celeblook invert` writes it);
+    the flag says whether the render's own landmarks were found."""
+    render = cv2.cvtColor(to_uint8_rgb(gen.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
+    return realign_render(render, lm, SIZE)
+
+
+def exposure_sweep(encoder_path: str | None, photos: Path, videos: Path, per_clip: int, factors: list[float],
+                   threads: int) -> list[dict]:
+    """Does the reconstruction follow exposure? Every real face's aligned crop scaled by each factor; skin CIELAB
+    (median in the face oval) of the scaled input and of its one-pass reconstruction."""
+    gen, enc = Generator.load(threads), Encoder.load(threads, encoder_path)
+    out = []
+    with FaceLandmarker() as lm:
+        for it in (i for i in collect_inputs(lm, gen, photos, 0, videos, per_clip) if i["set"] != "generated"):
+            for k in factors:
+                x = np.clip(it["crop"].astype(np.float32) * k, 0, 255).astype(np.uint8)
+                lab_in, lab_out = skin_lab(x, it["mask"]), skin_lab(render_aligned(gen, lm, enc.invert(x))[0], it["mask"])
+                out.append({"set": it["set"], "name": it["name"], "factor": k, "lab_in": lab_in.round(1).tolist(),
+                            "lab_out": lab_out.round(1).tolist()})
+                print(f"{it['name']:22s} x{k:<5} skin L*a*b* in {lab_in.round(1)} out {lab_out.round(1)}", flush=True)
+    return out
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for s in ("photos", "video", "generated"):
@@ -236,8 +260,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                         latents[method] = optimise_latent(torch_model, it["crop"], steps, lr, threads, init, opt_block)
                         times[method] = (time.perf_counter() - t0) * 1000 + (t_enc if init is not None else 0.0)
             for method, wplus in latents.items():
-                render = cv2.cvtColor(to_uint8_rgb(gen.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
-                recon, realigned = realign_render(render, lm, SIZE)
+                recon, realigned = render_aligned(gen, lm, wplus)
                 dist, found = ident.distance(it["crop"], recon)
                 psnr, ssim = region_metrics(it["crop"], recon, it["mask"])
                 skin_dl, skin_de = skin_shift(it["crop"], recon, it["mask"])
@@ -273,8 +296,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")
+    ap.add_argument("--exposure", help="only the exposure sweep: comma-separated brightness factors, e.g. "
+                                       "0.6,0.8,1,1.25, on every real face (skin CIELAB in and out)")
     args = ap.parse_args(argv)
     t0 = time.time()
+    if args.exposure:
+        try:
+            factors = [float(f) for f in args.exposure.split(",")]
+        except ValueError:
+            ap.error(f"--exposure takes comma-separated numbers, e.g. 0.6,0.8,1,1.25 (got {args.exposure!r})")
+        sweep = exposure_sweep(args.encoder, args.photos, args.videos, args.video_frames, factors, args.threads)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"encoder": args.encoder or "shipped", "exposure": sweep}, indent=1))
+        return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames)
     print(markdown(summary))

@@ -190,13 +190,14 @@ def test_cli_invert_no_face(tmp_path, capsys):
     assert not (tmp_path / "r.png").exists()
 
 
-def test_latent_refinement_through_the_preview_head_lowers_the_image_loss():
-    """training.evaluate_encoder's refinement (the quality-mode trial): from a perturbed W+ of a known face, a few
-    Adam steps through the 256-px preview head bring the render closer to the target."""
-    import cv2
+def test_refinement_through_the_preview_head_with_the_colour_anchor_matches_the_full_render():
+    """The quality mode's refinement: from a perturbed W+ of a known face, a few Adam steps through the 256-px
+    preview head bring the *full* generator's render closer to the target; the full-generator anchor keeps its
+    colours there (low-pass error at least 25 % under the plain preview-head run's, which drifts: the lighter
+    faces the anchor fixes)."""
+    import torch.nn.functional as F
 
     from training.convert_weights import load_weights
-    from training.encoder import image_losses
     from training.refine_inversion import optimise_latent
     from training.train_preview_heads import load_preview_heads
 
@@ -204,19 +205,21 @@ def test_latent_refinement_through_the_preview_head_lowers_the_image_loss():
     with torch.no_grad():
         w_true = model.truncate(model.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(5))), 0.7)
         wplus_true = w_true[:, None].expand(-1, 23, -1)
-        target = model.synthesis(wplus_true, 4)
+        target = F.interpolate(model.synthesis(wplus_true), size=(256, 256), mode="area")
     bgr = cv2.cvtColor(((target[0].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8),
                        cv2.COLOR_RGB2BGR)
     start = (wplus_true + 0.3 * torch.randn(1, 23, 512, generator=torch.Generator().manual_seed(6))).numpy()
 
-    def loss(wplus):
+    def colour_error(wplus):  # mean |full render - target| in 16-px cells, [-1, 1] units
         with torch.no_grad():
-            parts = image_losses(model.synthesis(torch.from_numpy(wplus), 4), target)
-        return float(parts["l1"] + parts["msssim"])
+            full = F.interpolate(model.synthesis(torch.from_numpy(wplus)), size=(256, 256), mode="area")
+        return float(F.avg_pool2d(full - target, 16).abs().mean())
 
-    refined = optimise_latent(model, bgr, steps=8, lr=0.01, threads=2, init=start, out_block=4)
-    assert refined.shape == (1, 23, 512)
-    assert loss(refined) < 0.9 * loss(start)
+    plain = optimise_latent(model, bgr, steps=8, lr=0.03, threads=2, init=start, out_block=4)
+    anchored = optimise_latent(model, bgr, steps=8, lr=0.03, threads=2, init=start, out_block=4, anchor_every=4)
+    assert anchored.shape == (1, 23, 512)
+    assert colour_error(plain) < colour_error(start)
+    assert colour_error(anchored) < 0.75 * colour_error(plain)
 
 
 def test_refine_inversion_command(tmp_path, face_photo, capsys):

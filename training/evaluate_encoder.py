@@ -33,7 +33,7 @@ from engine.image_io import load_image, save_image
 from engine.landmarks import FACE_OVAL, FaceLandmarker
 from engine.latents import to_wplus
 from training.encoder_data import USED_SLOTS, w_stats
-from training.refine_inversion import REFINE_LR, load_refiner, optimise_latent
+from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
 VIDEOS = PHOTOS.parent / "video"
@@ -232,7 +232,7 @@ def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int =
 
 def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps: int, opt_images: int,
              threads: int, refine_steps: int = 0, opt_block: int | None = None, videos: Path | None = None,
-             per_clip: int = 0) -> tuple[list[dict], list[dict], np.ndarray | None]:
+             per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
     _, w_std = w_stats(gen.map)
@@ -252,12 +252,13 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
                     torch_model = load_refiner(threads)
-                runs = {"latent_opt": (opt_steps if it["set"] != "video" else 0, None, 0.03),
-                        "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR)}
-                for method, (steps, init, lr) in runs.items():
+                runs = {"latent_opt": (opt_steps if it["set"] != "video" else 0, None, 0.03, 0),
+                        "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR, refine_anchor)}
+                for method, (steps, init, lr, anchor) in runs.items():
                     if steps > 0:
                         t0 = time.perf_counter()
-                        latents[method] = optimise_latent(torch_model, it["crop"], steps, lr, threads, init, opt_block)
+                        latents[method] = optimise_latent(torch_model, it["crop"], steps, lr, threads, init, opt_block,
+                                                          anchor)
                         times[method] = (time.perf_counter() - t0) * 1000 + (t_enc if init is not None else 0.0)
             for method, wplus in latents.items():
                 recon, realigned = render_aligned(gen, lm, wplus)
@@ -291,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--opt-images", type=int, default=1000, help="latent optimisation on the first N images of each set")
     ap.add_argument("--refine-steps", type=int, default=0,
                     help="also: latent optimisation of the whole W+ starting from the encoder's (quality mode trial)")
+    ap.add_argument("--refine-anchor", type=int, default=REFINE_ANCHOR_EVERY,
+                    help="the refinement's full-generator colour anchor every N steps (0: off; the quality mode's "
+                         f"default, {REFINE_ANCHOR_EVERY})")
     ap.add_argument("--opt-block", type=int, choices=[4, 5],
                     help="optimise through the 256 (4) or 512 (5)-px preview head instead of the 1024-px network")
     ap.add_argument("--threads", type=int, default=2)
@@ -311,12 +315,14 @@ def main(argv: list[str] | None = None) -> None:
             args.json.write_text(json.dumps({"encoder": args.encoder or "shipped", "exposure": sweep}, indent=1))
         return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
-                                    args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames)
+                                    args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
+                                    args.refine_anchor)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"summary": summary, "rows": rows, "opt_steps": args.opt_steps,
-                                         "refine_steps": args.refine_steps, "opt_block": args.opt_block,
+                                         "refine_steps": args.refine_steps,
+                                         "refine_anchor": args.refine_anchor, "opt_block": args.opt_block,
                                          "opt_images": args.opt_images, "video_frames": args.video_frames,
                                          "seconds": round(time.time() - t0)},
                                         indent=2, default=float))

@@ -4,10 +4,11 @@
         [--side-by-side | --paste]
 
 The one-pass encoder's W+ (engine.encoder.invert_photo) is the start; Adam then moves the whole W+ so that the
-render through the distilled 256-px preview head matches the aligned 256-px crop (L1 + 1 - MS-SSIM), and the
-result is rendered at 1024 px by the engine's generator, re-aligned like `celeblook invert`'s output.
-Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps, ≈ 5 s on 2 cores, take the mean dlib identity
-distance on the dev photos from 0.76 to 0.50 (5 of 6 under dlib's 0.6; step size chosen on those photos).
+render through the distilled 256-px preview head, colour-anchored to the full generator every few steps, matches
+the aligned 256-px crop (L1 + 1 - MS-SSIM); the result is rendered at 1024 px by the engine's generator,
+re-aligned like `celeblook invert`'s output. Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps,
+≈ 8 s on 2 cores, take the mean dlib identity distance on the dev photos from 0.67 to 0.47 (all 6 under
+dlib's 0.6; step size chosen on those photos) and on video frames from 0.68 to 0.49.
 Lives in training/ because it needs torch; the engine has none.
 """
 from __future__ import annotations
@@ -24,14 +25,22 @@ from engine.latents import to_wplus
 
 SIZE = 256
 REFINE_LR = 0.06  # Adam step on W+; 0.01 / 0.03 / 0.06 tried on the dev photos (20 steps): 0.655 / 0.547 / 0.497
+REFINE_ANCHOR_EVERY = 5  # full-generator colour anchor every 5 steps (see optimise_latent); 10 tried: less colour gain
+ANCHOR_CELL = 16  # px at 256: the anchor corrects colour and light at this scale, the preview head keeps the detail
 
 
 def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,
-                    init: np.ndarray | None = None, out_block: int | None = None) -> np.ndarray:
+                    init: np.ndarray | None = None, out_block: int | None = None, anchor_every: int = 0) -> np.ndarray:
     """Latent optimisation so that G at 256 px matches the aligned crop (L1 + 1 - MS-SSIM, Adam). From w_avg
     (`init` None, the baseline): one W shared by every slot. From an encoder's W+ (`init` (1, 23, 512), the
     refinement): the whole W+. `out_block` 4: render through the distilled 256-px preview head (~4x cheaper per
-    step on a CPU; the result is still shown at 1024 px). Returns W+ (1, 23, 512)."""
+    step on a CPU; the result is still shown at 1024 px). Returns W+ (1, 23, 512).
+
+    `anchor_every` k > 0 (with `out_block`): every k steps the full generator renders the current W+ (no
+    gradient) and the low-pass of (full - preview), in ANCHOR_CELL-px cells, is added to the preview from then
+    on. Without it the optimisation drifts to codes where the preview head, distilled on ordinary codes, is
+    darker than the full render: the preview matches the photo and the shown 1024-px face comes out lighter
+    (docs/ENCODER.md, quality mode)."""
     import torch
     import torch.nn.functional as F
 
@@ -46,8 +55,15 @@ def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03,
         w = torch.from_numpy(to_wplus(init).copy()).requires_grad_(True)
         wplus = lambda: w  # noqa: E731
     opt = torch.optim.Adam([w], lr=lr)
-    for _ in range(steps):
+    correction = 0.0
+    for step in range(steps):
         img = F.interpolate(model.synthesis(wplus(), out_block), size=(SIZE, SIZE), mode="area")
+        if out_block is not None and anchor_every > 0 and step % anchor_every == 0:
+            with torch.no_grad():
+                full = F.interpolate(model.synthesis(wplus()), size=(SIZE, SIZE), mode="area")
+                correction = F.interpolate(F.avg_pool2d(full - img, ANCHOR_CELL), size=(SIZE, SIZE),
+                                           mode="bilinear", align_corners=False)
+        img = img + correction
         parts = image_losses(img, target)
         loss = parts["l1"] + parts["msssim"]
         opt.zero_grad()
@@ -86,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--paste", action="store_true", help="paste the refined reconstruction back into the photo")
     ap.add_argument("--steps", type=int, default=20, help="Adam steps (default 20, a few seconds)")
     ap.add_argument("--lr", type=float, default=REFINE_LR)
+    ap.add_argument("--anchor-every", type=int, default=REFINE_ANCHOR_EVERY,
+                    help=f"full-generator colour anchor every N steps (default {REFINE_ANCHOR_EVERY}; 0: off, faster, "
+                         "lighter faces)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", help="face_landmarker.task (default: $CELEBLOOK_FACE_LANDMARKER, user cache)")
     args = ap.parse_args(argv)
@@ -96,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             inv = invert_photo(image, landmarker, encoder, generator, SIZE, source=str(args.photo))
             t0 = time.perf_counter()
             wplus = optimise_latent(load_refiner(args.threads), inv.crop.image, args.steps, args.lr, args.threads,
-                                    init=inv.wplus, out_block=4)
+                                    init=inv.wplus, out_block=4, anchor_every=args.anchor_every)
             seconds = time.perf_counter() - t0
             render = cv2.cvtColor(to_uint8_rgb(generator.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
             recon, _ = realign_render(render, landmarker, SIZE)

@@ -5,7 +5,8 @@
 On cached generated samples (training.encoder_data shards) it computes dlib's 128-d face descriptor of each
 aligned crop (a fixed central box: the crops are aligned) and the shipped encoder's W+, fits a ridge regression
 from the descriptor to the encoder's error (target W+ - predicted, the 16 used slots, w_std units), and then
-inverts every real face and held-out generated face twice, with and without that linear correction. Reported
+inverts every real face and held-out generated face twice, with and without that linear correction (and shows
+the average face, w_avg, as the scale of both measures). Reported
 per set: dlib identity distance (as in training.evaluate_encoder) and, because dlib also supplies the
 correction's input, an identity measure independent of it: the face-shape error, MediaPipe's 468 3-D landmarks
 of input and reconstruction after a similarity (Procrustes) fit, RMS over the input shape's RMS radius.
@@ -27,6 +28,7 @@ from engine.atomic import atomic_path
 from engine.encoder import Encoder
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
+from engine.latents import to_wplus
 from training.encoder_data import USED_SLOTS, data_root, load_shards
 from training.evaluate_encoder import PHOTOS, VIDEOS, DlibIdentity, collect_inputs, render_aligned
 
@@ -121,17 +123,17 @@ def main(argv: list[str] | None = None) -> None:
             fixed = w.copy()
             fixed[0, SLOTS] += apply_correction(central_descriptor(ident, it["crop"]), mean, b).reshape(-1, 512) * w_std
             in_face = lm.detect(it["crop"])
-            for method, wplus in (("encoder", w), ("encoder + descriptor", fixed)):
+            for method, wplus in (("w_avg", to_wplus(gen.w_avg)), ("encoder", w), ("encoder + descriptor", fixed)):
                 recon, _ = render_aligned(gen, lm, wplus)
                 out_face = lm.detect(recon)
                 rows.append({"set": it["set"], "name": it["name"], "method": method,
                              "id_dist": ident.distance(it["crop"], recon)[0],
                              "shape_err": shape_error(in_face[0], out_face[0]) if in_face and out_face else None})
             print(f"{it['set']:9s} {it['name']:22s} " + "  ".join(
-                f"{r['method']}: id {r['id_dist']:.3f}" for r in rows[-2:]), flush=True)
+                f"{r['method']}: id {r['id_dist']:.3f}" for r in rows[-3:]), flush=True)
     summary = []
     for s in ("photos", "video", "generated"):
-        for method in ("encoder", "encoder + descriptor"):
+        for method in ("w_avg", "encoder", "encoder + descriptor"):
             rs = [r for r in rows if r["set"] == s and r["method"] == method]
             d = np.array([r["id_dist"] for r in rs])
             shapes = [r["shape_err"] for r in rs if r["shape_err"] is not None]

@@ -97,13 +97,17 @@ def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") ->
 
 
 def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
-                 source: str = "the image", face: Face | None = None) -> Inversion:
-    """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none)."""
+                 source: str = "the image", face: Face | None = None, skin_tone=None) -> Inversion:
+    """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none). With a
+    `skin_tone` model (engine.skin_tone.SkinToneModel) the W+ is moved so the skin's chroma matches the photo's."""
     from engine.generator import to_uint8_rgb
+    from engine.skin_tone import face_oval_mask, skin_lab
 
     face = face or detect_face(image_bgr, landmarker, source)
     crop = align_face(image_bgr, face, size)
     wplus = encoder.invert(crop.image)
+    if skin_tone is not None:
+        wplus = skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
     render = cv2.cvtColor(to_uint8_rgb(generator.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
     recon, ok = realign_render(render, landmarker, size)
     warnings = [] if ok else ["no face found in the reconstruction; it is shown in the generator's own framing"]

@@ -19,6 +19,7 @@ from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.models import sha256_file, user_cache_dir
+from engine.skin_tone import SKIN_TONE_PATH, SkinToneModel
 
 THUMB_SIZE = 128
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -46,12 +47,15 @@ class TargetCache:
     landmarker: object
     encoder_sha: str
     folder: Path | None = None  # default: <user cache>/targets, resolved when the cache is made
+    match_skin: bool = True  # match the target's skin chroma (engine/skin_tone.py, the shipped model)
 
     def __post_init__(self):
         self.folder = Path(self.folder) if self.folder else user_cache_dir() / "targets"
+        self.skin_tone = SkinToneModel.load() if self.match_skin else None
 
     def key(self, photo: Path) -> str:
-        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}"
+        skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}" if self.match_skin else ""
+        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:
         """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""
@@ -65,7 +69,8 @@ class TargetCache:
                     return Target(photo.stem, data["wplus"], data["thumbnail"])
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
-        inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo))
+        inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo),
+                           skin_tone=self.skin_tone)
         target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:

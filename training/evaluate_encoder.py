@@ -12,6 +12,9 @@ way, as `celeblook invert` writes it):
     input and reconstruction; the usual "same person" threshold is 0.6;
   * PSNR and SSIM (gaussian window, sigma 1.5) at 256 px inside the input's face oval (MediaPipe landmarks);
   * skin tone: median CIELAB inside that oval, reconstruction minus input: delta L* (> 0: lighter) and delta E76;
+  * methods: the encoder's one pass; "encoder+skin", the same followed by the skin-tone match of
+    engine/skin_tone.py (what `celeblook invert` and the morph targets use); the average face; latent
+    optimisation from it; the encoder refined (quality mode);
   * generated faces only: latent error, MSE of (W+ - w_avg) in units of w_std over the 16 slots the generator
     uses, and 1 - cosine of those residuals.
 """
@@ -26,11 +29,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.align import align_face, transform_points, usable_faces
+from engine.align import align_face, usable_faces
 from engine.encoder import Encoder, realign_render
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
-from engine.landmarks import FACE_OVAL, FaceLandmarker
+from engine.landmarks import FaceLandmarker
+from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from engine.latents import to_wplus
 from training.encoder_data import USED_SLOTS, w_stats
 from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
@@ -90,12 +94,6 @@ def region_metrics(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[floa
     return psnr, float(ssim_map(a, b)[mask].mean())
 
 
-def skin_lab(bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Median CIELAB (L* 0-100, a*, b*) inside the face oval: mostly skin, so a robust skin-tone reading."""
-    lab = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
-    return np.median(lab[mask], axis=0)
-
-
 def skin_shift(input_bgr: np.ndarray, recon_bgr: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(delta L*, delta E76) of the reconstruction's skin against the input's; delta L* > 0: came back lighter."""
     diff = skin_lab(recon_bgr, mask) - skin_lab(input_bgr, mask)
@@ -110,13 +108,6 @@ def latent_error(pred: np.ndarray, true: np.ndarray, w_avg: np.ndarray, w_std: n
 
 
 # ------------------------------------------------------------------------------------------------- driver
-def face_mask(face, crop) -> np.ndarray:
-    poly = transform_points(crop.matrix, face.xy[list(FACE_OVAL)])
-    mask = np.zeros((crop.size, crop.size), np.uint8)
-    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
-    return mask.astype(bool)
-
-
 def video_frames(videos: Path, per_clip: int) -> list[tuple[str, np.ndarray]]:
     """`per_clip` evenly spaced frames (BGR) of every .mp4 in `videos`: more real faces (other people, webcam-like)."""
     frames = []
@@ -144,7 +135,7 @@ def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, v
             print(f"skip {path.name}: no usable face")
             continue
         crop = align_face(image, faces[0], SIZE)
-        items.append({"set": "photos", "name": path.name, "crop": crop.image, "mask": face_mask(faces[0], crop)})
+        items.append({"set": "photos", "name": path.name, "crop": crop.image, "mask": face_oval_mask(faces[0], crop)})
     for i in range(n_generated):
         w = gen.sample_w(HELD_OUT_SEED + i, 0.7)
         render = cv2.cvtColor(gen.render(w), cv2.COLOR_RGB2BGR)
@@ -153,12 +144,12 @@ def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, v
             continue
         crop = align_face(render, faces[0], SIZE)
         items.append({"set": "generated", "name": f"seed {HELD_OUT_SEED + i}", "crop": crop.image,
-                      "mask": face_mask(faces[0], crop), "w": w})
+                      "mask": face_oval_mask(faces[0], crop), "w": w})
     for name, frame in video_frames(videos, per_clip) if videos is not None else []:
         faces = usable_faces(landmarker.detect(frame))
         if faces:
             crop = align_face(frame, faces[0], SIZE)
-            items.append({"set": "video", "name": name, "crop": crop.image, "mask": face_mask(faces[0], crop)})
+            items.append({"set": "video", "name": name, "crop": crop.image, "mask": face_oval_mask(faces[0], crop)})
     return items
 
 
@@ -173,16 +164,31 @@ def exposure_sweep(encoder_path: str | None, photos: Path, videos: Path, per_cli
                    threads: int) -> list[dict]:
     """Does the reconstruction follow exposure? Every real face's aligned crop scaled by each factor; skin CIELAB
     (median in the face oval) of the scaled input and of its one-pass reconstruction."""
-    gen, enc = Generator.load(threads), Encoder.load(threads, encoder_path)
+    gen, enc, skin_tone = Generator.load(threads), Encoder.load(threads, encoder_path), SkinToneModel.load()
     out = []
     with FaceLandmarker() as lm:
         for it in (i for i in collect_inputs(lm, gen, photos, 0, videos, per_clip) if i["set"] != "generated"):
             for k in factors:
                 x = np.clip(it["crop"].astype(np.float32) * k, 0, 255).astype(np.uint8)
-                lab_in, lab_out = skin_lab(x, it["mask"]), skin_lab(render_aligned(gen, lm, enc.invert(x))[0], it["mask"])
+                lab_in, w = skin_lab(x, it["mask"]), enc.invert(x)
+                lab_out = skin_lab(render_aligned(gen, lm, w)[0], it["mask"])
+                lab_skin = skin_lab(render_aligned(gen, lm, skin_tone.match(w, lab_in))[0], it["mask"])
                 out.append({"set": it["set"], "name": it["name"], "factor": k, "lab_in": lab_in.round(1).tolist(),
-                            "lab_out": lab_out.round(1).tolist()})
-                print(f"{it['name']:22s} x{k:<5} skin L*a*b* in {lab_in.round(1)} out {lab_out.round(1)}", flush=True)
+                            "lab_out": lab_out.round(1).tolist(), "lab_out_skin_match": lab_skin.round(1).tolist()})
+                print(f"{it['name']:22s} x{k:<5} skin L*a*b* in {lab_in.round(1)} out {lab_out.round(1)} "
+                      f"skin-matched {lab_skin.round(1)}", flush=True)
+    return out
+
+
+def follow_slopes(sweep: list[dict], factor: float = 1.0) -> dict:
+    """Least-squares slope of reconstruction against input skin L*, a*, b* over the faces at one exposure factor
+    (1: the face follows the input; 0: every face gets the same value)."""
+    rows = [r for r in sweep if r["factor"] == factor]
+    lab_in = np.array([r["lab_in"] for r in rows])
+    out = {}
+    for key in ("lab_out", "lab_out_skin_match"):
+        lab = np.array([r[key] for r in rows])
+        out[key] = [round(float(np.polyfit(lab_in[:, c], lab[:, c], 1)[0]), 2) for c in range(3)]
     return out
 
 
@@ -235,6 +241,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
              per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
+    skin_tone = SkinToneModel.load()
     _, w_std = w_stats(gen.map)
     ident = DlibIdentity()
     torch_model = None
@@ -246,8 +253,11 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             t0 = time.perf_counter()
             latents["encoder"] = enc.invert(it["crop"])
             t_enc = (time.perf_counter() - t0) * 1000
+            t0 = time.perf_counter()
+            latents["encoder+skin"] = skin_tone.match(latents["encoder"], skin_lab(it["crop"], it["mask"]))
+            t_skin = t_enc + (time.perf_counter() - t0) * 1000
             latents["w_avg"] = to_wplus(gen.w_avg)
-            times = {"encoder": t_enc, "w_avg": 0.0}
+            times = {"encoder": t_enc, "encoder+skin": t_skin, "w_avg": 0.0}
             n_in_set = sum(1 for x in items if x["set"] == it["set"] and items.index(x) < items.index(it))
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
@@ -274,7 +284,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 recons[(it["name"], method)] = recon
                 print(f"{it['set']:9s} {it['name']:22s} {method:10s} id {dist:.3f} psnr {psnr:.2f} ssim {ssim:.3f}",
                       flush=True)
-    methods = ["encoder", "w_avg"] + (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
+    methods = ["encoder", "encoder+skin", "w_avg"] + (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
         (["encoder+refine"] if refine_steps > 0 and opt_images > 0 else [])
     have = [m for m in methods if all((it["name"], m) in recons for it in items if it["set"] == "photos")]
     pairs = pairs_image(items, recons, have) if any(it["set"] == "photos" for it in items) else None
@@ -310,9 +320,12 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError:
             ap.error(f"--exposure takes comma-separated numbers, e.g. 0.6,0.8,1,1.25 (got {args.exposure!r})")
         sweep = exposure_sweep(args.encoder, args.photos, args.videos, args.video_frames, factors, args.threads)
+        slopes = follow_slopes(sweep) if 1.0 in factors else {}
+        print(f"slope of reconstruction on input skin L*, a*, b* at x1 (one pass; skin-matched): {slopes}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"encoder": args.encoder or "shipped", "exposure": sweep}, indent=1))
+            args.json.write_text(json.dumps({"encoder": args.encoder or "shipped", "exposure": sweep,
+                                             "slopes_x1": slopes}, indent=1))
         return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,

@@ -2,6 +2,7 @@
 
 The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
 reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
+The skin's chroma is matched to the photo's (engine/skin_tone.py) unless --no-skin-match.
 """
 from __future__ import annotations
 
@@ -19,15 +20,18 @@ from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
 from engine.latents import save_latent
 from engine.paste import paste_back
+from engine.skin_tone import SkinToneModel
 
 
 def run(args: argparse.Namespace) -> int:
     image = load_image(args.photo)
     encoder = Encoder.load(args.threads, args.encoder)
     generator = Generator.load(args.threads)
+    skin_tone = None if args.no_skin_match else SkinToneModel.load()
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
-        inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo))
+        inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),
+                           skin_tone=skin_tone)
     ms = (time.perf_counter() - t0) * 1000
     if args.paste:
         out = paste_back(image, inv.reconstruction, inv.crop, inv.face)
@@ -54,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--side-by-side", action="store_true", help="write aligned input | reconstruction")
     mode.add_argument("--paste", action="store_true", help="paste the reconstruction back into the photo")
+    p.add_argument("--no-skin-match", action="store_true",
+                   help="keep the encoder's skin chroma (default: match the photo's, engine/skin_tone.py)")
     p.add_argument("--size", type=int, default=256, choices=CROP_SIZES, help="crop/reconstruction side (default 256)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     p.add_argument("--encoder", help="inversion_encoder.onnx to use (default: the shipped one)")

@@ -1,0 +1,78 @@
+"""Skin-tone matching: move an inverted W+ so the reconstruction's skin chroma matches the photo's.
+
+The encoder follows skin lightness on real photos but hardly the yellow-blue axis (docs/ENCODER.md: over 16 real
+faces, reconstruction b* against input b* has slope 0.28; on generated faces it is followed). A linear model
+fitted on generated faces (training/fit_skin_tone.py) predicts the skin's median CIELAB from the mean W residual
+of the used slots; matching solves for the smallest change of that mean that makes the predicted a* and b* equal
+the photo's, and adds it to every used slot. No render, no torch: a 512 x 3 matrix.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.align import Crop, transform_points
+from engine.errors import ModelMissingError
+from engine.landmarks import FACE_OVAL, Face
+from engine.models import MODELS_DIR
+
+SKIN_TONE_PATH = MODELS_DIR / "skin_tone.npz"
+CHROMA = (1, 2)  # a*, b*: lightness is already followed (slope 1.06), so it is left to the encoder
+
+
+def face_oval_mask(face: Face, crop: Crop) -> np.ndarray:
+    """Boolean (size, size) mask of the face oval (MediaPipe landmarks) in the crop's pixels."""
+    poly = transform_points(crop.matrix, face.xy[list(FACE_OVAL)])
+    mask = np.zeros((crop.size, crop.size), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def skin_lab(bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median CIELAB (L* 0-100, a*, b*) inside a mask (the face oval: mostly skin, a robust skin-tone reading)."""
+    lab = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
+    return np.median(lab[mask], axis=0)
+
+
+@dataclass
+class SkinToneModel:
+    """Skin CIELAB ≈ lab_mean + (x - x_mean) @ coef, x = mean over `slots` of (W+ - w_avg) / w_std."""
+
+    x_mean: np.ndarray  # (512,)
+    coef: np.ndarray  # (512, 3)
+    lab_mean: np.ndarray  # (3,)
+    w_avg: np.ndarray  # (512,)
+    w_std: np.ndarray  # (512,)
+    slots: np.ndarray  # (23,) bool: the slots the generator uses
+    meta: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = SKIN_TONE_PATH) -> "SkinToneModel":
+        path = Path(path)
+        if not path.is_file():
+            raise ModelMissingError(f"skin-tone model not found: {path} (regenerate: python -m training.fit_skin_tone)")
+        with np.load(path, allow_pickle=False) as d:
+            return cls(d["x_mean"], d["coef"], d["lab_mean"], d["w_avg"], d["w_std"], d["slots"].astype(bool),
+                       json.loads(str(d["meta"])))
+
+    def features(self, wplus: np.ndarray) -> np.ndarray:
+        return ((wplus[0, self.slots] - self.w_avg) / self.w_std).mean(0)
+
+    def predict(self, wplus: np.ndarray) -> np.ndarray:
+        """Predicted median skin CIELAB of W+'s render (1, 23, 512) -> (3,)."""
+        return self.lab_mean + (self.features(wplus) - self.x_mean) @ self.coef
+
+    def match(self, wplus: np.ndarray, lab_target: np.ndarray, channels: tuple[int, ...] = CHROMA) -> np.ndarray:
+        """W+ moved by the smallest change of its mean residual that makes the predicted skin `channels` equal
+        `lab_target`'s; the change is added to every used slot (in w_std units), so the code stays near W."""
+        g = self.coef[:, list(channels)]  # (512, k)
+        delta = np.asarray(lab_target, np.float64)[list(channels)] - self.predict(wplus)[list(channels)]
+        dx = g @ np.linalg.solve(g.T @ g, delta)
+        out = np.array(wplus, np.float32, copy=True)
+        out[0, self.slots] += (dx * self.w_std).astype(np.float32)
+        return out

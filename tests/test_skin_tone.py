@@ -1,0 +1,87 @@
+"""engine/skin_tone.py: the shipped skin-tone model, the match, and where the engine uses it."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.align import align_face
+from engine.encoder import MODEL_NAME, Encoder, invert_photo, realign_render
+from engine.errors import ModelMissingError
+from engine.generator import Generator, to_uint8_rgb
+from engine.image_io import load_image
+from engine.landmarks import FaceLandmarker
+from engine.models import resolve_model, sha256_file
+from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from engine.targets import TargetCache
+
+
+@pytest.fixture(scope="module")
+def parts():
+    with FaceLandmarker() as lm:
+        yield Generator.load(threads=2), Encoder.load(threads=2), lm
+
+
+def _skin_of_render(gen, lm, wplus, face, crop):
+    render = cv2.cvtColor(to_uint8_rgb(gen.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
+    return skin_lab(realign_render(render, lm, crop.size)[0], face_oval_mask(face, crop))
+
+
+def test_match_hits_the_requested_chroma_with_the_smallest_change():
+    model = SkinToneModel.load()
+    rng = np.random.default_rng(0)
+    wplus = (model.w_avg + 0.5 * model.w_std * rng.normal(size=(1, 23, 512))).astype(np.float32)
+    target = model.predict(wplus) + np.array([0.0, 3.0, 6.0])
+    matched = model.match(wplus, target)
+    np.testing.assert_allclose(model.predict(matched)[1:], target[1:], atol=1e-3)
+    change = matched - wplus
+    assert np.all(change[0, ~model.slots] == 0)  # unused slots untouched
+    assert np.allclose(change[0, model.slots], change[0, model.slots][0], atol=1e-6)  # same shift in every used slot
+    # the smallest change: it lies in the span of the a*, b* gradients (in w_std units)
+    dx = change[0, model.slots][0] / model.w_std
+    g = model.coef[:, 1:]
+    residual = dx - g @ np.linalg.lstsq(g, dx, rcond=None)[0]
+    assert np.linalg.norm(residual) < 1e-3 * np.linalg.norm(dx)
+
+
+def test_the_model_reads_a_generated_face(parts):
+    """Fitted on generated faces: it predicts a held-out generated face's skin chroma within a few units."""
+    gen, _, lm = parts
+    model = SkinToneModel.load()
+    errors = []
+    for seed in (900_001, 900_005):
+        w = gen.sample_w(seed, 0.7)
+        render = cv2.cvtColor(gen.render(w), cv2.COLOR_RGB2BGR)
+        face = lm.detect(render)[0]
+        crop = align_face(render, face, 256)
+        errors.append(np.abs(model.predict(np.broadcast_to(w, (1, 23, 512))) - skin_lab(crop.image,
+                                                                                     face_oval_mask(face, crop))))
+    assert np.max(np.array(errors)[:, 1:]) < 6.0
+
+
+def test_matching_brings_a_real_face_skin_chroma_closer(parts, face_photo):
+    """obama.jpg comes back paler in b* from the encoder alone (8.3 units); the match takes a good part of that
+    back (to 5.1 when written)."""
+    gen, enc, lm = parts
+    image = load_image(face_photo("obama.jpg"))
+    plain = invert_photo(image, lm, enc, gen)
+    matched = invert_photo(image, lm, enc, gen, face=plain.face, skin_tone=SkinToneModel.load())
+    lab_in = skin_lab(plain.crop.image, face_oval_mask(plain.face, plain.crop))
+    err_plain = np.abs(_skin_of_render(gen, lm, plain.wplus, plain.face, plain.crop) - lab_in)[2]
+    err_matched = np.abs(_skin_of_render(gen, lm, matched.wplus, plain.face, plain.crop) - lab_in)[2]
+    assert err_plain > 5.0 and err_matched < 0.7 * err_plain
+
+
+def test_missing_model_file_says_how_to_regenerate(tmp_path):
+    with pytest.raises(ModelMissingError, match="fit_skin_tone"):
+        SkinToneModel.load(tmp_path / "skin_tone.npz")
+
+
+def test_target_cache_keys_follow_the_skin_match(tmp_path, parts, face_photo):
+    gen, enc, lm = parts
+    sha = sha256_file(resolve_model(MODEL_NAME))
+    photo = face_photo("biden.jpg")
+    on = TargetCache(enc, gen, lm, sha, folder=tmp_path)
+    off = TargetCache(enc, gen, lm, sha, folder=tmp_path, match_skin=False)
+    assert on.key(photo) != off.key(photo) and on.key(photo).startswith(off.key(photo))
+    assert on.skin_tone is not None and off.skin_tone is None

@@ -66,9 +66,12 @@ class DlibIdentity:
         dets = self.detector(rgb, 1)
         s = rgb.shape[0]
         found = len(dets) > 0
-        rect = max(dets, key=lambda r: r.area()) if found else \
-            self.dlib.rectangle(int(0.2 * s), int(0.25 * s), int(0.8 * s), int(0.85 * s))
+        rect = max(dets, key=lambda r: r.area()) if found else self.central_box(s)
         return np.array(self.net.compute_face_descriptor(rgb, self.shape(rgb, rect))), found
+
+    def central_box(self, size: int):
+        """The face box of an aligned size x size crop when no detector is used or it finds nothing."""
+        return self.dlib.rectangle(int(0.2 * size), int(0.25 * size), int(0.8 * size), int(0.85 * size))
 
     def distance(self, a_bgr: np.ndarray, b_bgr: np.ndarray) -> tuple[float, bool]:
         (da, fa), (db, fb) = self.descriptor(a_bgr), self.descriptor(b_bgr)

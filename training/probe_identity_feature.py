@@ -38,8 +38,7 @@ SLOTS = list(USED_SLOTS)
 def central_descriptor(ident: DlibIdentity, bgr: np.ndarray) -> np.ndarray:
     """dlib's 128-d descriptor of an aligned crop, its face box fixed to the crop's centre (no detector)."""
     rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    s = rgb.shape[0]
-    rect = ident.dlib.rectangle(int(0.2 * s), int(0.25 * s), int(0.8 * s), int(0.85 * s))
+    rect = ident.central_box(rgb.shape[0])
     return np.array(ident.net.compute_face_descriptor(rgb, ident.shape(rgb, rect)), np.float32)
 
 

@@ -69,9 +69,13 @@ class SkinToneModel:
 
     def match(self, wplus: np.ndarray, lab_target: np.ndarray, channels: tuple[int, ...] = CHROMA) -> np.ndarray:
         """W+ moved by the smallest change of its mean residual that makes the predicted skin `channels` equal
-        `lab_target`'s; the change is added to every used slot (in w_std units), so the code stays near W."""
+        `lab_target`'s; the change is added to every used slot (in w_std units), so the code stays near W. A target
+        that is not a number (no skin pixels were read) leaves W+ as it is."""
         g = self.coef[:, list(channels)]  # (512, k)
-        delta = np.asarray(lab_target, np.float64)[list(channels)] - self.predict(wplus)[list(channels)]
+        target = np.asarray(lab_target, np.float64)[list(channels)]
+        if not np.all(np.isfinite(target)):
+            return np.array(wplus, np.float32, copy=True)
+        delta = target - self.predict(wplus)[list(channels)]
         dx = g @ np.linalg.solve(g.T @ g, delta)
         out = np.array(wplus, np.float32, copy=True)
         out[0, self.slots] += (dx * self.w_std).astype(np.float32)

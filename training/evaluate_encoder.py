@@ -34,8 +34,8 @@ from engine.encoder import Encoder, realign_render
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from engine.latents import to_wplus
+from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from training.encoder_data import USED_SLOTS, w_stats
 from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
 
@@ -166,7 +166,8 @@ def render_aligned(gen: Generator, lm, wplus: np.ndarray) -> tuple[np.ndarray, b
 def exposure_sweep(encoder_path: str | None, photos: Path, videos: Path, per_clip: int, factors: list[float],
                    threads: int) -> list[dict]:
     """Does the reconstruction follow exposure? Every real face's aligned crop scaled by each factor; skin CIELAB
-    (median in the face oval) of the scaled input and of its one-pass reconstruction."""
+    (median in the face oval) of the scaled input, of its one-pass reconstruction and of that reconstruction after
+    the skin-tone match (engine/skin_tone.py)."""
     gen, enc, skin_tone = Generator.load(threads), Encoder.load(threads, encoder_path), SkinToneModel.load()
     out = []
     with FaceLandmarker() as lm:

@@ -205,8 +205,14 @@ class MainWindow(QMainWindow):
         self.reuse_box.setToolTip("Skip the generator while the latent barely changes (saves CPU and battery; the "
                                   "face then stops following small expression changes)")
         self.reuse_box.toggled.connect(self._settings_changed)
+        self.skin_box = QCheckBox("Match skin tone")
+        self.skin_box.setChecked(True)
+        self.skin_box.setToolTip("Move your reconstructed face's skin colour to the camera's (the encoder alone "
+                                 "pulls skin chroma toward the average face)")
+        self.skin_box.toggled.connect(self._settings_changed)
         controls.addRow("Engine", self.smoothing_box)
         controls.addRow("", self.reuse_box)
+        controls.addRow("", self.skin_box)
 
         self.record_button = QPushButton("● Record GIF")
         self.record_button.setCheckable(True)
@@ -364,6 +370,10 @@ class MainWindow(QMainWindow):
             else:
                 slider.setToolTip(info.get("directions_error") or f"no '{name}' direction in resources/directions.npz")
         self._directions = directions
+        if info.get("skin_tone_error"):
+            self.skin_box.setChecked(False)
+            self.skin_box.setEnabled(False)
+            self.skin_box.setToolTip(info["skin_tone_error"])
         self.output_view.setText("waiting for frames…")
         self._settings_changed()
 
@@ -382,7 +392,8 @@ class MainWindow(QMainWindow):
         return LiveSettings(target=self.target.wplus if self.target is not None else None, strength=strength,
                             preset=self.preset.currentText(), amounts=amounts,
                             smooth_latents=self.smoothing_box.isChecked(),
-                            smooth_landmarks=self.smoothing_box.isChecked(), reuse=self.reuse_box.isChecked())
+                            smooth_landmarks=self.smoothing_box.isChecked(), reuse=self.reuse_box.isChecked(),
+                            match_skin=self.skin_box.isChecked())
 
     def _settings_changed(self, *_) -> None:
         self.engine.set_settings(self.settings())

@@ -251,7 +251,8 @@ class EngineWorker(QThread):
             return
         info = {name: (d.unit, d.max_units) for name, d in (self.models.directions.directions.items()
                                                               if self.models.directions else [])}
-        self.ready.emit({"directions": info, "directions_error": self.models.directions_error})
+        self.ready.emit({"directions": info, "directions_error": self.models.directions_error,
+                         "skin_tone_error": self.models.skin_tone_error})
         pipeline: LivePipeline | None = None
         stream = None
         builtins = list(self.config.builtin_seeds)
@@ -349,7 +350,7 @@ class EngineWorker(QThread):
         s = self._settings
         m = self.models
         editor = PhotoEditor.open(self._last.image, self._landmarker(), m.encoder, m.generator,
-                                  source="the current frame")
+                                  source="the current frame", skin_tone=m.skin_tone if s.match_skin else None)
 
         def edit(t: float) -> np.ndarray:
             w = editor.wplus

@@ -1,6 +1,7 @@
 """The live per-frame pipeline of the desktop app (and of any other front end): plain dataclasses, no Qt.
 
     frame --VIDEO-mode landmarks--> One-Euro (landmarks) --> FFHQ crop (256 px) --> encoder --> W+
+          --> skin-tone match (W+ moved so the skin's chroma matches the crop's, engine.skin_tone)
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
           --> generator (256-px preview model when shipped, else 1024 px; skipped when the edited W+ barely
               moved: the last face is reused)
@@ -43,6 +44,7 @@ from engine.latents import to_wplus
 from engine.models import resolve_model, sha256_file
 from engine.onnx_session import make_session
 from engine.paste import paste_back
+from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_face
 
 STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
@@ -74,7 +76,8 @@ class LiveSettings:
     pose along the yaw/pitch directions while morphing (docs/EDITS.md); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
-    `reuse_threshold` (RMS, W units) since the last render."""
+    `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
+    chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone)."""
 
     target: np.ndarray | None = None
     strength: float = 0.8
@@ -86,6 +89,7 @@ class LiveSettings:
     latent_filter: LatentSmoothing = LatentSmoothing()
     reuse: bool = True
     reuse_threshold: float = 0.01
+    match_skin: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -121,8 +125,9 @@ class LiveResult:
 @dataclass
 class LiveModels:
     """The models a pipeline needs, loaded once and shared (they are stateless): generator, encoder, the
-    attribute directions (None when resources/models/directions.npz is missing: `directions_error` says why) and
-    the landmarker model's bytes (each pipeline makes its own VIDEO-mode landmarker from them)."""
+    attribute directions (None when resources/models/directions.npz is missing: `directions_error` says why), the
+    landmarker model's bytes (each pipeline makes its own VIDEO-mode landmarker from them) and the skin-tone model
+    (None when missing: `skin_tone_error` says why)."""
 
     generator: Generator
     encoder: Encoder
@@ -130,6 +135,8 @@ class LiveModels:
     landmarker_model: bytes
     directions: DirectionSet | None = None
     directions_error: str = ""
+    skin_tone: SkinToneModel | None = None
+    skin_tone_error: str = ""
 
     @classmethod
     def load(cls, threads: int = 2, encoder_path: str | os.PathLike | None = None,
@@ -142,7 +149,11 @@ class LiveModels:
             directions, why = DirectionSet.load(), ""
         except CelebLookError as exc:
             directions, why = None, str(exc)
-        return cls(generator, encoder, path, lm_bytes, directions, why)
+        try:
+            skin_tone, skin_why = SkinToneModel.load(), ""
+        except CelebLookError as exc:
+            skin_tone, skin_why = None, str(exc)
+        return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why)
 
     @property
     def encoder_sha(self) -> str:
@@ -257,6 +268,8 @@ class LivePipeline:
         lap("align")
 
         wplus = self.models.encoder.invert(crop.image)
+        if settings.match_skin and self.models.skin_tone is not None:
+            wplus = self.models.skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
         lap("encode")
 
         wplus = self._smooth_latent(wplus, t, settings)

@@ -26,9 +26,11 @@ class PhotoEditor:
 
     @classmethod
     def open(cls, image_bgr: np.ndarray, landmarker, encoder: Encoder, generator: Generator,
-             size: int = 256, source: str = "the image") -> "PhotoEditor":
-        """Invert the photo's largest face (NoFaceError when there is none)."""
-        return cls(image_bgr, invert_photo(image_bgr, landmarker, encoder, generator, size, source), generator)
+             size: int = 256, source: str = "the image", skin_tone=None) -> "PhotoEditor":
+        """Invert the photo's largest face (NoFaceError when there is none); with a `skin_tone` model
+        (engine.skin_tone.SkinToneModel) the inversion's skin chroma is matched to the photo's."""
+        inversion = invert_photo(image_bgr, landmarker, encoder, generator, size, source, skin_tone=skin_tone)
+        return cls(image_bgr, inversion, generator)
 
     @property
     def wplus(self) -> np.ndarray:

@@ -35,8 +35,10 @@ def face_oval_mask(face: Face, crop: Crop) -> np.ndarray:
 
 def skin_lab(bgr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Median CIELAB (L* 0-100, a*, b*) inside a mask (the face oval: mostly skin, a robust skin-tone reading)."""
-    lab = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
-    return np.median(lab[mask], axis=0)
+    pixels = bgr[mask].reshape(1, -1, 3).astype(np.float32) / 255.0  # only the masked pixels are converted
+    if pixels.shape[1] == 0:
+        return np.full(3, np.nan, np.float32)
+    return np.median(cv2.cvtColor(pixels, cv2.COLOR_BGR2LAB)[0], axis=0)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import pytest
 
 from engine.errors import BadInputError, CelebLookError
 from engine.live import STAGES, LatentSmoothing, LiveModels, LivePipeline, LiveSettings, rms
+from engine.skin_tone import face_oval_mask, skin_lab
 from engine.video import VideoReader
 
 RENDER_ONCE = dict(reuse=True, reuse_threshold=1e9)  # generator on the first face only
@@ -89,6 +90,20 @@ def test_reuse_skips_the_generator_until_the_edit_changes(models, d18):
         r = pipe.process(d18[4].image, d18[4].timestamp_ms, settings.with_(target=target, strength=1.0))
         assert not r.reused and pipe.renders == 2
         assert rms(r.edited, reused.edited) > 0.05
+
+
+def test_skin_match_moves_the_users_code_to_the_cameras_skin_chroma(models, d18):
+    if models.skin_tone is None:
+        pytest.fail(f"skin-tone model missing: {models.skin_tone_error}", pytrace=False)
+    f = d18[0]
+    plain_settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, match_skin=False, **RENDER_ONCE)
+    with LivePipeline(models) as pipe:  # the same frame twice (VIDEO mode wants increasing timestamps)
+        plain = pipe.process(f.image, f.timestamp_ms, plain_settings)
+        matched = pipe.process(f.image, f.timestamp_ms + 1, plain_settings.with_(match_skin=True))
+    model = models.skin_tone
+    lab = skin_lab(matched.crop.image, face_oval_mask(matched.face, matched.crop))
+    np.testing.assert_allclose(model.predict(matched.wplus)[1:], lab[1:], atol=1e-2)
+    assert rms(matched.wplus, plain.wplus) > 1e-3  # the encoder alone renders other skin chroma
 
 
 def test_edits_move_the_latent(models, d18):

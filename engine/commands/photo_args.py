@@ -14,6 +14,7 @@ from engine.gif import write_gif
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
 from engine.photo_edit import PhotoEditor
+from engine.skin_tone import SkinToneModel
 
 
 def add_photo_args(p: argparse.ArgumentParser) -> None:
@@ -25,12 +26,16 @@ def add_photo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="face_landmarker.task (default: resolved as usual)")
     p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
+    p.add_argument("--no-skin-match", action="store_true",
+                   help="keep the encoder's skin chroma for the photo's face (default: match the photo's)")
 
 
 def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: Encoder,
                generator: Generator) -> PhotoEditor:
-    """Load --photo and invert its largest face."""
-    return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo))
+    """Load --photo and invert its largest face (skin chroma matched to the photo unless --no-skin-match)."""
+    skin_tone = None if args.no_skin_match else SkinToneModel.load()
+    return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
+                            skin_tone=skin_tone)
 
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:

@@ -97,18 +97,49 @@ def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") ->
 
 
 def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
-                 source: str = "the image", face: Face | None = None, skin_tone=None) -> Inversion:
+                 source: str = "the image", face: Face | None = None, skin_tone=None,
+                 skin_passes: int = 1) -> Inversion:
     """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none). With a
-    `skin_tone` model (engine.skin_tone.SkinToneModel) the W+ is moved so the skin's chroma matches the photo's."""
-    from engine.generator import to_uint8_rgb
+    `skin_tone` model (engine.skin_tone.SkinToneModel) the W+ is moved so the skin's chroma matches the photo's
+    (predicted, no render), then `skin_passes` times so the rendered skin's CIELAB matches it (measured on the
+    reconstruction; one render each)."""
     from engine.skin_tone import face_oval_mask, skin_lab
 
     face = face or detect_face(image_bgr, landmarker, source)
     crop = align_face(image_bgr, face, size)
     wplus = encoder.invert(crop.image)
+    mask = lab_in = None
     if skin_tone is not None:
-        wplus = skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
-    render = cv2.cvtColor(to_uint8_rgb(generator.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
-    recon, ok = realign_render(render, landmarker, size)
+        mask = face_oval_mask(face, crop)
+        lab_in = skin_lab(crop.image, mask)
+        wplus = skin_tone.match(wplus, lab_in)
+    wplus, render, recon, ok = render_matched_skin(generator, landmarker, wplus, size, skin_tone, lab_in, mask,
+                                                   skin_passes)
     warnings = [] if ok else ["no face found in the reconstruction; it is shown in the generator's own framing"]
     return Inversion(face, crop, wplus, recon, render, ok, warnings)
+
+
+def render_matched_skin(generator, landmarker, wplus: np.ndarray, size: int, skin_tone=None,
+                        lab_target: np.ndarray | None = None, mask: np.ndarray | None = None,
+                        passes: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Render W+ and re-align it into the crop's framing; with a `skin_tone` model, `passes` times measure the
+    rendered skin's CIELAB inside `mask` (the input's face oval) and shift W+ so it becomes `lab_target` (a
+    closed loop: it corrects what the linear prediction misses, one render each). Returns (W+, full render BGR,
+    reconstruction, whether the render's face was found); a pass whose render loses the face is dropped."""
+    from engine.generator import to_uint8_rgb
+    from engine.skin_tone import LAB, skin_lab
+
+    def render_realigned(w):
+        full = cv2.cvtColor(to_uint8_rgb(generator.synthesize(w))[0], cv2.COLOR_RGB2BGR)
+        return (full, *realign_render(full, landmarker, size))
+
+    render, recon, ok = render_realigned(wplus)
+    if skin_tone is None or not ok or lab_target is None or not np.all(np.isfinite(lab_target)):
+        return wplus, render, recon, ok
+    for _ in range(passes):
+        moved = skin_tone.shift(wplus, lab_target - skin_lab(recon, mask), LAB)
+        moved_render, moved_recon, moved_ok = render_realigned(moved)
+        if not moved_ok:
+            break
+        wplus, render, recon = moved, moved_render, moved_recon
+    return wplus, render, recon, ok

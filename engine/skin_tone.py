@@ -23,6 +23,7 @@ from engine.models import MODELS_DIR
 
 SKIN_TONE_PATH = MODELS_DIR / "skin_tone.npz"
 CHROMA = (1, 2)  # a*, b*: lightness is already followed (slope 1.06), so it is left to the encoder
+LAB = (0, 1, 2)  # all three: the closed-loop pass, which corrects by the rendered skin, also fixes L* offsets
 
 
 def face_oval_mask(face: Face, crop: Crop) -> np.ndarray:
@@ -73,11 +74,15 @@ class SkinToneModel:
         """W+ moved by the smallest change of its mean residual that makes the predicted skin `channels` equal
         `lab_target`'s; the change is added to every used slot (in w_std units), so the code stays near W. A target
         that is not a number (no skin pixels were read) leaves W+ as it is."""
+        return self.shift(wplus, np.asarray(lab_target, np.float64) - self.predict(wplus), channels)
+
+    def shift(self, wplus: np.ndarray, delta_lab: np.ndarray, channels: tuple[int, ...] = LAB) -> np.ndarray:
+        """W+ moved by the smallest change of its mean residual that changes the predicted skin `channels` by
+        `delta_lab` (3,), added to every used slot; a delta that is not a number leaves W+ as it is."""
         g = self.coef[:, list(channels)]  # (512, k)
-        target = np.asarray(lab_target, np.float64)[list(channels)]
-        if not np.all(np.isfinite(target)):
+        delta = np.asarray(delta_lab, np.float64)[list(channels)]
+        if not np.all(np.isfinite(delta)):
             return np.array(wplus, np.float32, copy=True)
-        delta = target - self.predict(wplus)[list(channels)]
         dx = g @ np.linalg.solve(g.T @ g, delta)
         out = np.array(wplus, np.float32, copy=True)
         out[0, self.slots] += (dx * self.w_std).astype(np.float32)

@@ -47,14 +47,15 @@ class TargetCache:
     landmarker: object
     encoder_sha: str
     folder: Path | None = None  # default: <user cache>/targets, resolved when the cache is made
-    match_skin: bool = True  # match the target's skin chroma (engine/skin_tone.py, the shipped model)
+    match_skin: bool = True  # match the target's skin colour (engine/skin_tone.py, the shipped model)
+    skin_passes: int = 1  # closed-loop passes of that match (one render each, engine.encoder.invert_photo)
 
     def __post_init__(self):
         self.folder = Path(self.folder) if self.folder else user_cache_dir() / "targets"
         self.skin_tone = SkinToneModel.load() if self.match_skin else None
 
     def key(self, photo: Path) -> str:
-        skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}" if self.match_skin else ""
+        skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
         return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:
@@ -70,7 +71,7 @@ class TargetCache:
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
         inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo),
-                           skin_tone=self.skin_tone)
+                           skin_tone=self.skin_tone, skin_passes=self.skin_passes)
         target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:

@@ -33,7 +33,7 @@ STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class EncoderConfig:
-    backbone: str = "mobilenetv3_large_100"  # any timm CNN whose forward_features gives (B, C, H, W)
+    backbone: str = "efficientformerv2_s0"  # any timm model whose forward_features gives (B, C, H, W); ENCODER.md
     input_size: int = 160
     embed_dim: int = EMBED_DIM
     spatial_channels: int = 64  # 1x1 reduction of the last feature map before flattening (keeps layout)

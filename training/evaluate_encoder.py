@@ -12,9 +12,13 @@ way, as `celeblook invert` writes it):
     input and reconstruction; the usual "same person" threshold is 0.6;
   * PSNR and SSIM (gaussian window, sigma 1.5) at 256 px inside the input's face oval (MediaPipe landmarks);
   * skin tone: median CIELAB inside that oval, reconstruction minus input: delta L* (> 0: lighter) and delta E76;
-  * methods: the encoder's one pass; "encoder+skin", the same followed by the skin-tone match of
-    engine/skin_tone.py (what `celeblook invert` and the morph targets use); the average face; latent
-    optimisation from it; the encoder refined (quality mode);
+  * methods: the encoder's one pass; "encoder+skin", the same followed by the predicted skin-tone match of
+    engine/skin_tone.py (what the live loop uses); "encoder+skin loop", that plus one closed-loop pass on the
+    rendered skin (engine.encoder.render_matched_skin: what `celeblook invert`, the photo edits and the morph
+    targets use); the average face; latent optimisation from it; the encoder refined (quality mode), and refined
+    then one closed-loop skin pass (what `training.refine_inversion` writes). The closed loop sets the
+    reconstruction's median skin colour to the input's by construction, so for those rows the skin columns
+    say that it converged, not how good the face is;
   * generated faces only: latent error, MSE of (W+ - w_avg) in units of w_std over the 16 slots the generator
     uses, and 1 - cosine of those residuals.
 """
@@ -30,7 +34,7 @@ import cv2
 import numpy as np
 
 from engine.align import align_face, usable_faces
-from engine.encoder import Encoder, realign_render
+from engine.encoder import Encoder, realign_render, render_matched_skin
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
@@ -258,10 +262,18 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             latents["encoder"] = enc.invert(it["crop"])
             t_enc = (time.perf_counter() - t0) * 1000
             t0 = time.perf_counter()
-            latents["encoder+skin"] = skin_tone.match(latents["encoder"], skin_lab(it["crop"], it["mask"]))
+            lab_in = skin_lab(it["crop"], it["mask"])
+            latents["encoder+skin"] = skin_tone.match(latents["encoder"], lab_in)
             t_skin = t_enc + (time.perf_counter() - t0) * 1000
+
+            def closed_loop(w):
+                return render_matched_skin(gen, lm, w, SIZE, skin_tone, lab_in, it["mask"], 1)[0]
+
+            t0 = time.perf_counter()
+            latents["encoder+skin loop"] = closed_loop(latents["encoder+skin"])
+            t_loop = t_skin + (time.perf_counter() - t0) * 1000  # includes the first render (invert makes it anyway)
             latents["w_avg"] = to_wplus(gen.w_avg)
-            times = {"encoder": t_enc, "encoder+skin": t_skin, "w_avg": 0.0}
+            times = {"encoder": t_enc, "encoder+skin": t_skin, "encoder+skin loop": t_loop, "w_avg": 0.0}
             n_in_set = sum(1 for x in items if x["set"] == it["set"] and items.index(x) < items.index(it))
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
@@ -274,6 +286,10 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                         latents[method] = optimise_latent(torch_model, it["crop"], steps, lr, threads, init, opt_block,
                                                           anchor)
                         times[method] = (time.perf_counter() - t0) * 1000 + (t_enc if init is not None else 0.0)
+                if "encoder+refine" in latents:
+                    t0 = time.perf_counter()
+                    latents["encoder+refine+skin loop"] = closed_loop(latents["encoder+refine"])
+                    times["encoder+refine+skin loop"] = times["encoder+refine"] + (time.perf_counter() - t0) * 1000
             for method, wplus in latents.items():
                 recon, realigned = render_aligned(gen, lm, wplus)
                 dist, found = ident.distance(it["crop"], recon)
@@ -288,8 +304,8 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 recons[(it["name"], method)] = recon
                 print(f"{it['set']:9s} {it['name']:22s} {method:10s} id {dist:.3f} psnr {psnr:.2f} ssim {ssim:.3f}",
                       flush=True)
-    methods = ["encoder", "encoder+skin", "w_avg"] + (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
-        (["encoder+refine"] if refine_steps > 0 and opt_images > 0 else [])
+    methods = ["encoder", "encoder+skin loop", "w_avg"] + (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
+        (["encoder+refine", "encoder+refine+skin loop"] if refine_steps > 0 and opt_images > 0 else [])
     have = [m for m in methods if all((it["name"], m) in recons for it in items if it["set"] == "photos")]
     pairs = pairs_image(items, recons, have) if any(it["set"] == "photos" for it in items) else None
     return rows, summarise(rows), pairs

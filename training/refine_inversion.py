@@ -6,7 +6,8 @@
 The one-pass encoder's W+ (engine.encoder.invert_photo) is the start; Adam then moves the whole W+ so that the
 render through the distilled 256-px preview head, colour-anchored to the full generator every few steps, matches
 the aligned 256-px crop (L1 + 1 - MS-SSIM); the result is rendered at 1024 px by the engine's generator,
-re-aligned like `celeblook invert`'s output. Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps,
+re-aligned like `celeblook invert`'s output, after `--skin-passes` closed-loop skin-colour passes
+(engine.encoder.render_matched_skin). Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps,
 ≈ 8 s on 2 cores, take the mean dlib identity distance on the dev photos from 0.67 to 0.47 (all 6 under
 dlib's 0.6; step size chosen on those photos) and on video frames from 0.68 to 0.49.
 Lives in training/ because it needs torch; the engine has none.
@@ -85,13 +86,14 @@ def load_refiner(threads: int = 2):
 
 def main(argv: list[str] | None = None) -> int:
     from engine.align import face_warnings
-    from engine.encoder import Encoder, invert_photo, realign_render
+    from engine.encoder import Encoder, invert_photo, render_matched_skin
     from engine.errors import CelebLookError
-    from engine.generator import Generator, to_uint8_rgb
+    from engine.generator import Generator
     from engine.image_io import load_image, save_image
     from engine.landmarks import FaceLandmarker
     from engine.latents import save_latent
     from engine.paste import paste_back
+    from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photo")
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--anchor-every", type=int, default=REFINE_ANCHOR_EVERY,
                     help=f"full-generator colour anchor every N steps (default {REFINE_ANCHOR_EVERY}; 0: off, faster, "
                          "lighter faces)")
+    ap.add_argument("--skin-passes", type=int, default=1,
+                    help="closed-loop passes matching the rendered skin's CIELAB to the photo's (default 1; 0: off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", help="face_landmarker.task (default: $CELEBLOOK_FACE_LANDMARKER, user cache)")
     args = ap.parse_args(argv)
@@ -117,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             wplus = optimise_latent(load_refiner(args.threads), inv.crop.image, args.steps, args.lr, args.threads,
                                     init=inv.wplus, out_block=4, anchor_every=args.anchor_every)
             seconds = time.perf_counter() - t0
-            render = cv2.cvtColor(to_uint8_rgb(generator.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
-            recon, _ = realign_render(render, landmarker, SIZE)
+            skin_tone = SkinToneModel.load() if args.skin_passes > 0 else None
+            mask = face_oval_mask(inv.face, inv.crop)
+            wplus, _, recon, _ = render_matched_skin(generator, landmarker, wplus, SIZE, skin_tone,
+                                                     skin_lab(inv.crop.image, mask), mask, args.skin_passes)
         if args.paste:
             out = paste_back(image, recon, inv.crop, inv.face)
         elif args.side_by_side:

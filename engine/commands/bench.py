@@ -55,7 +55,7 @@ def bench_encoder(args: argparse.Namespace) -> dict:
     crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     rows = []
     for threads in args.threads:
-        enc = Encoder.load(threads=threads)
+        enc = Encoder.load(threads=threads, path=args.encoder)
         ms = median_ms(lambda: enc.encode(crop), args.repeats)
         rows.append({"runtime": "onnxruntime fp32", "threads": threads, "input_px": enc.input_size,
                      "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
@@ -98,4 +98,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", nargs="*", choices=["laptop", "phone"], default=None,
                    help="pipeline: exit 1 when over the named budgets (no name: laptop)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
     p.set_defaults(func=run)

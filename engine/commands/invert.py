@@ -2,7 +2,8 @@
 
 The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
 reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
-The skin's chroma is matched to the photo's (engine/skin_tone.py) unless --no-skin-match.
+The skin's colour is matched to the photo's (engine/skin_tone.py: chroma by the linear model, then
+--skin-passes closed-loop passes on the rendered skin's CIELAB, one render each) unless --no-skin-match.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
         inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),
-                           skin_tone=skin_tone)
+                           skin_tone=skin_tone, skin_passes=args.skin_passes)
     ms = (time.perf_counter() - t0) * 1000
     if args.paste:
         out = paste_back(image, inv.reconstruction, inv.crop, inv.face)
@@ -42,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     save_image(args.out, out)
     if args.latent:
         save_latent(args.latent, inv.wplus)
+    renders = 1 + (args.skin_passes if skin_tone is not None else 0)
     print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "
-          "encoder, 1024-px render, re-alignment)")
+          f"encoder, {renders} x (1024-px render, re-alignment))")
     for warning in face_warnings(inv.face, inv.crop) + inv.warnings:
         print(f"celeblook invert: warning: {warning}", file=sys.stderr)
     return 0
@@ -59,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--side-by-side", action="store_true", help="write aligned input | reconstruction")
     mode.add_argument("--paste", action="store_true", help="paste the reconstruction back into the photo")
     p.add_argument("--no-skin-match", action="store_true",
-                   help="keep the encoder's skin chroma (default: match the photo's, engine/skin_tone.py)")
+                   help="keep the encoder's skin colour (default: match the photo's, engine/skin_tone.py)")
+    p.add_argument("--skin-passes", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
+                   help="closed-loop skin passes after the predicted match, one render each (default 1)")
     p.add_argument("--size", type=int, default=256, choices=CROP_SIZES, help="crop/reconstruction side (default 256)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     p.add_argument("--encoder", help="inversion_encoder.onnx to use (default: the shipped one)")

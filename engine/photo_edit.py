@@ -28,7 +28,8 @@ class PhotoEditor:
     def open(cls, image_bgr: np.ndarray, landmarker, encoder: Encoder, generator: Generator,
              size: int = 256, source: str = "the image", skin_tone=None) -> "PhotoEditor":
         """Invert the photo's largest face (NoFaceError when there is none); with a `skin_tone` model
-        (engine.skin_tone.SkinToneModel) the inversion's skin chroma is matched to the photo's."""
+        (engine.skin_tone.SkinToneModel) the inversion's skin colour is matched to the photo's (predicted, then one
+        closed-loop pass: engine.encoder.invert_photo)."""
         inversion = invert_photo(image_bgr, landmarker, encoder, generator, size, source, skin_tone=skin_tone)
         return cls(image_bgr, inversion, generator)
 

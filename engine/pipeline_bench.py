@@ -3,8 +3,8 @@
 Per thread count, the clips run in four modes: the generator inline ("sync") or on its own thread
 ("background", the app's mode: engine.background_render), each with the app's reuse rule (skip the generator
 while the edited latent is still) or asking for a new face every frame. Stages: decode, landmarks, align,
-encode (encoder + skin-tone match), edit, generate (in background mode: the time the loop waits for it, ~0 after the first face), paste,
-display (BGR -> RGB for the screen). fps = frames / wall time of the loop, clips read as fast as they decode;
+encode (encoder + skin-tone match), edit, generate (in background mode: the time the loop waits for it, ~0
+after the first face), paste, display (BGR -> RGB for the screen). fps = frames / wall time of the loop, clips read as fast as they decode;
 "face refreshes/s" = generator runs / wall time: how often the shown face's content changes. A built-in target
 is set, so every frame is really morphed. Budgets: resources/budgets.json.
 """

@@ -27,12 +27,12 @@ def add_photo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     p.add_argument("--no-skin-match", action="store_true",
-                   help="keep the encoder's skin chroma for the photo's face (default: match the photo's)")
+                   help="keep the encoder's skin colour for the photo's face (default: match the photo's)")
 
 
 def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: Encoder,
                generator: Generator) -> PhotoEditor:
-    """Load --photo and invert its largest face (skin chroma matched to the photo unless --no-skin-match)."""
+    """Load --photo and invert its largest face (skin colour matched to the photo unless --no-skin-match)."""
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
                             skin_tone=skin_tone)

@@ -265,6 +265,65 @@ def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
     assert (tmp_path / "run" / "last.pt").is_file()
 
 
+def test_anneal_minutes_compresses_the_schedule_to_the_time_budget(tmp_path, capsys):
+    """--anneal-minutes: the cosine runs on training time when that runs out before the steps do, and the run ends
+    annealed (lr at its floor) with a checkpoint."""
+    from training.train_encoder import lr_at, make_config, train
+
+    cfg = make_config("tiny", steps=1000, warmup=0, lr=1e-3, anneal_minutes=2.0)
+    assert lr_at(10, cfg, 0.0) > 0.99e-3
+    assert lr_at(10, cfg, 60.0) == pytest.approx(0.05e-3 + 0.95e-3 * 0.5, rel=0.02)  # half the time: mid-cosine
+    assert lr_at(10, cfg, 120.0) == pytest.approx(0.05e-3)
+    data = _tiny_cache(tmp_path / "cache")
+    cfg = make_config("tiny", data=str(data), steps=1000, batch=4, aug_strength=0.0, threads=2, anneal_minutes=1e-4)
+    train(cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] < 1000 and log[-1]["lr"] == pytest.approx(0.05e-3)
+    assert "schedule done" in capsys.readouterr().out and (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_slim_checkpoint_loads_and_warm_starts(tmp_path):
+    from training.train_encoder import load_encoder, make_config, slim_checkpoint, train
+
+    data = _tiny_cache(tmp_path / "cache")
+    cfg = make_config("tiny", data=str(data), steps=2, batch=4, aug_strength=0.0, threads=2)
+    train(cfg, tmp_path / "run")
+    full = tmp_path / "run" / "last.pt"
+    slim = slim_checkpoint(full, tmp_path / "slim.pt", half=True)
+    assert slim.stat().st_size < 0.5 * full.stat().st_size
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = load_encoder(full)(x)[0], load_encoder(slim)(x)[0]
+    assert torch.allclose(a, b, atol=0.05 * float(a.std()))  # float16 weights: close, not equal
+    cfg = make_config("tiny", data=str(data), steps=1, batch=4, aug_strength=0.0, threads=2, init=str(slim))
+    train(cfg, tmp_path / "warm")
+    assert (tmp_path / "warm" / "last.pt").is_file()
+
+
+def test_align_pool_crops_like_the_main_process(faces_dir, landmarker):
+    """The GPU recipe's worker processes cut exactly the crop a photo gets in the main process, and augment it."""
+    from training.align_pool import AlignPool
+    from training.encoder_data import aligned_crop
+    from training.train_encoder import augment
+
+    img = cv2.cvtColor(cv2.imread(str(faces_dir / "obama.jpg")), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    side = min(h, w)
+    square = cv2.resize(img[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2], (384, 384))
+    batch = np.stack([square, square[:, ::-1], np.zeros_like(square)])
+    expected = [aligned_crop(landmarker, im) for im in batch]
+    with AlignPool(workers=2, batch=4, input_size=64, res=384, strength=0.0, colour=0.0) as pool:
+        pool.submit(batch)
+        with pytest.raises(RuntimeError, match="collect"):
+            pool.submit(batch)
+        x, crops, aligned = pool.collect()
+        with pytest.raises(ValueError, match="renders of 384 px"):
+            pool.submit(np.zeros((2, 256, 256, 3), np.uint8))
+    assert aligned.tolist() == [ok for _, ok in expected] == [True, True, False]
+    assert np.array_equal(crops, np.stack([c for c, _ in expected]))
+    assert np.allclose(x, augment(crops, 64, np.random.default_rng(0), 0.0).numpy(), atol=1e-6)
+
+
 def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir):
     """The skin-tone metric: the same face photo darkened by a multiplicative factor reads as darker (delta L* < 0)
     by a matching amount; an identical copy reads zero."""

@@ -1,13 +1,18 @@
 """Train the inversion encoder (E_I + f) data-free on MobileStyleGAN; single process, or several GPUs with torchrun.
 
     # full recipe (GPU defaults; samples are rendered on the fly by the torch generator on each GPU)
-    torchrun --standalone --nproc_per_node=8 -m training.train_encoder --out runs/encoder_gpu
+    torchrun --standalone --nproc_per_node=8 -m training.train_encoder --out runs/encoder_gpu --align-workers 14
+    # the shipped model's last leg: one H100, warm start, 15 min of training (docs/ENCODER.md)
+    python -m training.train_encoder --out runs/enc_gpu1 --init enc_ef2_slim.pt --thumb-size 32 --thumb-rank 128 \
+        --align-workers 14 --align-res 512 --batch 64 --image-batch 16 --lr 4e-4 --warmup 300 --steps 200000 \
+        --anneal-minutes 15 --aug-strength 0.5 --colour-strength 0
     # CPU scale: from a sample cache built by training.encoder_data
     python -m training.train_encoder --preset cpu --data ~/.cache/celeblook/encoder_data/cpu2k --out runs/enc_cpu
 
 Each step: a batch of (aligned crop, W+ target, 256-px target render) either from the cache or rendered on the
 fly (source "online": the training recipe of training.encoder_data, z -> w (psi mix) -> W+ near W -> render on
-the device -> crop), augmented on the fly (colour, gamma, grayscale, blur, noise, JPEG, small similarity
+the device -> MediaPipe crop, on `align_workers` CPU processes one batch ahead: training.align_pool), augmented on
+the fly (colour, gamma, grayscale, blur, noise, JPEG, small similarity
 jitter) and resized to the encoder's input. Loss =
     w_mse * MSE(residual / w_std) + w_cos * (1 - cos(residual)) + w_spread * slot spread   (every step)
   + w_l1 * L1(G(W+)_256, target_256) + w_msssim * (1 - MS-SSIM at 256 px)                (every `image_every`
@@ -16,7 +21,8 @@ where G is the frozen torch generator with the official weights (gradients reach
 
 Progress: a log line every `log_every` steps (losses, samples/s, lr) to stdout and <out>/log.jsonl. Checkpoints:
 <out>/last.pt every `ckpt_every` steps and at the end (model, optimiser, scheduler, step, config); a run restarted
-with the same --out resumes from last.pt. DDP: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gradients are averaged
+with the same --out resumes from last.pt. --anneal-minutes fits the cosine schedule to a time budget (a lent GPU's
+minutes); slim_checkpoint() drops the optimiser state to carry weights between machines. DDP: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gradients are averaged
 by torch's DistributedDataParallel, each rank draws its own samples (distinct seeds / cache shards), rank 0 logs
 and checkpoints.
 """
@@ -64,6 +70,8 @@ class TrainConfig:
     image_block: int = -1
     init: str = ""  # start from this checkpoint's model weights (fresh optimiser and schedule), e.g. a CPU run
     online_align: str = "mediapipe"  # online source: "mediapipe" (as for photos) or "jitter" (generator framing)
+    align_workers: int = 0  # online source: CPU processes for MediaPipe + augmentation (0: in the main process)
+    align_res: int = 1024  # online source: renders are area-downsampled to this size before MediaPipe and the crop
     aug_strength: float = 1.0
     colour_strength: float = -1.0  # colour/exposure augmentation (negative: aug_strength); 0 keeps skin tone readable
     log_every: int = 50
@@ -71,6 +79,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch's default)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time (0: no limit)
+    anneal_minutes: float = 0.0  # the cosine reaches its floor after this much training time (resumes counted)
+    # or at `steps`, whichever comes first, and training ends there: a fixed-time run that still anneals (0: off)
     stop_step: int = 0  # stop at this step, the schedule still planned for `steps` (0: at `steps`); replays a
     # run that --max-minutes cut short
     val: int = 0  # cache source: hold out the last N samples; their latent MSE (no augmentation) is logged
@@ -164,6 +174,11 @@ class CacheSource:
     def __len__(self) -> int:
         return len(self.wplus)
 
+    def train_batch(self, n: int, size: int, aug_rng: np.random.Generator, strength: float, colour: float | None):
+        """(augmented encoder inputs (n, 3, size, size), 256-px targets in [-1, 1], W+ targets)."""
+        crops, target, wplus = self.batch(n)
+        return augment(crops, size, aug_rng, strength, colour), target, wplus
+
     def batch(self, n: int):
         i = self.rng.choice(len(self.wplus), n, replace=False) if n <= len(self.wplus) else \
             self.rng.integers(0, len(self.wplus), n)
@@ -172,20 +187,28 @@ class CacheSource:
 
 
 class OnlineSource:
-    """Samples rendered on the fly by the torch generator (the GPU recipe); crops by MediaPipe or jitter."""
+    """Samples rendered on the fly by the torch generator (the GPU recipe); crops by MediaPipe or jitter.
+    With `workers` > 0, MediaPipe and the augmentation run on that many CPU processes (training.align_pool),
+    one batch ahead of the training step."""
 
-    def __init__(self, generator, device, rank: int, seed: int, align: str = "mediapipe"):
+    def __init__(self, generator, device, rank: int, seed: int, align: str = "mediapipe", workers: int = 0,
+                 batch: int = 32, input_size: int = 160, strength: float = 1.0, colour: float | None = None,
+                 align_res: int = 1024):
         from training.encoder_data import SampleRecipe, w_stats
 
-        self.g, self.device, self.align = generator, device, align
+        self.g, self.device, self.align, self.align_res = generator, device, align, align_res
         self.recipe = SampleRecipe()
         self.rng = np.random.default_rng([seed, rank, 1])
         self.map = lambda z: generator.mapping(torch.from_numpy(z).to(device)).detach().cpu().numpy()
         self.w_avg_np = generator.w_avg.detach().cpu().numpy()
         _, w_std = w_stats(self.map)
         self.w_avg, self.w_std = torch.from_numpy(self.w_avg_np), torch.from_numpy(w_std)
-        self.landmarker = None
-        if align == "mediapipe":
+        self.landmarker, self.pool, self.ahead = None, None, None
+        if align == "mediapipe" and workers > 0:
+            from training.align_pool import AlignPool
+            self.pool = AlignPool(workers, batch, input_size, res=align_res, seed=seed * 1000 + rank,
+                                  strength=strength, colour=colour)
+        elif align == "mediapipe":
             from engine.landmarks import FaceLandmarker
             self.landmarker = FaceLandmarker()
 
@@ -193,28 +216,76 @@ class OnlineSource:
         if self.landmarker is not None:
             self.landmarker.close()
             self.landmarker = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     @torch.no_grad()
-    def batch(self, n: int):
-        from training.encoder_data import CROP, aligned_crop, sample_wplus
+    def _render(self, n: int) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        """n samples of the recipe: (W+ (n, 23, 512), 256-px targets on the device, uint8 RGB renders at
+        align_res)."""
+        from training.encoder_data import CROP, sample_wplus
 
         wplus, _ = sample_wplus(self.rng, self.map, self.w_avg_np, self.w_std.numpy(), n, self.recipe)
         img = self.g.synthesis(torch.from_numpy(wplus).to(self.device)).clamp(-1, 1)
         target = F.interpolate(img, size=(CROP, CROP), mode="area")
+        if img.shape[-1] != self.align_res:
+            img = F.interpolate(img, size=(self.align_res, self.align_res), mode="area")
         u8 = ((img + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-        if self.landmarker is not None:
+        return wplus, target, u8
+
+    def batch(self, n: int):
+        """(un-augmented aligned crops (n, 256, 256, 3) uint8, 256-px targets, W+): used for the thumbnail fit."""
+        from training.encoder_data import aligned_crop
+
+        wplus, target, u8 = self._render(n)
+        if self.pool is not None:
+            step = self.pool.layout.batch
+            crops = []
+            for i in range(0, n, step):
+                self.pool.submit(u8[i:i + step])
+                crops.append(self.pool.collect()[1])
+            crops = np.concatenate(crops)
+        elif self.landmarker is not None:
             crops = np.stack([aligned_crop(self.landmarker, im)[0] for im in u8])
         else:
             crops = ((target + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         return crops, target.cpu(), torch.from_numpy(wplus)
 
+    def train_batch(self, n: int, size: int, aug_rng: np.random.Generator, strength: float, colour: float | None):
+        """(augmented encoder inputs, 256-px targets, W+). With workers: returns the batch prepared during the
+        previous step and starts the next one (the workers' own augmentation settings apply)."""
+        if self.pool is None:
+            crops, target, wplus = self.batch(n)
+            return augment(crops, size, aug_rng, strength, colour), target, wplus
+        if self.ahead is None:
+            self.ahead = self._submit(n)
+        wplus, target = self.ahead
+        x, _, aligned = self.pool.collect()
+        self.aligned_share = float(aligned.mean())  # logged: MediaPipe found the face in this share of renders
+        self.ahead = self._submit(n)
+        return torch.from_numpy(x), target, torch.from_numpy(wplus)
+
+    def _submit(self, n: int) -> tuple[np.ndarray, torch.Tensor]:
+        wplus, target, u8 = self._render(n)
+        self.pool.submit(u8)
+        return wplus, target
+
 
 # -------------------------------------------------------------------------------------------------- train
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def progress(step: int, seconds: float, cfg: TrainConfig) -> float:
+    """Fraction of the schedule done: by steps, or by training time when `anneal_minutes` runs out first."""
+    t = step / max(1, cfg.steps)
+    return max(t, seconds / (cfg.anneal_minutes * 60)) if cfg.anneal_minutes else t
+
+
+def lr_at(step: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from lr to 0.05 lr over the rest of the schedule."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    t0 = cfg.warmup / max(1, cfg.steps)
+    t = (progress(step, seconds, cfg) - t0) / max(1e-9, 1 - t0)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, t)))))
 
 
 def setup_distributed() -> tuple[int, int, int, torch.device]:
@@ -248,7 +319,9 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if generator is not None:
         generator = generator.to(device).eval().requires_grad_(False)
     source = CacheSource(cfg.data, rank, world, cfg.seed, limit, cfg.val) if cfg.source == "cache" else \
-        OnlineSource(generator, device, rank, cfg.seed, cfg.online_align)
+        OnlineSource(generator, device, rank, cfg.seed, cfg.online_align, cfg.align_workers, cfg.batch,
+                     cfg.encoder.input_size, cfg.aug_strength, cfg.colour_strength if cfg.colour_strength >= 0 else None,
+                     cfg.align_res)
     model = InversionEncoder(cfg.encoder, source.w_avg, source.w_std).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     step, t_train = 0, 0.0
@@ -290,15 +363,27 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     log_file = open(out / "log.jsonl", "a") if rank == 0 else None
     sums: dict[str, float] = {}
     last_step = min(cfg.stop_step or cfg.steps, cfg.steps)
-    while step < last_step:
+    colour = cfg.colour_strength if cfg.colour_strength >= 0 else None
+
+    def clock() -> tuple[float, float]:
+        """(training seconds, resumes counted; this run's wall seconds): rank 0's values on every rank, so that
+        all ranks use the same learning rate and stop at the same step."""
+        now = torch.tensor([t_train + time.time() - t0, time.time() - start_wall], dtype=torch.float64, device=device)
+        if world > 1:
+            dist.broadcast(now, 0)
+        return tuple(now.tolist())
+
+    train_s = t_train
+    while step < last_step and progress(step, train_s, cfg) < 1:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        crops, target_img, target_w = source.batch(cfg.batch)
-        x = augment(crops, cfg.encoder.input_size, aug_rng, cfg.aug_strength,
-                        cfg.colour_strength if cfg.colour_strength >= 0 else None).to(device)
-        target_w = target_w.to(device)
+            group["lr"] = lr_at(step, cfg, train_s)
+        x, target_img, target_w = source.train_batch(cfg.batch, cfg.encoder.input_size, aug_rng, cfg.aug_strength,
+                                                     colour)
+        x, target_w = x.to(device), target_w.to(device)
         pred, _ = net(x)
         parts = latent_losses(pred, target_w, w_avg, w_std)
+        if getattr(source, "aligned_share", None) is not None:
+            parts["aligned"] = torch.tensor(source.aligned_share)
         loss = cfg.w_mse * parts["mse"] + cfg.w_cos * parts["cos"] + cfg.w_spread * parts["spread"]
         if cfg.image_every and step % cfg.image_every == 0:
             k = min(cfg.image_batch, cfg.batch)
@@ -320,11 +405,13 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
             sums["n_" + k_] = sums.get("n_" + k_, 0.0) + 1
         sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
         sums["n_loss"] = sums.get("n_loss", 0.0) + 1
-        out_of_time = cfg.max_minutes and (time.time() - start_wall) > cfg.max_minutes * 60
+        train_s, wall_s = clock()
+        annealed = bool(cfg.anneal_minutes) and progress(step, train_s, cfg) >= 1
+        out_of_time = annealed or bool(cfg.max_minutes) and wall_s > cfg.max_minutes * 60
         if rank == 0 and (step % cfg.log_every == 0 or step == last_step or out_of_time):
             dt = time.time() - t0
             t_train += dt
-            last = {"step": step, "lr": round(lr_at(step - 1, cfg), 6), "samples_per_s": round(seen / dt, 2),
+            last = {"step": step, "lr": round(lr_at(step - 1, cfg, t_train), 6), "samples_per_s": round(seen / dt, 2),
                     "train_seconds": round(t_train, 1),
                     **{k_: round(sums[k_] / sums["n_" + k_], 5) for k_ in sums if not k_.startswith("n_")}}
             if getattr(source, "val_crop", None) is not None and len(source.val_crop):
@@ -337,7 +424,8 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
             save_checkpoint(ckpt, model, opt, step, cfg, t_train)
         if out_of_time:
             if rank == 0:
-                print(f"stopping after {cfg.max_minutes} min at step {step}", flush=True)
+                why = "schedule done (--anneal-minutes)" if annealed else f"--max-minutes {cfg.max_minutes} reached"
+                print(f"stopping at step {step}: {why}", flush=True)
             break
     if log_file:
         log_file.close()
@@ -393,11 +481,25 @@ def save_checkpoint(path: Path, model: InversionEncoder, opt, step: int, cfg: Tr
     tmp.replace(path)
 
 
+def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Path:
+    """Copy a checkpoint without its optimiser state (model, config, step): what --init, load_encoder and
+    export_encoder need, at a third of the size; `half` stores float16 weights (to carry a warm start)."""
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    model = {k: v.half() if half and v.is_floating_point() else v for k, v in state["model"].items()}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp")
+    torch.save({"model": model, "config": state["config"], "step": state["step"],
+                "train_seconds": state.get("train_seconds", 0.0)}, tmp)
+    tmp.replace(dst)
+    return dst
+
+
 def load_encoder(path: str | Path) -> InversionEncoder:
     """An InversionEncoder (eval mode) from a training checkpoint."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = InversionEncoder(EncoderConfig(**state["config"]["encoder"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
     return model.eval()
 
 
@@ -408,10 +510,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", help="sample cache folder (source cache)")
     ap.add_argument("--source", choices=["online", "cache"])
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
-                 "threads", "seed", "val", "stop_step"):
+                 "threads", "seed", "val", "stop_step", "align_workers", "align_res"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "colour_strength", "max_minutes",
-                 "thumb_ridge"):
+                 "anneal_minutes", "thumb_ridge"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
     ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimiser and schedule)")

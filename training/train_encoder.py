@@ -273,13 +273,15 @@ class OnlineSource:
 
 
 # -------------------------------------------------------------------------------------------------- train
-def progress(step: int, seconds: float, cfg: TrainConfig) -> float:
-    """Fraction of the schedule done: by steps, or by training time when `anneal_minutes` runs out first."""
+def progress(step: int, seconds: float, cfg) -> float:
+    """Fraction of the schedule done: by steps, or by training time when `anneal_minutes` runs out first (any
+    config with steps / warmup / lr; the CLIP runs share this schedule and have no time budget)."""
     t = step / max(1, cfg.steps)
-    return max(t, seconds / (cfg.anneal_minutes * 60)) if cfg.anneal_minutes else t
+    minutes = getattr(cfg, "anneal_minutes", 0.0)
+    return max(t, seconds / (minutes * 60)) if minutes else t
 
 
-def lr_at(step: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
+def lr_at(step: int, cfg, seconds: float = 0.0) -> float:
     """Linear warm-up over `warmup` steps, then cosine from lr to 0.05 lr over the rest of the schedule."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup

@@ -72,9 +72,13 @@ class SkinToneModel:
 
     def match(self, wplus: np.ndarray, lab_target: np.ndarray, channels: tuple[int, ...] = CHROMA) -> np.ndarray:
         """W+ moved by the smallest change of its mean residual that makes the predicted skin `channels` equal
-        `lab_target`'s; the change is added to every used slot (in w_std units), so the code stays near W. A target
-        that is not a number (no skin pixels were read) leaves W+ as it is."""
-        return self.shift(wplus, np.asarray(lab_target, np.float64) - self.predict(wplus), channels)
+        `lab_target`'s while the predicted values of the other channels stay as they are (matching chroma alone
+        would drag L* along the same directions); the change is added to every used slot (in w_std units), so
+        the code stays near W. A target that is not a number (no skin pixels were read) leaves W+ as it is."""
+        delta = np.asarray(lab_target, np.float64) - self.predict(wplus)
+        held = [c for c in LAB if c not in channels]
+        delta[held] = 0.0
+        return self.shift(wplus, delta, LAB)
 
     def shift(self, wplus: np.ndarray, delta_lab: np.ndarray, channels: tuple[int, ...] = LAB) -> np.ndarray:
         """W+ moved by the smallest change of its mean residual that changes the predicted skin `channels` by

@@ -22,19 +22,20 @@ def parts():
         yield Generator.load(threads=2), Encoder.load(threads=2), lm
 
 
-def test_match_hits_the_requested_chroma_with_the_smallest_change():
+def test_match_hits_the_requested_chroma_with_the_smallest_change_and_holds_lightness():
     model = SkinToneModel.load()
     rng = np.random.default_rng(0)
     wplus = (model.w_avg + 0.5 * model.w_std * rng.normal(size=(1, 23, 512))).astype(np.float32)
-    target = model.predict(wplus) + np.array([0.0, 3.0, 6.0])
+    target = model.predict(wplus) + np.array([5.0, 3.0, 6.0])  # the L* asked for is ignored: only chroma is matched
     matched = model.match(wplus, target)
     np.testing.assert_allclose(model.predict(matched)[1:], target[1:], atol=1e-3)
+    np.testing.assert_allclose(model.predict(matched)[0], model.predict(wplus)[0], atol=1e-3)  # L* held
     change = matched - wplus
     assert np.all(change[0, ~model.slots] == 0)  # unused slots untouched
     assert np.allclose(change[0, model.slots], change[0, model.slots][0], atol=1e-6)  # same shift in every used slot
-    # the smallest change: it lies in the span of the a*, b* gradients (in w_std units)
+    # the smallest change that does so: it lies in the span of the L*, a*, b* gradients (in w_std units)
     dx = change[0, model.slots][0] / model.w_std
-    g = model.coef[:, 1:]
+    g = model.coef
     residual = dx - g @ np.linalg.lstsq(g, dx, rcond=None)[0]
     assert np.linalg.norm(residual) < 1e-3 * np.linalg.norm(dx)
     # no skin reading (an empty mask gives NaN): the code is left as it is
@@ -57,9 +58,9 @@ def test_the_model_reads_a_generated_face(parts):
 
 
 def test_matching_brings_a_real_face_skin_colour_closer(parts, face_photo):
-    """obama.jpg comes back paler in b* from the encoder alone (8.3 units); the predicted match takes a good part
-    of that back (to 5.1 when written), and one closed-loop pass on the rendered skin most of the rest (all of
-    CIELAB: dE 8.4 -> 1.8 when written)."""
+    """obama.jpg comes back less yellow (b*) from the encoder alone (3.7 units); the predicted match takes a good
+    part of that back (to 2.1 when written), and one closed-loop pass on the rendered skin most of the rest (all of
+    CIELAB: dE 5.1 -> 1.8 when written)."""
     gen, enc, lm = parts
     model = SkinToneModel.load()
     image = load_image(face_photo("obama.jpg"))
@@ -70,7 +71,7 @@ def test_matching_brings_a_real_face_skin_colour_closer(parts, face_photo):
     lab_in = skin_lab(plain.crop.image, mask)
     err_plain, err_predicted, err_closed = (np.abs(skin_lab(inv.reconstruction, mask) - lab_in)
                                             for inv in (plain, predicted, closed))
-    assert err_plain[2] > 5.0 and err_predicted[2] < 0.7 * err_plain[2]
+    assert err_plain[2] > 3.0 and err_predicted[2] < 0.7 * err_plain[2]
     assert np.linalg.norm(err_closed) < min(2.5, 0.5 * np.linalg.norm(err_predicted)), (err_predicted, err_closed)
 
 

@@ -22,26 +22,29 @@ from training.train_encoder import load_encoder
 NAME = "inversion_encoder"
 FILE = f"{NAME}.onnx"
 PARITY_FILE = f"{NAME}_parity.npy"  # torch outputs for a fixed input, checked against ONNX Runtime by the tests
-RUN = "~/.cache/celeblook/runs/enc_cpu5"
-_LEG = "--batch 32 --aug-strength 0.5 --image-every 8 --image-batch 4 --image-block 4 --threads 2"
-# the shipped model's four CPU legs, data included (docs/ENCODER.md, "Recipe and configs"); leg 3 ran with
-# --max-minutes 40, which stopped it at step 2817 of its 3000-step schedule: --stop-step replays that
+RUN = "~/.cache/celeblook/runs/enc_gpu1"
+_LEG = "--batch 32 --aug-strength 0.5 --colour-strength 0 --image-every 8 --image-batch 4 --image-block 4"
+_CACHES = "$D/prev6k,$D/prev6k_b,$D/prev6k_c,$D/prev6k_d,$D/cpu2k"
+# the shipped model's three legs, data included (docs/ENCODER.md, "Recipe and configs"): two on the 2-core CPU from
+# cached samples, the last on one H100 rendering on the fly (its samples come from the GPU's random stream and
+# the workers' own augmentation seeds, so a rerun is statistically, not bit-for-bit, the same model)
 REGENERATE = ("D=~/.cache/celeblook/encoder_data; R=~/.cache/celeblook/runs; "
               "python -m training.encoder_data --name cpu2k --samples 800 && "
               "python -m training.encoder_data --name prev6k --samples 6000 --resolution 256 --seed 1 && "
               "python -m training.encoder_data --name prev6k_b --samples 6000 --resolution 256 --seed 2 && "
               "python -m training.encoder_data --name prev6k_c --samples 4200 --resolution 256 --seed 3 --psi-min 0.5 && "
               "python -m training.encoder_data --name prev6k_d --samples 6000 --resolution 256 --seed 4 --psi-min 0.6 && "
-              "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/cpu2k --val 400 "
-              f"--out $R/enc_cpu2 --steps 3000 --lr 1e-3 --warmup 100 {_LEG} && "
-              "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/prev6k_b,$D/cpu2k --val 400 "
-              f"--init $R/enc_cpu2/last.pt --out $R/enc_cpu3 --steps 2600 --lr 5e-4 --warmup 50 {_LEG} && "
-              "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/prev6k_b,$D/prev6k_c,$D/cpu2k --val 400 "
-              "--init $R/enc_cpu3/last.pt --out $R/enc_cpu4 --thumb-size 32 --thumb-rank 256 --steps 3000 --lr 3e-4 "
-              f"--warmup 50 --stop-step 2817 {_LEG} && "
-              "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/prev6k_b,$D/prev6k_c,$D/prev6k_d,$D/cpu2k "
-              f"--val 400 --init $R/enc_cpu4/last.pt --out {RUN} --thumb-size 32 --thumb-rank 128 --steps 3500 --lr 2e-4 "
-              f"--warmup 50 --colour-strength 0 {_LEG} && "
+              "python -m training.train_encoder --preset cpu --data $D/prev6k,$D/prev6k_d,$D/cpu2k --val 400 "
+              "--out $R/bb_efficientformerv2_s0 --backbone efficientformerv2_s0 --steps 1500 --lr 1e-3 --warmup 100 "
+              f"{_LEG} --threads 1 && "
+              f"python -m training.train_encoder --preset cpu --data {_CACHES} --val 400 "
+              "--init $R/bb_efficientformerv2_s0/last.pt --out $R/enc_ef2 --thumb-size 32 --thumb-rank 128 --steps 2200 "
+              f"--lr 4e-4 --warmup 50 {_LEG} --threads 2 && "
+              "python -c \"from training.train_encoder import slim_checkpoint as s; "
+              "s('$R/enc_ef2/last.pt', '$R/enc_ef2/slim16.pt', half=True)\" && "
+              "python -m training.train_encoder --out " + RUN + " --init $R/enc_ef2/slim16.pt --thumb-size 32 "
+              "--thumb-rank 128 --align-workers 14 --align-res 512 --batch 64 --image-batch 16 --lr 4e-4 --warmup 300 "
+              "--steps 200000 --anneal-minutes 15 --aug-strength 0.5 --colour-strength 0 && "
               f"python -m training.export_encoder --checkpoint {RUN}/last.pt (docs/ENCODER.md)")
 
 

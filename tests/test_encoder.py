@@ -300,6 +300,18 @@ def test_slim_checkpoint_loads_and_warm_starts(tmp_path):
     assert (tmp_path / "warm" / "last.pt").is_file()
 
 
+def test_online_source_with_align_workers_trains_and_logs_the_wait(tmp_path):
+    """The GPU recipe's data path end to end on the CPU: torch renders, MediaPipe crops on 2 worker processes one
+    batch ahead, the share of renders with a face and the time the step waited for the workers in the log."""
+    from training.train_encoder import make_config, train
+
+    cfg = make_config("tiny", source="online", align_workers=2, align_res=256, batch=2, steps=2, image_every=0,
+                      aug_strength=0.0, threads=2)
+    train(cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2 and log[-1]["aligned"] == 1.0 and log[-1]["align_wait_ms"] >= 0
+
+
 def test_align_pool_crops_like_the_main_process(faces_dir, landmarker):
     """The GPU recipe's worker processes cut exactly the crop a photo gets in the main process, and augment it."""
     from training.align_pool import AlignPool

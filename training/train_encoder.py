@@ -261,7 +261,9 @@ class OnlineSource:
         if self.ahead is None:
             self.ahead = self._submit(n)
         wplus, target = self.ahead
+        t0 = time.perf_counter()
         x, _, aligned = self.pool.collect()
+        self.align_wait_ms = 1000 * (time.perf_counter() - t0)  # logged: > 0 means the CPU workers hold the step back
         self.aligned_share = float(aligned.mean())  # logged: MediaPipe found the face in this share of renders
         self.ahead = self._submit(n)
         return torch.from_numpy(x), target, torch.from_numpy(wplus)
@@ -386,6 +388,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         parts = latent_losses(pred, target_w, w_avg, w_std)
         if getattr(source, "aligned_share", None) is not None:
             parts["aligned"] = torch.tensor(source.aligned_share)
+            parts["align_wait_ms"] = torch.tensor(source.align_wait_ms)
         loss = cfg.w_mse * parts["mse"] + cfg.w_cos * parts["cos"] + cfg.w_spread * parts["spread"]
         if cfg.image_every and step % cfg.image_every == 0:
             k = min(cfg.image_batch, cfg.batch)

@@ -1,7 +1,8 @@
 """Train the inversion encoder (E_I + f) data-free on MobileStyleGAN; single process, or several GPUs with torchrun.
 
     # full recipe (GPU defaults; samples are rendered on the fly by the torch generator on each GPU)
-    torchrun --standalone --nproc_per_node=8 -m training.train_encoder --out runs/encoder_gpu --align-workers 14
+    # (--align-workers is per process: give each rank about cores / ranks - 1)
+    torchrun --standalone --nproc_per_node=8 -m training.train_encoder --out runs/encoder_gpu --align-workers 7
     # the shipped model's last leg: one H100, warm start, 15 min of training (docs/ENCODER.md)
     python -m training.train_encoder --out runs/enc_gpu1 --init enc_ef2_slim.pt --thumb-size 32 --thumb-rank 128 \
         --align-workers 14 --align-res 512 --batch 64 --image-batch 16 --lr 4e-4 --warmup 300 --steps 200000 \
@@ -70,7 +71,7 @@ class TrainConfig:
     image_block: int = -1
     init: str = ""  # start from this checkpoint's model weights (fresh optimiser and schedule), e.g. a CPU run
     online_align: str = "mediapipe"  # online source: "mediapipe" (as for photos) or "jitter" (generator framing)
-    align_workers: int = 0  # online source: CPU processes for MediaPipe + augmentation (0: in the main process)
+    align_workers: int = 0  # online source: CPU processes per rank for MediaPipe + augmentation (0: in the main one)
     align_res: int = 1024  # online source: renders are area-downsampled to this size before MediaPipe and the crop
     aug_strength: float = 1.0
     colour_strength: float = -1.0  # colour/exposure augmentation (negative: aug_strength); 0 keeps skin tone readable

@@ -70,7 +70,7 @@ def _align_one(job: tuple[int, int]) -> bool:
 
 
 class AlignPool:
-    """Forked workers that turn (B, res, res, 3) uint8 renders into aligned, augmented encoder inputs."""
+    """Spawned workers that turn (B, res, res, 3) uint8 renders into aligned, augmented encoder inputs."""
 
     def __init__(self, workers: int, batch: int, input_size: int, res: int = 1024, seed: int = 0,
                  strength: float = 1.0, colour: float | None = None):

@@ -23,9 +23,9 @@ where G is the frozen torch generator with the official weights (gradients reach
 Progress: a log line every `log_every` steps (losses, samples/s, lr) to stdout and <out>/log.jsonl. Checkpoints:
 <out>/last.pt every `ckpt_every` steps and at the end (model, optimiser, scheduler, step, config); a run restarted
 with the same --out resumes from last.pt. --anneal-minutes fits the cosine schedule to a time budget (a lent GPU's
-minutes); slim_checkpoint() drops the optimiser state to carry weights between machines. DDP: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gradients are averaged
-by torch's DistributedDataParallel, each rank draws its own samples (distinct seeds / cache shards), rank 0 logs
-and checkpoints.
+minutes); slim_checkpoint() drops the optimiser state to carry weights between machines. DDP: torchrun sets
+RANK/WORLD_SIZE/LOCAL_RANK; gradients are averaged by torch's DistributedDataParallel, each rank draws its own
+samples (distinct seeds / cache shards), rank 0 logs and checkpoints, every rank follows rank 0's clock.
 """
 from __future__ import annotations
 

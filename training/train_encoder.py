@@ -323,10 +323,10 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         generator = load_preview_heads(generator)
     if generator is not None:
         generator = generator.to(device).eval().requires_grad_(False)
+    colour = cfg.colour_strength if cfg.colour_strength >= 0 else None
     source = CacheSource(cfg.data, rank, world, cfg.seed, limit, cfg.val) if cfg.source == "cache" else \
         OnlineSource(generator, device, rank, cfg.seed, cfg.online_align, cfg.align_workers, cfg.batch,
-                     cfg.encoder.input_size, cfg.aug_strength, cfg.colour_strength if cfg.colour_strength >= 0 else None,
-                     cfg.align_res)
+                     cfg.encoder.input_size, cfg.aug_strength, colour, cfg.align_res)
     model = InversionEncoder(cfg.encoder, source.w_avg, source.w_std).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     step, t_train = 0, 0.0
@@ -368,7 +368,6 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     log_file = open(out / "log.jsonl", "a") if rank == 0 else None
     sums: dict[str, float] = {}
     last_step = min(cfg.stop_step or cfg.steps, cfg.steps)
-    colour = cfg.colour_strength if cfg.colour_strength >= 0 else None
 
     def clock() -> tuple[float, float]:
         """(training seconds, resumes counted; this run's wall seconds): rank 0's values on every rank, so that

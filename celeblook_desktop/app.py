@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one, or $CELEBLOOK_ENCODER)")
     p.add_argument("--out-dir", type=Path, default=Path("."), help="folder for recordings and sweep GIFs (default .)")
     p.add_argument("--builtin", type=int, default=4, help="how many built-in generated targets to offer (default 4)")
+    p.add_argument("--target-quality", type=int, default=20, metavar="STEPS",
+                   help="quality-mode steps for a dropped photo, once per photo (default 20, a few seconds; 0: off)")
     return p
 
 
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     source = Source(video=args.video) if args.video else Source(camera=args.camera or 0)
     seeds = (0, 3, 4, 7, 9, 12, 15, 21)[:max(0, args.builtin)]
     config = EngineConfig(threads=args.threads, encoder=str(args.encoder) if args.encoder else None,
-                          builtin_seeds=seeds if args.target is None else seeds[:2])
+                          builtin_seeds=seeds if args.target is None else seeds[:2],
+                          target_quality_steps=max(0, args.target_quality))
     window = MainWindow(source, config, side_by_side_view=not args.single_view, out_dir=args.out_dir,
                         stop_after=args.frames)
     window.strength.setValue(round(args.strength * 100))

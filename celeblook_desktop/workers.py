@@ -195,6 +195,7 @@ class EngineConfig:
     builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)
     target_cache_dir: Path | None = None
     background_render: bool = True  # generator on its own thread (engine.background_render)
+    target_quality_steps: int = 20  # dropped photos: quality-mode steps (engine/refine.py), once per photo; 0: off
 
 
 @dataclass
@@ -305,7 +306,8 @@ class EngineWorker(QThread):
         if self._cache is None:
             m = self.models
             kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
-            self._cache = TargetCache(m.encoder, m.generator, self._landmarker(), m.encoder_sha, **kwargs)
+            self._cache = TargetCache(m.encoder, m.generator, self._landmarker(), m.encoder_sha,
+                                      quality_steps=self.config.target_quality_steps, **kwargs)
         return self._cache
 
     def _builtin_target(self, seed: int) -> None:

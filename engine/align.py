@@ -136,6 +136,15 @@ def align_face(image: np.ndarray, face: Face, size: int = 256, blur_padding: boo
     return warp_quad(image, face_quad(face), size, blur_padding)
 
 
+def crop_points(face: Face, crop: Crop) -> np.ndarray:
+    """The face's landmarks in the crop's own units (478, 3) float32: x, y in [0, 1] across the crop, z scaled
+    like x and y (frame pixels -> crop pixels -> / crop size). The same for a photo and for a render."""
+    scale = float(np.hypot(*crop.matrix[0, :2]))  # crop pixels per frame pixel
+    xy = transform_points(crop.matrix, face.points[:, :2]) / crop.size
+    z = face.points[:, 2:3] * scale / crop.size
+    return np.concatenate([xy, z], axis=1).astype(np.float32)
+
+
 def usable_faces(faces: list[Face], min_visible: float = MIN_VISIBLE_FRACTION) -> list[Face]:
     """The faces with at least `min_visible` of their landmarks inside the picture (order kept)."""
     return [f for f in faces if f.visible_fraction >= min_visible]

@@ -4,6 +4,10 @@ The model (`inversion_encoder.onnx`, training/export_encoder.py) takes `image` (
 FFHQ-style aligned crop of engine.align resized to S, and returns `wplus` (B, 23, 512) and `embedding` (B, 512),
 the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCODER.md).
 
+With the shipped model the landmark correction (engine/landmark_correction.py) is loaded too: `invert_face`
+adds what the face's MediaPipe landmarks say the encoder missed. `invert_photo(..., refiner=...)` adds the
+quality mode for stills (engine/refine.py).
+
 `invert_photo` is the whole photo path: landmarks -> aligned crop -> encoder -> generator -> the reconstruction
 re-aligned with the same FFHQ recipe, so it has the framing of `celeblook align`'s crop (and can be pasted back
 with engine.paste).
@@ -16,10 +20,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from engine.align import Crop, align_face, require_usable_faces
+from engine.align import Crop, align_face, crop_points, require_usable_faces
 from engine.errors import BadInputError
+from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.landmarks import Face
-from engine.models import resolve_model
+from engine.models import resolve_model, sha256_file
 from engine.onnx_session import make_session
 
 MODEL_NAME = "inversion_encoder"
@@ -34,16 +39,27 @@ def _input_size(session) -> int:
 
 @dataclass
 class Encoder:
-    """The shipped inversion encoder. Build it with Encoder.load(); `threads` = onnxruntime intra-op threads."""
+    """The shipped inversion encoder. Build it with Encoder.load(); `threads` = onnxruntime intra-op threads.
+    `correction`: the landmark correction fitted for this model (None: the plain one pass)."""
 
     session: object
     input_size: int
+    correction: LandmarkCorrection | None = None
 
     @classmethod
-    def load(cls, threads: int = 0, path: str | os.PathLike | None = None) -> "Encoder":
-        # an explicit path is a development export: not checked against the manifest sha256
-        session = make_session(resolve_model(MODEL_NAME, path, verify=path is None), threads)
-        return cls(session, _input_size(session))
+    def load(cls, threads: int = 0, path: str | os.PathLike | None = None,
+             landmark_correction: bool = True) -> "Encoder":
+        """The encoder (an explicit `path` is a development export: not checked against the manifest sha256) and,
+        unless `landmark_correction` is False, the shipped landmark correction when it was fitted for this very
+        model (its meta names the encoder's sha256; a development export gets none)."""
+        model = resolve_model(MODEL_NAME, path, verify=path is None)
+        session = make_session(model, threads)
+        correction = None
+        if landmark_correction and LANDMARK_CORRECTION_PATH.is_file():
+            fitted = LandmarkCorrection.load()
+            if fitted.meta.get("encoder_sha256") == sha256_file(model):
+                correction = fitted
+        return cls(session, _input_size(session), correction)
 
     def preprocess(self, crops_bgr: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """uint8 BGR aligned crop(s) (H, W, 3) or (B, H, W, 3) -> float32 (B, 3, S, S) RGB in [0, 1]."""
@@ -64,8 +80,13 @@ class Encoder:
         return wplus, embedding
 
     def invert(self, crop_bgr: np.ndarray) -> np.ndarray:
-        """One aligned crop -> W+ (1, 23, 512)."""
+        """One aligned crop -> W+ (1, 23, 512): the network alone."""
         return self.encode(crop_bgr)[0]
+
+    def invert_face(self, crop: Crop, face: Face) -> np.ndarray:
+        """The aligned crop of `face` -> W+ (1, 23, 512): the network, plus the landmark correction when loaded."""
+        wplus = self.invert(crop.image)
+        return wplus if self.correction is None else self.correction.apply(wplus, crop_points(face, crop))
 
 
 @dataclass
@@ -98,16 +119,21 @@ def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") ->
 
 def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
                  source: str = "the image", face: Face | None = None, skin_tone=None,
-                 skin_passes: int = 1) -> Inversion:
-    """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none). With a
-    `skin_tone` model (engine.skin_tone.SkinToneModel) the W+ is moved so the skin's chroma matches the photo's
-    (predicted, no render), then `skin_passes` times so the rendered skin's CIELAB matches it (measured on the
+                 skin_passes: int = 1, refiner=None, refine_steps: int = 0) -> Inversion:
+    """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none): the encoder's W+
+    (with its landmark correction, Encoder.invert_face); with a `refiner` (engine.refine.Refiner) `refine_steps`
+    steps of the quality mode. With a `skin_tone`
+    model (engine.skin_tone.SkinToneModel) the W+ is then moved so the skin's chroma matches the photo's
+    (predicted, no render), and `skin_passes` times so the rendered skin's CIELAB matches it (measured on the
     reconstruction; one render each)."""
+    from engine.refine import refine_latent
     from engine.skin_tone import face_oval_mask, skin_lab
 
     face = face or detect_face(image_bgr, landmarker, source)
     crop = align_face(image_bgr, face, size)
-    wplus = encoder.invert(crop.image)
+    wplus = encoder.invert_face(crop, face)
+    if refiner is not None and refine_steps > 0:
+        wplus = refine_latent(refiner, crop.image, wplus, refine_steps)[0]
     mask = lab_in = None
     if skin_tone is not None:
         mask = face_oval_mask(face, crop)

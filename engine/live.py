@@ -1,6 +1,7 @@
 """The live per-frame pipeline of the desktop app (and of any other front end): plain dataclasses, no Qt.
 
     frame --VIDEO-mode landmarks--> One-Euro (landmarks) --> FFHQ crop (256 px) --> encoder --> W+
+          --> landmark correction (W+ moved by what the landmarks say the encoder missed, engine.landmark_correction)
           --> skin-tone match (W+ moved so the skin's chroma matches the crop's, engine.skin_tone)
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
           --> generator (256-px preview model when shipped, else 1024 px; skipped when the edited W+ barely
@@ -77,7 +78,8 @@ class LiveSettings:
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
     `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
-    chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone)."""
+    chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone);
+    `correct_landmarks`: add the landmark correction to the encoder's W+ (when the encoder has one loaded)."""
 
     target: np.ndarray | None = None
     strength: float = 0.8
@@ -90,6 +92,7 @@ class LiveSettings:
     reuse: bool = True
     reuse_threshold: float = 0.01
     match_skin: bool = True
+    correct_landmarks: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -267,7 +270,8 @@ class LivePipeline:
         crop = align_face(frame_bgr, face, self.crop_size)
         lap("align")
 
-        wplus = self.models.encoder.invert(crop.image)
+        enc = self.models.encoder
+        wplus = enc.invert_face(crop, face) if settings.correct_landmarks else enc.invert(crop.image)
         if settings.match_skin and self.models.skin_tone is not None:
             wplus = self.models.skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
         lap("encode")

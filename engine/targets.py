@@ -1,8 +1,9 @@
 """Morph targets: a photo (a celebrity, a friend) inverted once and cached by file content.
 
-Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<encoder sha prefix>.npz and hold
-the W+ and a thumbnail of the reconstruction; they are written atomically, so a crash never leaves a
-half-written entry, and a new encoder model never reuses stale latents.
+Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<encoder sha prefix>[-lmk<landmark
+correction sha prefix>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz and hold the W+ and a
+thumbnail of the reconstruction; they are written atomically, so a crash never leaves a half-written entry, and
+a new model or setting never reuses stale latents.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from engine.atomic import atomic_path
 from engine.encoder import Encoder, invert_photo
 from engine.errors import BadInputError
 from engine.generator import Generator
+from engine.landmark_correction import LANDMARK_CORRECTION_PATH
+from engine.refine import MODEL_NAME as REFINER_MODEL, Refiner
 from engine.image_io import load_image
-from engine.models import sha256_file, user_cache_dir
+from engine.models import resolve_model, sha256_file, user_cache_dir
 from engine.skin_tone import SKIN_TONE_PATH, SkinToneModel
 
 THUMB_SIZE = 128
@@ -49,14 +52,18 @@ class TargetCache:
     folder: Path | None = None  # default: <user cache>/targets, resolved when the cache is made
     match_skin: bool = True  # match the target's skin colour (engine/skin_tone.py, the shipped model)
     skin_passes: int = 1  # closed-loop passes of that match (one render each, engine.encoder.invert_photo)
+    quality_steps: int = 0  # quality-mode steps (engine/refine.py): a better target for a few seconds, once
 
     def __post_init__(self):
         self.folder = Path(self.folder) if self.folder else user_cache_dir() / "targets"
         self.skin_tone = SkinToneModel.load() if self.match_skin else None
+        self.refiner = Refiner.load(full=self.generator) if self.quality_steps > 0 else None
 
     def key(self, photo: Path) -> str:
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
-        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{skin}"
+        lmk = f"-lmk{sha256_file(LANDMARK_CORRECTION_PATH)[:8]}" if self.encoder.correction is not None else ""
+        quality = f"-q{sha256_file(resolve_model(REFINER_MODEL))[:8]}x{self.quality_steps}" if self.quality_steps else ""
+        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{lmk}{quality}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:
         """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""
@@ -71,7 +78,8 @@ class TargetCache:
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
         inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo),
-                           skin_tone=self.skin_tone, skin_passes=self.skin_passes)
+                           skin_tone=self.skin_tone, skin_passes=self.skin_passes,
+                           refiner=self.refiner, refine_steps=self.quality_steps)
         target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:

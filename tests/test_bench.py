@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
+
 import pytest
 
 from engine.cli import main as cli_main
@@ -56,3 +59,18 @@ def test_bench_encoder_times_a_chosen_export(tmp_path, capsys):
     assert row["threads"] == 1 and row["input_px"] == 160 and row["median_ms"] > 0
     assert cli_main(["bench", "encoder", "--threads", "1", "--encoder", str(tmp_path / "missing.onnx")]) == 2
     assert "missing.onnx" in capsys.readouterr().err
+
+
+def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsys):
+    """`bench refine` times one objective step, one colour anchor and a whole (short) run; a photo without a face
+    is a clear error."""
+    out = tmp_path / "refine.json"
+    assert cli_main(["bench", "refine", "--threads", "2", "--repeats", "2", "--steps", "2",
+                     "--photo", str(face_photo("biden.jpg")), "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["objective_step_ms"] > 0 and row["colour_anchor_ms"] > 0 and row["quality_mode_s"] > 0
+    assert "quality_mode_s" in capsys.readouterr().out
+    wall = tmp_path / "wall.png"
+    cv2.imwrite(str(wall), np.full((200, 200, 3), 128, np.uint8))
+    assert cli_main(["bench", "refine", "--threads", "1", "--photo", str(wall)]) == 2
+    assert "no face" in capsys.readouterr().err

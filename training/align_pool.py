@@ -63,7 +63,7 @@ def _align_one(job: tuple[int, int]) -> bool:
     slot, i = job
     w = _WORKER
     images, crops, inputs = w["layout"].views(w["shm"], slot)
-    crop, ok = aligned_crop(w["landmarker"], images[i])
+    crop, ok, _ = aligned_crop(w["landmarker"], images[i])
     crops[i] = crop
     inputs[i] = augment(crop[None], w["layout"].input_size, w["rng"], w["strength"], w["colour"])[0].numpy()
     return ok

@@ -12,7 +12,8 @@ Recipe (one sample, `SampleRecipe`):
 
 Samples are written as shards (`shard_00000.npz`: crop (N,256,256,3) uint8 RGB, target (N,256,256,3) uint8 RGB,
 wplus (N,23,512) float32, psi (N,), aligned (N,) bool: False when MediaPipe found no face and the crop is the
-plain resized render) under ~/.cache/celeblook/encoder_data/<name>/ with `stats.npz` (w_avg, w_std), never in
+plain resized render, landmarks (N,478,3) float32: the render's MediaPipe points in crop units, as
+engine.align.crop_points gives them for a photo; NaN without a face; absent in caches built before it) under ~/.cache/celeblook/encoder_data/<name>/ with `stats.npz` (w_avg, w_std), never in
 the repository. Building resumes: existing shards are kept. Several processes can build disjoint shard ranges
 (`--first-shard`).
 
@@ -36,6 +37,7 @@ CROP = 256
 SHARD_SIZE = 100
 # slots that drive the released generator (README: 0, 1, 2, 4, 5, 7, 8, ..., 19, 20, 21)
 # slots 0, 3i+1, 3i+2 (i = 0..6) and 21 (the image head); 3, 6, ..., 18 and 22 are unused
+N_LANDMARKS = 478  # MediaPipe FaceLandmarker points per face
 USED_SLOTS = tuple(sorted({0, 21} | {s for s in range(1, 21) if s % 3}))
 
 
@@ -79,16 +81,18 @@ def sample_wplus(rng: np.random.Generator, mapping_fn, w_avg: np.ndarray, w_std:
     return wplus.astype(np.float32), psi
 
 
-def aligned_crop(landmarker, image_rgb: np.ndarray, size: int = CROP) -> tuple[np.ndarray, bool]:
-    """MediaPipe FFHQ-style crop of a rendered face (RGB in, RGB out); the plain resize when no face is found."""
-    from engine.align import align_face
+def aligned_crop(landmarker, image_rgb: np.ndarray, size: int = CROP) -> tuple[np.ndarray, bool, np.ndarray]:
+    """MediaPipe FFHQ-style crop of a rendered face (RGB in, RGB out), whether a face was found (else the crop is
+    the plain resize) and its landmarks in crop units (engine.align.crop_points; NaN when no face was found)."""
+    from engine.align import align_face, crop_points
 
     bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     faces = landmarker.detect(bgr)
     if not faces:
-        return cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_AREA), False
+        return (cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_AREA), False,
+                np.full((N_LANDMARKS, 3), np.nan, np.float32))
     crop = align_face(bgr, faces[0], size)
-    return cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB), True
+    return cv2.cvtColor(crop.image, cv2.COLOR_BGR2RGB), True, crop_points(faces[0], crop)
 
 
 def build(name: str, samples: int, threads: int = 2, first_shard: int = 0, seed: int = 0,
@@ -117,17 +121,18 @@ def build(name: str, samples: int, threads: int = 2, first_shard: int = 0, seed:
                 continue
             rng = np.random.default_rng([seed, k])
             wplus, psi = sample_wplus(rng, gen.map, gen.w_avg, w_std, shard_size, recipe)
-            crops, targets, aligned = [], [], []
+            crops, targets, aligned, points = [], [], [], []
             for i in range(shard_size):
                 img = to_uint8_rgb(gen.synthesize(wplus[i:i + 1]))[0]
-                crop, ok = aligned_crop(landmarker, img)
+                crop, ok, pts = aligned_crop(landmarker, img)
                 crops.append(crop)
                 aligned.append(ok)
+                points.append(pts)
                 targets.append(cv2.resize(img, (CROP, CROP), interpolation=cv2.INTER_AREA))
                 done += 1
             tmp = path.with_suffix(".tmp.npz")
             np.savez(tmp, crop=np.stack(crops), target=np.stack(targets), wplus=wplus, psi=psi,
-                     aligned=np.array(aligned), resolution=np.int32(resolution))
+                     aligned=np.array(aligned), landmarks=np.stack(points), resolution=np.int32(resolution))
             tmp.replace(path)
             rate = done / (time.time() - t0)
             print(f"{path.name}: {done} samples, {rate:.2f} samples/s, aligned {np.mean(aligned):.2f}", flush=True)
@@ -135,8 +140,8 @@ def build(name: str, samples: int, threads: int = 2, first_shard: int = 0, seed:
 
 
 def load_shards(folders: Path | list[Path], limit: int | None = None) -> dict[str, np.ndarray]:
-    """All shards of one or more cache folders (crop, target, wplus, psi, aligned; at most `limit` samples from
-    each folder) in one array per key, and the first folder's stats. The arrays are allocated once and filled
+    """All shards of one or more cache folders (crop, target, wplus, psi, aligned, and landmarks where the first
+    shard has them; at most `limit` samples from each folder) in one array per key, and the first folder's stats. The arrays are allocated once and filled
     shard by shard, so peak memory is the data itself (~0.44 MB per sample), not a multiple of it."""
     folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
     plan = []  # (shard path, samples to take)
@@ -152,8 +157,8 @@ def load_shards(folders: Path | list[Path], limit: int | None = None) -> dict[st
             taken += n
             if limit is not None and taken >= limit:
                 break
-    keys = ("crop", "target", "wplus", "psi", "aligned")
     with np.load(plan[0][0]) as d:
+        keys = ("crop", "target", "wplus", "psi", "aligned") + (("landmarks",) if "landmarks" in d.files else ())
         total = sum(n for _, n in plan)
         data = {k: np.empty((total,) + d[k].shape[1:], d[k].dtype) for k in keys}
     at = 0

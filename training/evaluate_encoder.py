@@ -12,13 +12,16 @@ way, as `celeblook invert` writes it):
     input and reconstruction; the usual "same person" threshold is 0.6;
   * PSNR and SSIM (gaussian window, sigma 1.5) at 256 px inside the input's face oval (MediaPipe landmarks);
   * skin tone: median CIELAB inside that oval, reconstruction minus input: delta L* (> 0: lighter) and delta E76;
-  * methods: the encoder's one pass; "encoder+skin", the same followed by the predicted skin-tone match of
-    engine/skin_tone.py (what the live loop uses); "encoder+skin loop", that plus one closed-loop pass on the
-    rendered skin (engine.encoder.render_matched_skin: what `celeblook invert`, the photo edits and the morph
-    targets use); the average face; latent optimisation from it; the encoder refined (quality mode), and refined
-    then one closed-loop skin pass (what `training.refine_inversion` writes). The closed loop sets the
-    reconstruction's median skin colour to the input's by construction, so for those rows the skin columns
-    say that it converged, not how good the face is;
+  * methods: "encoder", the network's one pass alone; "encoder+skin", that followed by the predicted skin-tone
+    match of engine/skin_tone.py; "encoder+skin loop", that plus one closed-loop pass on the rendered skin
+    (engine.encoder.render_matched_skin); "encoder+landmarks", the network plus the landmark correction
+    (engine/landmark_correction.py: the engine's one pass, what the live loop starts from), and "+skin loop" on
+    top (what `celeblook invert`, the photo edits and the morph targets write); "quality", the engine's quality
+    mode from that one pass (engine/refine.py, onnxruntime), and "+skin loop" on top (`celeblook invert
+    --quality`); the average face; latent optimisation from it (torch); the encoder refined in torch
+    (training/refine_inversion.py), and refined then one closed-loop skin pass. The closed loop sets the
+    reconstruction's median skin colour to the input's by construction, so for those rows the skin columns say
+    that it converged, not how good the face is;
   * generated faces only: latent error, MSE of (W+ - w_avg) in units of w_std over the 16 slots the generator
     uses, and 1 - cosine of those residuals.
 """
@@ -33,11 +36,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.align import align_face, usable_faces
+from engine.align import align_face, crop_points, usable_faces
 from engine.encoder import Encoder, realign_render, render_matched_skin
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
+from engine.refine import Refiner, refine_latent
 from engine.latents import to_wplus
 from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from training.encoder_data import USED_SLOTS, w_stats
@@ -142,7 +146,8 @@ def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, v
             print(f"skip {path.name}: no usable face")
             continue
         crop = align_face(image, faces[0], SIZE)
-        items.append({"set": "photos", "name": path.name, "crop": crop.image, "mask": face_oval_mask(faces[0], crop)})
+        items.append({"set": "photos", "name": path.name, "crop": crop.image, "mask": face_oval_mask(faces[0], crop),
+                      "points": crop_points(faces[0], crop)})
     for i in range(n_generated):
         w = gen.sample_w(HELD_OUT_SEED + i, 0.7)
         render = cv2.cvtColor(gen.render(w), cv2.COLOR_RGB2BGR)
@@ -151,12 +156,13 @@ def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, v
             continue
         crop = align_face(render, faces[0], SIZE)
         items.append({"set": "generated", "name": f"seed {HELD_OUT_SEED + i}", "crop": crop.image,
-                      "mask": face_oval_mask(faces[0], crop), "w": w})
+                      "mask": face_oval_mask(faces[0], crop), "points": crop_points(faces[0], crop), "w": w})
     for name, frame in video_frames(videos, per_clip) if videos is not None else []:
         faces = usable_faces(landmarker.detect(frame))
         if faces:
             crop = align_face(frame, faces[0], SIZE)
-            items.append({"set": "video", "name": name, "crop": crop.image, "mask": face_oval_mask(faces[0], crop)})
+            items.append({"set": "video", "name": name, "crop": crop.image, "mask": face_oval_mask(faces[0], crop),
+                          "points": crop_points(faces[0], crop)})
     return items
 
 
@@ -246,10 +252,12 @@ def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int =
 
 def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps: int, opt_images: int,
              threads: int, refine_steps: int = 0, opt_block: int | None = None, videos: Path | None = None,
-             per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY) -> tuple[list[dict], list[dict], np.ndarray | None]:
+             per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY,
+             quality_steps: int = 0) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
     skin_tone = SkinToneModel.load()
+    refiner = Refiner.load(threads, full=gen) if quality_steps > 0 else None
     _, w_std = w_stats(gen.map)
     ident = DlibIdentity()
     torch_model = None
@@ -275,6 +283,22 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             latents["w_avg"] = to_wplus(gen.w_avg)
             times = {"encoder": t_enc, "encoder+skin": t_skin, "encoder+skin loop": t_loop, "w_avg": 0.0}
             n_in_set = sum(1 for x in items if x["set"] == it["set"] and items.index(x) < items.index(it))
+            if enc.correction is not None:  # the engine's one pass
+                t0 = time.perf_counter()
+                latents["encoder+landmarks"] = enc.correction.apply(latents["encoder"], it["points"])
+                times["encoder+landmarks"] = t_enc + (time.perf_counter() - t0) * 1000
+                t0 = time.perf_counter()
+                latents["encoder+landmarks+skin loop"] = closed_loop(skin_tone.match(latents["encoder+landmarks"],
+                                                                                     lab_in))
+                times["encoder+landmarks+skin loop"] = times["encoder+landmarks"] + (time.perf_counter() - t0) * 1000
+            if quality_steps > 0 and n_in_set < opt_images:  # the engine's quality mode (onnxruntime, no torch)
+                start = "encoder+landmarks" if "encoder+landmarks" in latents else "encoder"
+                t0 = time.perf_counter()
+                latents["quality"] = refine_latent(refiner, it["crop"], latents[start], quality_steps)[0]
+                times["quality"] = times[start] + (time.perf_counter() - t0) * 1000
+                t0 = time.perf_counter()
+                latents["quality+skin loop"] = closed_loop(skin_tone.match(latents["quality"], lab_in))
+                times["quality+skin loop"] = times["quality"] + (time.perf_counter() - t0) * 1000
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
                     torch_model = load_refiner(threads)
@@ -304,7 +328,10 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 recons[(it["name"], method)] = recon
                 print(f"{it['set']:9s} {it['name']:22s} {method:10s} id {dist:.3f} psnr {psnr:.2f} ssim {ssim:.3f}",
                       flush=True)
-    methods = ["encoder", "encoder+skin loop", "w_avg"] + (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
+    methods = ["encoder", "encoder+skin loop", "w_avg"] + \
+        (["encoder+landmarks+skin loop"] if enc.correction is not None else []) + \
+        (["quality+skin loop"] if quality_steps > 0 and opt_images > 0 else []) + \
+        (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
         (["encoder+refine", "encoder+refine+skin loop"] if refine_steps > 0 and opt_images > 0 else [])
     have = [m for m in methods if all((it["name"], m) in recons for it in items if it["set"] == "photos")]
     pairs = pairs_image(items, recons, have) if any(it["set"] == "photos" for it in items) else None
@@ -327,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
                          f"default, {REFINE_ANCHOR_EVERY})")
     ap.add_argument("--opt-block", type=int, choices=[4, 5],
                     help="optimise through the 256 (4) or 512 (5)-px preview head instead of the 1024-px network")
+    ap.add_argument("--quality-steps", type=int, default=0,
+                    help="also: the engine's quality mode (engine/refine.py, onnxruntime) with N steps from the "
+                         "engine's one pass, on the first --opt-images of each set (20: the default of --quality)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")
@@ -349,13 +379,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
-                                    args.refine_anchor)
+                                    args.refine_anchor, args.quality_steps)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"summary": summary, "rows": rows, "opt_steps": args.opt_steps,
                                          "refine_steps": args.refine_steps,
                                          "refine_anchor": args.refine_anchor, "opt_block": args.opt_block,
+                                         "quality_steps": args.quality_steps,
                                          "opt_images": args.opt_images, "video_frames": args.video_frames,
                                          "seconds": round(time.time() - t0)},
                                         indent=2, default=float))

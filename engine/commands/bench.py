@@ -4,10 +4,13 @@
                               at 1 thread and 2; params and MACs per model; --check tests resources/budgets.json
   celeblook bench generator   1024-px synthesis latency, onnxruntime vs the OpenVINO IR, 1 and 2 threads
   celeblook bench encoder     inversion encoder latency per aligned face
+  celeblook bench refine      quality mode for stills (engine/refine.py): one objective step, one colour
+                              anchor and the whole --steps run on a photo's aligned face
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -62,7 +65,42 @@ def bench_encoder(args: argparse.Namespace) -> dict:
     return {"benchmark": "encoder", "batch": 1, "repeats": args.repeats, "machine": machine_info(), "rows": rows}
 
 
-TARGETS = {"pipeline": None, "generator": bench_generator, "encoder": bench_encoder}  # pipeline: below
+def bench_refine(args: argparse.Namespace) -> dict:
+    """The quality mode's parts and the whole run (`--steps` steps from the encoder's one pass) on a photo's crop
+    (--photo; default obama.jpg of the shared test photos)."""
+    import time
+
+    from engine.align import align_face
+    from engine.encoder import Encoder, detect_face
+    from engine.image_io import load_image
+    from engine.landmarks import FaceLandmarker
+    from engine.refine import Refiner, colour_anchor, crop_target, refine_latent
+    from engine.pipeline_bench import default_videos
+
+    photo = Path(args.photo) if args.photo else default_videos()[0].parent.parent / "faces" / "obama.jpg"
+    with FaceLandmarker() as lm:
+        image = load_image(photo)
+        face = detect_face(image, lm, str(photo))
+    crop = align_face(image, face, 256)
+    rows = []
+    for threads in args.threads:
+        enc, refiner = Encoder.load(threads), Refiner.load(threads)
+        w = enc.invert_face(crop, face)
+        target, zero = crop_target(crop.image), np.zeros((1, 3, 256, 256), np.float32)
+        step = median_ms(lambda: refiner.loss_and_grad(w, target, zero), args.repeats)
+        anchor = median_ms(lambda: colour_anchor(refiner.full.synthesize(w), refiner.preview.synthesize(w)),
+                           max(1, args.repeats // 3))
+        t0 = time.perf_counter()
+        for _ in range(2):
+            refine_latent(refiner, crop.image, w, args.steps)
+        whole = (time.perf_counter() - t0) * 500
+        rows.append({"threads": threads, "objective_step_ms": round(step, 1), "colour_anchor_ms": round(anchor, 1),
+                     "steps": args.steps, "quality_mode_s": round(whole / 1000, 2)})
+    return {"benchmark": "refine", "photo": photo.name, "machine": machine_info(), "rows": rows}
+
+
+TARGETS = {"pipeline": None, "generator": bench_generator, "encoder": bench_encoder,
+           "refine": bench_refine}  # pipeline: below
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,4 +137,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pipeline: exit 1 when over the named budgets (no name: laptop)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
+    p.add_argument("--steps", type=int, default=20, help="refine: quality-mode steps of the whole run (default 20)")
+    p.add_argument("--photo", help="refine: the photo whose face is refined (default: the shared obama.jpg)")
     p.set_defaults(func=run)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"--{name.replace('_', '-')} {amount} is beyond what the direction was "
                                 f"calibrated for (|value| <= {limit:.2f} {directions.directions[name].unit})")
     generator = Generator.load(args.threads)
-    encoder = Encoder.load(args.threads, args.encoder)
+    encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
     with FaceLandmarker(args.model) as landmarker:
         editor = open_photo(args, landmarker, encoder, generator)
     write_outputs(args, editor, lambda t: directions.apply(editor.wplus, **{k: t * v for k, v in amounts.items()}))

@@ -2,6 +2,8 @@
 
 The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
 reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
+The encoder's W+ gets the landmark correction (engine/landmark_correction.py; --no-landmark-correction for the
+network alone); --quality refines it by latent optimisation over onnxruntime (engine/refine.py, a few seconds).
 The skin's colour is matched to the photo's (engine/skin_tone.py: chroma by the linear model, then
 --skin-passes closed-loop passes on the rendered skin's CIELAB, one render each) unless --no-skin-match.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.align import CROP_SIZES, face_warnings
+from engine.commands.photo_args import add_inversion_args, load_refiner
 from engine.encoder import Encoder, invert_photo
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
@@ -26,13 +29,15 @@ from engine.skin_tone import SkinToneModel
 
 def run(args: argparse.Namespace) -> int:
     image = load_image(args.photo)
-    encoder = Encoder.load(args.threads, args.encoder)
+    encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
     generator = Generator.load(args.threads)
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
+    refiner = load_refiner(args, generator)
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
         inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),
-                           skin_tone=skin_tone, skin_passes=args.skin_passes)
+                           skin_tone=skin_tone, skin_passes=args.skin_passes, refiner=refiner,
+                           refine_steps=args.quality)
     ms = (time.perf_counter() - t0) * 1000
     if args.paste:
         out = paste_back(image, inv.reconstruction, inv.crop, inv.face)
@@ -44,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.latent:
         save_latent(args.latent, inv.wplus)
     renders = 1 + (args.skin_passes if skin_tone is not None else 0)
+    quality = f"{args.quality} quality steps, " if args.quality else ""
     print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "
-          f"encoder, {renders} x (1024-px render, re-alignment))")
+          f"encoder, {quality}{renders} x (1024-px render, re-alignment))")
     for warning in face_warnings(inv.face, inv.crop) + inv.warnings:
         print(f"celeblook invert: warning: {warning}", file=sys.stderr)
     return 0
@@ -64,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep the encoder's skin colour (default: match the photo's, engine/skin_tone.py)")
     p.add_argument("--skin-passes", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
                    help="closed-loop skin passes after the predicted match, one render each (default 1)")
+    add_inversion_args(p)
     p.add_argument("--size", type=int, default=256, choices=CROP_SIZES, help="crop/reconstruction side (default 256)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     p.add_argument("--encoder", help="inversion_encoder.onnx to use (default: the shipped one)")

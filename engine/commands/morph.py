@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.strength <= 1.0:
         raise BadInputError(f"--strength must be in [0, 1], got {args.strength}")
     generator = Generator.load(args.threads)
-    encoder = Encoder.load(args.threads, args.encoder)
+    encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
     encoder_sha = sha256_file(resolve_model(MODEL_NAME, args.encoder, verify=False))
     with FaceLandmarker(args.model) as landmarker:
         target = TargetCache(encoder, generator, landmarker, encoder_sha).load(args.to)

@@ -9,12 +9,30 @@ import cv2
 import numpy as np
 
 from engine.encoder import Encoder
+from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.gif import write_gif
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
 from engine.photo_edit import PhotoEditor
+from engine.refine import STEPS, Refiner
 from engine.skin_tone import SkinToneModel
+
+
+def add_inversion_args(p: argparse.ArgumentParser) -> None:
+    """--quality and --no-landmark-correction: how a still photo's face is inverted."""
+    p.add_argument("--quality", type=int, nargs="?", const=STEPS, default=0, metavar="STEPS",
+                   help=f"refine the one pass by latent optimisation (engine/refine.py; {STEPS} steps unless given, "
+                        "a few seconds): closer to the photo, same person more often")
+    p.add_argument("--no-landmark-correction", action="store_true",
+                   help="the encoder network alone (default: add its landmark correction)")
+
+
+def load_refiner(args: argparse.Namespace, generator: Generator | None = None) -> Refiner | None:
+    """The quality mode's objective when --quality asks for steps (else None); shares `generator` if 1024 px."""
+    if args.quality < 0:
+        raise BadInputError(f"--quality takes a number of steps >= 0, got {args.quality}")
+    return Refiner.load(args.threads, full=generator) if args.quality > 0 else None
 
 
 def add_photo_args(p: argparse.ArgumentParser) -> None:
@@ -28,14 +46,16 @@ def add_photo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     p.add_argument("--no-skin-match", action="store_true",
                    help="keep the encoder's skin colour for the photo's face (default: match the photo's)")
+    add_inversion_args(p)
 
 
 def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: Encoder,
                generator: Generator) -> PhotoEditor:
-    """Load --photo and invert its largest face (skin colour matched to the photo unless --no-skin-match)."""
+    """Load --photo and invert its largest face (refined with --quality; skin colour matched to the photo unless
+    --no-skin-match)."""
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
-                            skin_tone=skin_tone)
+                            skin_tone=skin_tone, refiner=load_refiner(args, generator), refine_steps=args.quality)
 
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:

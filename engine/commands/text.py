@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
         crop = render(wplus) if args.auto else None
     else:
-        encoder = Encoder.load(args.threads, args.encoder)
+        encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
         with FaceLandmarker(args.model) as landmarker:
             editor = open_photo(args, landmarker, encoder, generator)
         wplus, crop = editor.wplus, editor.inversion.crop.image

@@ -4,7 +4,8 @@ The inversion encoder was trained on generated faces only, and on real photos it
 that person's (docs/ENCODER.md). MediaPipe's FaceLandmarker was trained on real faces and already runs on every
 photo and frame to cut the crop. A linear model fitted on generated faces (training/fit_landmark_correction.py)
 maps the face's 478 landmarks in crop units (engine.align.crop_points) to the encoder's remaining W+ error on the
-slots the generator uses (in w_std units): a reduced-rank ridge regression, `x_mean` (F,), `proj` (F, k),
+slots it corrects (`slots`: the used ones up to 128 px, not the colour slots; in w_std units): a reduced-rank ridge
+regression, `x_mean` (F,), `proj` (F, k),
 `coef` (k, S * 512). No render, no torch: two small matrix products.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ LANDMARK_CORRECTION_PATH = MODELS_DIR / "landmark_correction.npz"
 
 @dataclass
 class LandmarkCorrection:
-    """W+ error ≈ (bias + ((points - x_mean) @ proj) @ coef) * w_std on the `slots` the generator uses."""
+    """W+ error ≈ (bias + ((points - x_mean) @ proj) @ coef) * w_std on `slots` (the ones it corrects)."""
 
     x_mean: np.ndarray  # (F,) F = 478 * 3
     proj: np.ndarray  # (F, k)
@@ -45,7 +46,7 @@ class LandmarkCorrection:
                        d["w_std"], d["slots"].astype(bool), json.loads(str(d["meta"])))
 
     def delta(self, points: np.ndarray) -> np.ndarray:
-        """Landmarks in crop units (478, 3) -> the W+ change (23, 512); zero on the slots the generator ignores."""
+        """Landmarks in crop units (478, 3) -> the W+ change (23, 512); zero outside `slots`."""
         x = np.asarray(points, np.float32).reshape(-1)
         if x.shape != self.x_mean.shape or not np.all(np.isfinite(x)):
             raise BadInputError(f"landmark correction takes {self.x_mean.size // 3} finite 3-D landmarks")

@@ -291,7 +291,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 latents["encoder+landmarks+skin loop"] = closed_loop(skin_tone.match(latents["encoder+landmarks"],
                                                                                      lab_in))
                 times["encoder+landmarks+skin loop"] = times["encoder+landmarks"] + (time.perf_counter() - t0) * 1000
-            if quality_steps > 0 and n_in_set < opt_images:  # the engine's quality mode (onnxruntime, no torch)
+            if quality_steps > 0:  # the engine's quality mode (onnxruntime, no torch), on every image
                 start = "encoder+landmarks" if "encoder+landmarks" in latents else "encoder"
                 t0 = time.perf_counter()
                 latents["quality"] = refine_latent(refiner, it["crop"], latents[start], quality_steps)[0]
@@ -330,7 +330,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                       flush=True)
     methods = ["encoder", "encoder+skin loop", "w_avg"] + \
         (["encoder+landmarks+skin loop"] if enc.correction is not None else []) + \
-        (["quality+skin loop"] if quality_steps > 0 and opt_images > 0 else []) + \
+        (["quality+skin loop"] if quality_steps > 0 else []) + \
         (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
         (["encoder+refine", "encoder+refine+skin loop"] if refine_steps > 0 and opt_images > 0 else [])
     have = [m for m in methods if all((it["name"], m) in recons for it in items if it["set"] == "photos")]
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="optimise through the 256 (4) or 512 (5)-px preview head instead of the 1024-px network")
     ap.add_argument("--quality-steps", type=int, default=0,
                     help="also: the engine's quality mode (engine/refine.py, onnxruntime) with N steps from the "
-                         "engine's one pass, on the first --opt-images of each set (20: the default of --quality)")
+                         "engine's one pass, on every image (20: the default of --quality)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")

@@ -9,7 +9,8 @@ Per sample (a cache built with landmarks, training.encoder_data): the render's M
 training augmentation at `--encoder-aug` (geometry jitter, blur, resampling, JPEG, noise; no colour), so the fit
 learns how far to trust the landmarks where the encoder's view is poor, as it is on real photos; the landmarks
 come from the clean render, as MediaPipe, trained on real faces, reads a photo. Target: the encoder's error
-(W+ - predicted) on the used slots in w_std units. Ridge regression (lambda picked on the last `--val` samples
+(W+ - predicted) in w_std units on the used slots up to 128 px (SHAPE_SLOTS; the colour slots are left alone:
+correcting them too cost skin colour, docs/ENCODER.md). Ridge regression (lambda picked on the last `--val` samples
 by their latent MSE), then cut to rank `--rank` (truncated SVD of the fitted map), refitted on all samples.
 Writes resources/models/landmark_correction.npz (atomically) with the held-out numbers in `meta`.
 """
@@ -30,6 +31,9 @@ from engine.models import resolve_model, sha256_file
 from training.encoder_data import USED_SLOTS, data_root, load_shards
 
 SLOTS = list(USED_SLOTS)
+# the slots the correction moves: coarse, middle and fine (4-128 px), not the colour slots (256 px to the RGB
+# head, 16 17 19 20 21: skin, hair and light, which the landmarks do not see; docs/EDITS.md)
+SHAPE_SLOTS = [s for s in USED_SLOTS if s < 16]
 
 
 def encoder_predictions(enc: Encoder, crops_rgb: np.ndarray, aug: float, seed: int = 0,
@@ -79,7 +83,8 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
     enc = Encoder.load(threads, model, landmark_correction=False)
     w_std = data["w_std"]
     pred = encoder_predictions(enc, data["crop"][keep], aug)
-    err = ((data["wplus"][keep][:, SLOTS] - pred) / w_std).reshape(int(keep.sum()), -1)
+    moved = [SLOTS.index(s) for s in SHAPE_SLOTS]
+    err = ((data["wplus"][keep][:, SLOTS] - pred)[:, moved] / w_std).reshape(int(keep.sum()), -1)
     x = data["landmarks"][keep].reshape(int(keep.sum()), -1)
     del data
     tr, ho = slice(0, len(x) - val), slice(len(x) - val, None)
@@ -95,7 +100,7 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
     _, xm, ym, b = next(ridge_path(x, err, [best_lam]))
     proj, coef = reduce_rank(b, rank)
     slots = np.zeros(23, bool)
-    slots[SLOTS] = True
+    slots[SHAPE_SLOTS] = True
     meta = {"samples": int(len(x)), "val": val, "rank": rank, "lambda": best_lam, "encoder_aug": aug,
             "val_latent_mse_encoder": round(base, 4), "val_latent_mse_corrected": round(best_mse, 4),
             "lambdas": {f"{lam:g}": round(m, 4) for m, lam in scores}, "data": [f.name for f in folders],

@@ -236,14 +236,23 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PAIR_LABELS = {"encoder": "network alone", "encoder+skin loop": "network+skin loop",
+               "encoder+landmarks+skin loop": "one pass (invert)", "quality+skin loop": "quality (engine)",
+               "encoder+refine": "refine (torch)", "encoder+refine+skin loop": "refine+skin (torch)"}
+
+
+def pairs_header(methods: list[str], tile: int = 160) -> np.ndarray:
+    """The white header row naming the columns of pairs_image (short labels, PAIR_LABELS)."""
+    header = np.full((22, tile * (1 + len(methods)), 3), 255, np.uint8)
+    for j, name in enumerate(["input (aligned)"] + [PAIR_LABELS.get(m, m) for m in methods]):
+        cv2.putText(header, name, (j * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return header
+
+
 def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int = 160) -> np.ndarray:
     """Rows of input | reconstruction per method, for the photos; a header row names the columns."""
-    rows = []
     photo_items = [it for it in items if it["set"] == "photos"]
-    header = np.full((22, tile * (1 + len(methods)), 3), 255, np.uint8)
-    for j, name in enumerate(["input (aligned)"] + methods):
-        cv2.putText(header, name, (j * tile + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    rows.append(header)
+    rows = [pairs_header(methods, tile)]
     for it in photo_items:
         tiles = [it["crop"]] + [recons[(it["name"], m)] for m in methods]
         rows.append(np.concatenate([cv2.resize(t, (tile, tile), interpolation=cv2.INTER_AREA) for t in tiles], 1))

@@ -205,7 +205,8 @@ class _Job:
 
 
 class EngineWorker(QThread):
-    """Loads the models, then processes the newest frame from the mailbox whenever it is free.
+    """Loads the models, then processes the newest frame from the mailbox whenever it is free. Dropped target
+    photos are inverted (with the quality mode, seconds each) on a thread of their own, so the live view runs on.
 
     Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
     bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user.
@@ -223,6 +224,7 @@ class EngineWorker(QThread):
         self.mailbox, self.config = mailbox, config
         self._settings = LiveSettings()
         self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._target_jobs: queue.Queue[tuple[Path, bool]] = queue.Queue()
         self._stop = threading.Event()
         self.models: LiveModels | None = None
         self.processed = 0
@@ -233,7 +235,7 @@ class EngineWorker(QThread):
         self._settings = settings  # one reference swap: atomic under the GIL
 
     def load_target(self, photo: str | os.PathLike, select: bool = True) -> None:
-        self._jobs.put(_Job("target", (Path(photo), select)))
+        self._target_jobs.put((Path(photo), select))
 
     def sweep(self, out_path: str | os.PathLike, steps: int = 12) -> None:
         self._jobs.put(_Job("sweep", (Path(out_path), steps)))
@@ -257,6 +259,8 @@ class EngineWorker(QThread):
         pipeline: LivePipeline | None = None
         stream = None
         builtins = list(self.config.builtin_seeds)
+        targets = threading.Thread(target=self._run_target_jobs, name="celeblook-targets", daemon=True)
+        targets.start()
         try:
             while not self._stop.is_set():
                 self._run_jobs()
@@ -285,13 +289,42 @@ class EngineWorker(QThread):
                 self.result_ready.emit(EngineOutput(frame, result, self.processed, self.mailbox.captured,
                                                     self.mailbox.dropped))
         finally:
+            self._stop.set()
+            targets.join(timeout=30)
             if pipeline is not None:
                 pipeline.close()
             if self._image_landmarker is not None:
                 self._image_landmarker.close()
 
     _image_landmarker = None
-    _cache = None
+
+    def _run_target_jobs(self) -> None:
+        """The target thread: inverts dropped photos one at a time with its own landmarker and cache (the models'
+        onnxruntime sessions are safe to share), until the engine stops."""
+        from engine.landmarks import FaceLandmarker
+        from engine.targets import TargetCache
+
+        m, cache = self.models, None
+        try:
+            while not self._stop.is_set():
+                try:
+                    photo, select = self._target_jobs.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                try:
+                    if cache is None:
+                        kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
+                        cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
+                                            m.encoder_sha, quality_steps=self.config.target_quality_steps, **kwargs)
+                    self.busy.emit(f"Inverting {photo.name}…")
+                    self.target_ready.emit(cache.load(photo), select)
+                except CelebLookError as exc:
+                    self.error.emit(str(exc))
+                except Exception as exc:
+                    self.error.emit(f"target failed: {type(exc).__name__}: {exc}")
+        finally:
+            if cache is not None:
+                cache.landmarker.close()
 
     def _landmarker(self):
         from engine.landmarks import FaceLandmarker
@@ -299,16 +332,6 @@ class EngineWorker(QThread):
         if self._image_landmarker is None:
             self._image_landmarker = FaceLandmarker(self.models.landmarker_model, max_faces=4)
         return self._image_landmarker
-
-    def _target_cache(self):
-        from engine.targets import TargetCache
-
-        if self._cache is None:
-            m = self.models
-            kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
-            self._cache = TargetCache(m.encoder, m.generator, self._landmarker(), m.encoder_sha,
-                                      quality_steps=self.config.target_quality_steps, **kwargs)
-        return self._cache
 
     def _builtin_target(self, seed: int) -> None:
         from engine.targets import builtin_targets
@@ -326,11 +349,7 @@ class EngineWorker(QThread):
             except queue.Empty:
                 return
             try:
-                if job.kind == "target":
-                    photo, select = job.args
-                    self.busy.emit(f"Inverting {photo.name}…")
-                    self.target_ready.emit(self._target_cache().load(photo), select)
-                elif job.kind == "sweep":
+                if job.kind == "sweep":
                     self._sweep(*job.args)
             except NoFaceError as exc:
                 self.error.emit(f"{exc}")

@@ -49,8 +49,12 @@ def drop(window: MainWindow, path) -> None:
 
 def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_photo, tmp_path):
     w = make_window(Source(video=videos_dir / "d18.mp4"))
+    qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)
+    before = w.last_output.processed
     drop(w, face_photo("biden.jpg"))
     qtbot.waitUntil(lambda: w.target is not None, timeout=TIMEOUT_MS)
+    # the dropped photo is refined (quality mode, seconds) on its own thread: the live view ran on meanwhile
+    assert w.last_output.processed >= before + 5
     assert w.target.name == "biden" and w.gallery.count() == 2  # "you" + biden
     assert w.gallery.item(1).icon().availableSizes(), "the target's reconstruction is its thumbnail"
     gif = tmp_path / "rec.gif"

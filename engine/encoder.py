@@ -24,7 +24,7 @@ from engine.align import Crop, align_face, crop_points, require_usable_faces
 from engine.errors import BadInputError
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.landmarks import Face
-from engine.models import resolve_model, sha256_file
+from engine.models import load_manifest, resolve_model, sha256_file
 from engine.onnx_session import make_session
 
 MODEL_NAME = "inversion_encoder"
@@ -57,7 +57,9 @@ class Encoder:
         correction = None
         if landmark_correction and LANDMARK_CORRECTION_PATH.is_file():
             fitted = LandmarkCorrection.load()
-            if fitted.meta.get("encoder_sha256") == sha256_file(model):
+            # the shipped model was just checked against the manifest's sha256; an explicit path is hashed
+            sha = load_manifest()[MODEL_NAME].sha256 if path is None else sha256_file(model)
+            if fitted.meta.get("encoder_sha256") == sha:
                 correction = fitted
         return cls(session, _input_size(session), correction)
 

@@ -1,8 +1,8 @@
 """Morph targets: a photo (a celebrity, a friend) inverted once and cached by file content.
 
 Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<encoder sha prefix>[-lmk<landmark
-correction sha prefix>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz and hold the W+ and a
-thumbnail of the reconstruction; they are written atomically, so a crash never leaves a half-written entry, and
+correction sha prefix>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
+and hold the W+ and a thumbnail of the reconstruction; they are written atomically, so a crash never leaves a half-written entry, and
 a new model or setting never reuses stale latents.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from engine.generator import Generator
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH
 from engine.refine import MODEL_NAME as REFINER_MODEL, Refiner
 from engine.image_io import load_image
-from engine.models import resolve_model, sha256_file, user_cache_dir
+from engine.models import load_manifest, sha256_file, user_cache_dir
 from engine.skin_tone import SKIN_TONE_PATH, SkinToneModel
 
 THUMB_SIZE = 128
@@ -62,7 +62,7 @@ class TargetCache:
     def key(self, photo: Path) -> str:
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
         lmk = f"-lmk{sha256_file(LANDMARK_CORRECTION_PATH)[:8]}" if self.encoder.correction is not None else ""
-        quality = f"-q{sha256_file(resolve_model(REFINER_MODEL))[:8]}x{self.quality_steps}" if self.quality_steps else ""
+        quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}" if self.quality_steps else ""
         return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{lmk}{quality}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:

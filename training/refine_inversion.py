@@ -23,11 +23,8 @@ import cv2
 import numpy as np
 
 from engine.latents import to_wplus
-
-SIZE = 256
-REFINE_LR = 0.06  # Adam step on W+; 0.01 / 0.03 / 0.06 tried on the dev photos (20 steps): 0.655 / 0.547 / 0.497
-REFINE_ANCHOR_EVERY = 5  # full-generator colour anchor every 5 steps (see optimise_latent); 10 tried: less colour gain
-ANCHOR_CELL = 16  # px at 256: the anchor corrects colour and light at this scale, the preview head keeps the detail
+# the recipe's constants live with its engine version (engine/refine.py), so the two cannot drift apart
+from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, LR as REFINE_LR, SIZE
 
 
 def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,

@@ -75,9 +75,9 @@ def bench_refine(args: argparse.Namespace) -> dict:
     from engine.image_io import load_image
     from engine.landmarks import FaceLandmarker
     from engine.refine import Refiner, colour_anchor, crop_target, refine_latent
-    from engine.pipeline_bench import default_videos
+    from engine.models import RESOURCES_DIR
 
-    photo = Path(args.photo) if args.photo else default_videos()[0].parent.parent / "faces" / "obama.jpg"
+    photo = Path(args.photo) if args.photo else RESOURCES_DIR.parent.parent / "shared" / "data" / "faces" / "obama.jpg"
     with FaceLandmarker() as lm:
         image = load_image(photo)
         face = detect_face(image, lm, str(photo))

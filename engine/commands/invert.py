@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.align import CROP_SIZES, face_warnings
-from engine.commands.photo_args import add_inversion_args, load_refiner
+from engine.commands.photo_args import add_inversion_args, quality_refiner
 from engine.encoder import Encoder, invert_photo
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
     generator = Generator.load(args.threads)
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
-    refiner = load_refiner(args, generator)
+    refiner = quality_refiner(args, generator)
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
         inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),

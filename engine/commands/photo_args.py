@@ -28,7 +28,7 @@ def add_inversion_args(p: argparse.ArgumentParser) -> None:
                    help="the encoder network alone (default: add its landmark correction)")
 
 
-def load_refiner(args: argparse.Namespace, generator: Generator | None = None) -> Refiner | None:
+def quality_refiner(args: argparse.Namespace, generator: Generator | None = None) -> Refiner | None:
     """The quality mode's objective when --quality asks for steps (else None); shares `generator` if 1024 px."""
     if args.quality < 0:
         raise BadInputError(f"--quality takes a number of steps >= 0, got {args.quality}")
@@ -55,7 +55,7 @@ def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: En
     --no-skin-match)."""
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
-                            skin_tone=skin_tone, refiner=load_refiner(args, generator), refine_steps=args.quality)
+                            skin_tone=skin_tone, refiner=quality_refiner(args, generator), refine_steps=args.quality)
 
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:

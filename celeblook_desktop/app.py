@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--builtin", type=int, default=4, help="how many built-in generated targets to offer (default 4)")
     p.add_argument("--target-quality", type=int, default=20, metavar="STEPS",
                    help="quality-mode steps for a dropped photo, once per photo (default 20, a few seconds; 0: off)")
+    p.add_argument("--calibrate", type=int, default=3, metavar="KEYFRAMES",
+                   help="personal calibration from this many frames of you, refined once in the background "
+                        "(default 3, seconds each; 0: off)")
+    p.add_argument("--calibration", type=Path, metavar="FILE",
+                   help="a saved calibration (`celeblook calibrate`) to use instead of collecting one")
     return p
 
 
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return err(f"--strength must be in [0, 1], got {args.strength}")
     if args.video is not None and not args.video.is_file():
         return err(f"video not found: {args.video}")
+    if args.calibration is not None and not args.calibration.is_file():
+        return err(f"calibration file not found: {args.calibration}")
     if args.target is not None and not args.target.is_file():
         return err(f"target photo not found: {args.target}")
     for out in (args.record, args.screenshot):
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = (0, 3, 4, 7, 9, 12, 15, 21)[:max(0, args.builtin)]
     config = EngineConfig(threads=args.threads, encoder=str(args.encoder) if args.encoder else None,
                           builtin_seeds=seeds if args.target is None else seeds[:2],
-                          target_quality_steps=max(0, args.target_quality))
+                          target_quality_steps=max(0, args.target_quality),
+                          calibrate_keyframes=max(0, args.calibrate), calibration=args.calibration)
     window = MainWindow(source, config, side_by_side_view=not args.single_view, out_dir=args.out_dir,
                         stop_after=args.frames)
     window.strength.setValue(round(args.strength * 100))

@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self.engine.target_ready.connect(self._on_target)
         self.engine.sweep_done.connect(lambda p: self.show_info(f"Sweep GIF written: {p}"))
         self.engine.busy.connect(self.show_info)
+        self.engine.calibrated.connect(self._on_calibrated)
         self.engine.error.connect(self.show_error)
         self.gif_written.connect(lambda p: self.show_info(f"Recording written: {p}"))
         self.gif_failed.connect(self.show_error)
@@ -211,8 +212,19 @@ class MainWindow(QMainWindow):
                                  "pulls skin chroma toward the average face)")
         self.skin_box.toggled.connect(self._settings_changed)
         controls.addRow("Engine", self.smoothing_box)
+        self.calib_box = QCheckBox("Calibrate to my face")
+        self.calib_box.setChecked(self.engine.calibrating)
+        self.calib_box.setToolTip("Refine a few frames of you once (seconds each, in the background) and add what "
+                                  "they learned to every frame: your reconstruction looks more like you "
+                                  "(docs/ENCODER.md, personal calibration)")
+        self.calib_box.toggled.connect(lambda on: self.engine.set_calibrating(on))
+        self.recalibrate_button = QPushButton("Recalibrate")
+        self.recalibrate_button.setToolTip("Forget the calibration and take it again from the next frames "
+                                           "(someone else in front of the camera)")
+        self.recalibrate_button.clicked.connect(self._recalibrate)
         controls.addRow("", self.reuse_box)
         controls.addRow("", self.skin_box)
+        controls.addRow(self.recalibrate_button, self.calib_box)
 
         self.record_button = QPushButton("● Record GIF")
         self.record_button.setCheckable(True)
@@ -360,6 +372,19 @@ class MainWindow(QMainWindow):
         self._settings_changed()
 
     # --- settings -------------------------------------------------------------------------------------------
+    def _on_calibrated(self, keyframes: int, wanted: int) -> None:
+        self.calibration_keyframes = keyframes
+        done = "calibrated to your face" if keyframes >= wanted else "calibrating to your face"
+        self.show_info(f"{done.capitalize()} ({keyframes}/{wanted} keyframes)")
+
+    calibration_keyframes = 0
+
+    def _recalibrate(self) -> None:
+        self.engine.recalibrate()
+        self.calibration_keyframes = 0
+        self.calib_box.setChecked(True)
+        self.show_info("Calibrating to your face again from the next frames…")
+
     def _on_engine_ready(self, info: dict) -> None:
         directions = info.get("directions", {})
         for name, (slider, label) in self.edit_sliders.items():

@@ -9,7 +9,8 @@ slower than the camera, frames are dropped, never queued, so the output lags by 
 The UI thread only draws: it peeks at the mailbox for the input view and receives results by queued signals.
 The generator itself runs on a fourth thread owned by the pipeline (engine.background_render), so the engine
 thread keeps tracking the head at frame rate while the face refreshes as fast as the generator can go.
-Slow one-off jobs (inverting a target photo, the sweep GIF) run in the engine thread between frames.
+The sweep GIF runs in the engine thread between frames; target photos and the personal calibration's
+keyframes (engine.calibration: a few frames of the user refined once, seconds each) on a thread of their own.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
+from engine.calibration import KEYFRAMES, IdentityCalibration, KeyframePicker, keyframe_offset
 from engine.errors import CelebLookError, NoFaceError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
@@ -196,6 +198,9 @@ class EngineConfig:
     target_cache_dir: Path | None = None
     background_render: bool = True  # generator on its own thread (engine.background_render)
     target_quality_steps: int = 20  # dropped photos: quality-mode steps (engine/refine.py), once per photo; 0: off
+    calibrate_keyframes: int = 3  # personal calibration (engine/calibration.py) from this many frames; 0: off
+    calibration_steps: int = 20  # quality-mode steps per keyframe
+    calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected
 
 
 @dataclass
@@ -208,8 +213,14 @@ class EngineWorker(QThread):
     """Loads the models, then processes the newest frame from the mailbox whenever it is free. Dropped target
     photos are inverted (with the quality mode, seconds each) on a thread of their own, so the live view runs on.
 
+    Personal calibration: while calibrating is on and the calibration has fewer than `calibrate_keyframes`
+    keyframes, a processed frame with a face at least engine.calibration.MIN_GAP_S after the last keyframe is
+    refined on the slow-job thread; every finished keyframe updates the calibration that the following frames get
+    (LiveSettings.calibration). A new source starts it again (it may be someone else).
+
     Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
-    bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user.
+    bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user,
+    `calibrated(int keyframes, int wanted)` the calibration got a keyframe (or was loaded).
     """
 
     ready = Signal(object)
@@ -218,13 +229,19 @@ class EngineWorker(QThread):
     sweep_done = Signal(str)
     busy = Signal(str)
     error = Signal(str)
+    calibrated = Signal(int, int)
 
     def __init__(self, mailbox: LatestFrame, config: EngineConfig = EngineConfig(), parent=None):
         super().__init__(parent)
         self.mailbox, self.config = mailbox, config
         self._settings = LiveSettings()
         self._jobs: queue.Queue[_Job] = queue.Queue()
-        self._target_jobs: queue.Queue[tuple[Path, bool]] = queue.Queue()
+        self._target_jobs: queue.Queue[tuple] = queue.Queue()  # ("photo", path, select) / ("keyframe", ...)
+        self.calibrating = config.calibrate_keyframes > 0 or config.calibration is not None
+        self.calibration: IdentityCalibration | None = None
+        self._picker = KeyframePicker(max(0, config.calibrate_keyframes))
+        self._keyframe_pending = False
+        self._stream = None
         self._stop = threading.Event()
         self.models: LiveModels | None = None
         self.processed = 0
@@ -235,7 +252,16 @@ class EngineWorker(QThread):
         self._settings = settings  # one reference swap: atomic under the GIL
 
     def load_target(self, photo: str | os.PathLike, select: bool = True) -> None:
-        self._target_jobs.put((Path(photo), select))
+        self._target_jobs.put(("photo", Path(photo), select))
+
+    def set_calibrating(self, on: bool) -> None:
+        """Use (and collect) the personal calibration, or not."""
+        self.calibrating = on
+
+    def recalibrate(self) -> None:
+        """Forget the calibration and collect it again from the next frames (a saved one is dropped too)."""
+        self.calibration = None
+        self._picker = KeyframePicker(self.config.calibrate_keyframes or KEYFRAMES)
 
     def sweep(self, out_path: str | os.PathLike, steps: int = 12) -> None:
         self._jobs.put(_Job("sweep", (Path(out_path), steps)))
@@ -252,6 +278,13 @@ class EngineWorker(QThread):
         except Exception as exc:
             self.error.emit(f"The engine could not start: {exc}")
             return
+        if self.config.calibration is not None:
+            try:
+                self.calibration = IdentityCalibration.load(self.config.calibration, self.models.encoder_sha)
+                self._picker = KeyframePicker(0)
+                self.calibrated.emit(self.calibration.keyframes, self.calibration.keyframes)
+            except CelebLookError as exc:
+                self.error.emit(str(exc))
         info = {name: (d.unit, d.max_units) for name, d in (self.models.directions.directions.items()
                                                               if self.models.directions else [])}
         self.ready.emit({"directions": info, "directions_error": self.models.directions_error,
@@ -273,9 +306,13 @@ class EngineWorker(QThread):
                     if pipeline is not None:
                         pipeline.close()
                     pipeline = LivePipeline(self.models, background_render=self.config.background_render)
-                    stream = frame.stream
+                    if stream is not None and self.config.calibration is None:
+                        self.recalibrate()  # another source may show someone else
+                    stream = self._stream = frame.stream
                 self._last = frame
                 settings = self._settings
+                if self.calibrating and self.calibration is not None:
+                    settings = settings.with_(calibration=self.calibration)
                 try:
                     result = pipeline.process(frame.image, frame.timestamp_ms, settings)
                 except CelebLookError as exc:
@@ -285,6 +322,7 @@ class EngineWorker(QThread):
                     self.error.emit(f"engine error: {type(exc).__name__}: {exc}")
                     pipeline.reset()
                     result = LiveResult(frame.image, False, {}, message="engine error")
+                self._maybe_keyframe(frame, result)
                 self.processed += 1
                 self.result_ready.emit(EngineOutput(frame, result, self.processed, self.mailbox.captured,
                                                     self.mailbox.dropped))
@@ -298,20 +336,48 @@ class EngineWorker(QThread):
 
     _image_landmarker = None
 
+    def _maybe_keyframe(self, frame: SourceFrame, result: LiveResult) -> None:
+        """Hand this frame to the slow-job thread as a calibration keyframe when the picker wants one."""
+        t = frame.timestamp_ms / 1000.0
+        if (self.calibrating and result.face_found and result.crop is not None and not self._keyframe_pending
+                and self._picker.wants(t)):
+            self._picker.take(t)
+            self._keyframe_pending = True
+            self._target_jobs.put(("keyframe", result.crop, result.face, frame.stream, self._picker))
+
     def _run_target_jobs(self) -> None:
-        """The target thread: inverts dropped photos one at a time with its own landmarker and cache (the models'
-        onnxruntime sessions are safe to share), until the engine stops."""
+        """The slow-job thread: inverts dropped photos and refines calibration keyframes, one at a time, with its
+        own landmarker and cache (the models' onnxruntime sessions are safe to share), until the engine stops."""
         from engine.landmarks import FaceLandmarker
+        from engine.refine import Refiner
         from engine.targets import TargetCache
 
-        m, cache = self.models, None
+        m, cache, refiner = self.models, None, None
         try:
             while not self._stop.is_set():
                 try:
-                    photo, select = self._target_jobs.get(timeout=0.1)
+                    job = self._target_jobs.get(timeout=0.1)
                 except queue.Empty:
                     continue
                 try:
+                    if job[0] == "keyframe":
+                        _, crop, face, stream, picker = job
+                        try:
+                            if refiner is None:
+                                refiner = cache.refiner if cache is not None and cache.refiner else \
+                                    Refiner.load(self.config.threads)
+                            wanted = picker.wanted
+                            self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{wanted}…")
+                            offset = keyframe_offset(m.encoder, refiner, crop, face, self.config.calibration_steps)
+                            if stream == self._stream and picker is self._picker:  # still the same person
+                                base = self.calibration or IdentityCalibration.empty(m.encoder_sha,
+                                                                                     self.config.calibration_steps)
+                                self.calibration = base.add(offset)
+                                self.calibrated.emit(self.calibration.keyframes, wanted)
+                        finally:
+                            self._keyframe_pending = False
+                        continue
+                    _, photo, select = job
                     if cache is None:
                         kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
                         cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
@@ -321,7 +387,7 @@ class EngineWorker(QThread):
                 except CelebLookError as exc:
                     self.error.emit(str(exc))
                 except Exception as exc:
-                    self.error.emit(f"target failed: {type(exc).__name__}: {exc}")
+                    self.error.emit(f"{job[0]} failed: {type(exc).__name__}: {exc}")
         finally:
             if cache is not None:
                 cache.landmarker.close()

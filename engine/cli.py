@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "engine.commands.models",
     "engine.commands.jitter",
     "engine.commands.invert",
+    "engine.commands.calibrate",
     "engine.commands.morph",
     "engine.commands.edit",
     "engine.commands.flicker",

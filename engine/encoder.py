@@ -121,9 +121,10 @@ def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") ->
 
 def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
                  source: str = "the image", face: Face | None = None, skin_tone=None,
-                 skin_passes: int = 1, refiner=None, refine_steps: int = 0) -> Inversion:
+                 skin_passes: int = 1, refiner=None, refine_steps: int = 0, calibration=None) -> Inversion:
     """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none): the encoder's W+
-    (with its landmark correction, Encoder.invert_face); with a `refiner` (engine.refine.Refiner) `refine_steps`
+    (with its landmark correction, Encoder.invert_face; plus the person's `calibration`, engine.calibration,
+    when given); with a `refiner` (engine.refine.Refiner) `refine_steps`
     steps of the quality mode. With a `skin_tone`
     model (engine.skin_tone.SkinToneModel) the W+ is then moved so the skin's chroma matches the photo's
     (predicted, no render), and `skin_passes` times so the rendered skin's CIELAB matches it (measured on the
@@ -134,6 +135,8 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
     face = face or detect_face(image_bgr, landmarker, source)
     crop = align_face(image_bgr, face, size)
     wplus = encoder.invert_face(crop, face)
+    if calibration is not None:
+        wplus = calibration.apply(wplus)
     if refiner is not None and refine_steps > 0:
         wplus = refine_latent(refiner, crop.image, wplus, refine_steps)[0]
     mask = lab_in = None

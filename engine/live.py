@@ -79,7 +79,8 @@ class LiveSettings:
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
     `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
     chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone);
-    `correct_landmarks`: add the landmark correction to the encoder's W+ (when the encoder has one loaded)."""
+    `correct_landmarks`: add the landmark correction to the encoder's W+ (when the encoder has one loaded);
+    `calibration`: the user's personal calibration (engine.calibration), added to every frame's one pass."""
 
     target: np.ndarray | None = None
     strength: float = 0.8
@@ -93,6 +94,7 @@ class LiveSettings:
     reuse_threshold: float = 0.01
     match_skin: bool = True
     correct_landmarks: bool = True
+    calibration: IdentityCalibration | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -272,6 +274,8 @@ class LivePipeline:
 
         enc = self.models.encoder
         wplus = enc.invert_face(crop, face) if settings.correct_landmarks else enc.invert(crop.image)
+        if settings.calibration is not None:
+            wplus = settings.calibration.apply(wplus)
         if settings.match_skin and self.models.skin_tone is not None:
             wplus = self.models.skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
         lap("encode")

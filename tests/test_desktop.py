@@ -23,9 +23,10 @@ TIMEOUT_MS = 90_000  # generous: the 2-core CI machine is shared
 def make_window(qtbot, tmp_path, landmarker_model):
     windows = []
 
-    def make(source: Source, **kwargs) -> MainWindow:
+    def make(source: Source, calibrate_keyframes: int = 0, **kwargs) -> MainWindow:
         config = EngineConfig(threads=2, landmarker_model=str(landmarker_model), builtin_seeds=(),
-                              target_cache_dir=tmp_path / "targets")
+                              target_cache_dir=tmp_path / "targets", calibrate_keyframes=calibrate_keyframes,
+                              calibration_steps=3)
         w = MainWindow(source, config, out_dir=tmp_path, **kwargs)
         qtbot.addWidget(w)
         w.show()
@@ -85,6 +86,21 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     sweep = w.sweep_gif(tmp_path / "sweep.gif", steps=3)  # the current edit, none -> full, in the engine thread
     qtbot.waitUntil(lambda: "Sweep GIF written" in w.message.text(), timeout=TIMEOUT_MS)
     assert iio.imread(sweep, index=None).shape[0] == 4  # 3 steps as a boomerang: 0, 0.5, 1, 0.5
+
+
+def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window, qtbot, videos_dir):
+    """With calibration on, two keyframes at least a second apart are refined on the slow-job thread; the live
+    view keeps going, the frames after get the calibration, and Recalibrate starts over."""
+    w = make_window(Source(video=videos_dir / "d20.mp4"), calibrate_keyframes=2)
+    assert w.calib_box.isChecked()
+    qtbot.waitUntil(lambda: w.calibration_keyframes == 2, timeout=TIMEOUT_MS)
+    cal = w.engine.calibration
+    assert cal.keyframes == 2 and np.abs(cal.offset).max() > 0 and not w.errors
+    assert "Calibrated to your face (2/2" in w.message.text()
+    seen = w.last_output.processed
+    qtbot.waitUntil(lambda: w.last_output.processed >= seen + 3, timeout=TIMEOUT_MS)
+    w.recalibrate_button.click()
+    assert w.calibration_keyframes == 0 and "again" in w.message.text()
 
 
 def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):

@@ -3,7 +3,7 @@
 The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
 reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
 The encoder's W+ gets the landmark correction (engine/landmark_correction.py; --no-landmark-correction for the
-network alone); --quality refines it by latent optimisation over onnxruntime (engine/refine.py, a few seconds).
+network alone); --calibration adds the person's calibration (`celeblook calibrate`); --quality refines it by latent optimisation over onnxruntime (engine/refine.py, a few seconds).
 The skin's colour is matched to the photo's (engine/skin_tone.py: chroma by the linear model, then
 --skin-passes closed-loop passes on the rendered skin's CIELAB, one render each) unless --no-skin-match.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.align import CROP_SIZES, face_warnings
+from engine.commands.calibrate import load_calibration
 from engine.commands.photo_args import add_inversion_args, quality_refiner
 from engine.encoder import Encoder, invert_photo
 from engine.generator import Generator
@@ -33,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
     generator = Generator.load(args.threads)
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     refiner = quality_refiner(args, generator)
+    calibration = load_calibration(args.calibration, args.encoder)
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
         inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),
                            skin_tone=skin_tone, skin_passes=args.skin_passes, refiner=refiner,
-                           refine_steps=args.quality)
+                           refine_steps=args.quality, calibration=calibration)
     ms = (time.perf_counter() - t0) * 1000
     if args.paste:
         out = paste_back(image, inv.reconstruction, inv.crop, inv.face)

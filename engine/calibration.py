@@ -1,0 +1,148 @@
+"""Personal calibration: refine a few keyframes of one person once, and every later one-pass inversion of that
+person looks more like them.
+
+The encoder was trained on generated faces only; on a real person its one pass misses much of their identity, and
+the quality mode (engine/refine.py, ≈ 7 s) recovers it. Most of what the quality mode adds is the same for every
+frame of the same person (docs/ENCODER.md, "Personal calibration"): the offset refined W+ − one-pass W+ of a
+keyframe, added to the one pass of another frame of the same person, takes it most of the way to that frame's own
+refinement. So the live loop refines `KEYFRAMES` frames of the user in the background, once, averages their
+offsets and adds the mean to every frame's one pass: no extra cost per frame. The offset belongs to one person
+and one encoder (its sha256 is stored with it); frames of someone else get a wrong face.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from engine.align import align_face, usable_faces
+from engine.atomic import atomic_path
+from engine.errors import BadInputError, NoFaceError
+from engine.refine import STEPS, refine_latent
+
+KEYFRAMES = 3
+MIN_GAP_S = 1.0  # keyframes of a stream at least this far apart (different moments, poses, expressions)
+CROP_SIZE = 256
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class IdentityCalibration:
+    """The mean of `keyframes` keyframe offsets (refined − one-pass W+, (23, 512)) for the encoder `encoder_sha256`."""
+
+    offset: np.ndarray
+    keyframes: int
+    encoder_sha256: str
+    steps: int = STEPS
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, encoder_sha256: str, steps: int = STEPS) -> "IdentityCalibration":
+        return cls(np.zeros((23, 512), np.float32), 0, encoder_sha256, steps)
+
+    def add(self, keyframe_offset: np.ndarray) -> "IdentityCalibration":
+        """A new calibration with one more keyframe's offset (23, 512) in the running mean."""
+        d = np.asarray(keyframe_offset, np.float32).reshape(23, 512)
+        n = self.keyframes + 1
+        return IdentityCalibration((self.offset + (d - self.offset) / n).astype(np.float32), n, self.encoder_sha256,
+                                   self.steps, dict(self.meta))
+
+    def apply(self, wplus: np.ndarray) -> np.ndarray:
+        """W+ (1, 23, 512) of this person's one pass, calibrated."""
+        return (np.asarray(wplus, np.float32) + self.offset[None]).astype(np.float32)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the calibration as .npz (atomically; no pickle)."""
+        path = Path(path)
+        meta = {"format": FORMAT, "keyframes": self.keyframes, "encoder_sha256": self.encoder_sha256,
+                "steps": self.steps, **self.meta}
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, offset=self.offset.astype(np.float32), meta=np.array(json.dumps(meta)))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, encoder_sha256: str | None = None) -> "IdentityCalibration":
+        """Read a saved calibration; with `encoder_sha256`, refuse one made for another encoder."""
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"calibration file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                offset, meta = d["offset"].astype(np.float32), json.loads(str(d["meta"]))
+            if offset.shape != (23, 512) or not np.all(np.isfinite(offset)) or meta.get("format") != FORMAT:
+                raise ValueError("unexpected contents")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"{path} is not a CelebLook calibration file: make one with `celeblook calibrate`") \
+                from exc
+        if encoder_sha256 is not None and meta["encoder_sha256"] != encoder_sha256:
+            raise BadInputError(f"{path} was made for another inversion encoder (sha256 "
+                                f"{meta['encoder_sha256'][:12]}…, this one is {encoder_sha256[:12]}…): calibrate again")
+        extra = {k: v for k, v in meta.items() if k not in ("format", "keyframes", "encoder_sha256", "steps")}
+        return cls(offset, int(meta["keyframes"]), meta["encoder_sha256"], int(meta["steps"]), extra)
+
+
+def keyframe_offset(encoder, refiner, crop, face, steps: int = STEPS) -> np.ndarray:
+    """What the quality mode adds to the one pass (Encoder.invert_face) of one aligned face: (23, 512)."""
+    one_pass = encoder.invert_face(crop, face)
+    return (refine_latent(refiner, crop.image, one_pass, steps)[0] - one_pass)[0]
+
+
+@dataclass
+class KeyframePicker:
+    """Decides which frames of a stream become keyframes: one with a usable face, at least `min_gap_s` after the
+    previous keyframe, until `wanted` are taken."""
+
+    wanted: int = KEYFRAMES
+    min_gap_s: float = MIN_GAP_S
+    taken: int = 0
+    last_t: float | None = None
+
+    def wants(self, t: float) -> bool:
+        return self.taken < self.wanted and (self.last_t is None or t - self.last_t >= self.min_gap_s)
+
+    def take(self, t: float) -> None:
+        self.taken, self.last_t = self.taken + 1, t
+
+
+def stream_keyframes(frames: Iterable[tuple[np.ndarray, float]], landmarker, picker: KeyframePicker,
+                     size: int = CROP_SIZE) -> Iterator[tuple[object, object, float]]:
+    """(crop, face, t) of the keyframes `picker` takes from (BGR frame, time s) pairs (largest usable face)."""
+    for image, t in frames:
+        if not picker.wants(t):
+            if picker.taken >= picker.wanted:
+                return
+            continue
+        faces = usable_faces(landmarker.detect(image))
+        if faces:
+            picker.take(t)
+            yield align_face(image, faces[0], size), faces[0], t
+
+
+def calibrate(frames: Iterable[tuple[np.ndarray, float]], landmarker, encoder, refiner, encoder_sha256: str,
+              keyframes: int = KEYFRAMES, min_gap_s: float = MIN_GAP_S, steps: int = STEPS,
+              progress=None) -> IdentityCalibration:
+    """Calibrate on `keyframes` frames of one person from (BGR frame, time s) pairs (a video, or photos with
+    any increasing times). NoFaceError when no frame has a usable face. `progress(n, t)` after each keyframe."""
+    if keyframes < 1:
+        raise BadInputError(f"calibration needs at least one keyframe, got {keyframes}")
+    cal = IdentityCalibration.empty(encoder_sha256, steps)
+    times = []
+    for crop, face, t in stream_keyframes(frames, landmarker, KeyframePicker(keyframes, min_gap_s)):
+        cal = cal.add(keyframe_offset(encoder, refiner, crop, face, steps))
+        times.append(round(float(t), 3))
+        if progress is not None:
+            progress(cal.keyframes, t)
+    if cal.keyframes == 0:
+        raise NoFaceError("no usable face in any frame: the calibration needs the person's face, clearly visible")
+    return IdentityCalibration(cal.offset, cal.keyframes, encoder_sha256, steps, {"keyframe_times_s": times})
+
+
+def photo_frames(images: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, float]]:
+    """Photos as a stream for `calibrate`: each its own moment (min_gap_s apart)."""
+    for i, image in enumerate(images):
+        yield image, i * 1e6
+

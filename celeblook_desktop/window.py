@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QSlider, QVBoxLayout, QWidget)
 
 from engine.edits import MORPH_PRESETS
+from engine.errors import CelebLookError
 from engine.live import LiveSettings
 from engine.models import MODELS_DIR
 from engine.targets import IMAGE_SUFFIXES, Target
@@ -222,9 +223,15 @@ class MainWindow(QMainWindow):
         self.recalibrate_button.setToolTip("Forget the calibration and take it again from the next frames "
                                            "(someone else in front of the camera)")
         self.recalibrate_button.clicked.connect(self._recalibrate)
+        self.save_calibration_button = QPushButton("Save calibration")
+        self.save_calibration_button.setToolTip("Write the calibration to the output folder (calibration.npz), to "
+                                                "start with it next time: celeblook-desktop --calibration FILE")
+        self.save_calibration_button.setEnabled(False)
+        self.save_calibration_button.clicked.connect(lambda: self.save_calibration())
         controls.addRow("", self.reuse_box)
         controls.addRow("", self.skin_box)
         controls.addRow(self.recalibrate_button, self.calib_box)
+        controls.addRow("", self.save_calibration_button)
 
         self.record_button = QPushButton("● Record GIF")
         self.record_button.setCheckable(True)
@@ -374,6 +381,7 @@ class MainWindow(QMainWindow):
     # --- settings -------------------------------------------------------------------------------------------
     def _on_calibrated(self, keyframes: int, wanted: int) -> None:
         self.calibration_keyframes = keyframes
+        self.save_calibration_button.setEnabled(keyframes > 0)
         done = "calibrated to your face" if keyframes >= wanted else "calibrating to your face"
         self.show_info(f"{done.capitalize()} ({keyframes}/{wanted} keyframes)")
 
@@ -382,6 +390,7 @@ class MainWindow(QMainWindow):
     def _recalibrate(self) -> None:
         self.engine.recalibrate()
         self.calibration_keyframes = 0
+        self.save_calibration_button.setEnabled(False)
         self.calib_box.setChecked(True)
         self.show_info("Calibrating to your face again from the next frames…")
 
@@ -504,6 +513,21 @@ class MainWindow(QMainWindow):
         """Queue a sweep GIF of the current edit (none -> full, boomerang) on the current frame; returns its path."""
         path = Path(path) if path else default_gif_path(self.out_dir, "celeblook-sweep")
         self.engine.sweep(path, steps)
+        return path
+
+    def save_calibration(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Write the engine's calibration (atomically) to `path` (default: calibration.npz in the output folder)."""
+        cal = self.engine.calibration
+        if cal is None:
+            self.show_error("No calibration yet: it is collected from the first frames with your face")
+            return None
+        path = Path(path) if path else self.out_dir / "calibration.npz"
+        try:
+            cal.save(path)
+        except (CelebLookError, OSError) as exc:
+            self.show_error(f"Could not save the calibration: {exc}")
+            return None
+        self.show_info(f"Calibration saved: {path} (celeblook-desktop --calibration {path})")
         return path
 
     # --- shutdown -------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from celeblook_desktop.window import MainWindow, missing_text_models  # noqa: E402
 from celeblook_desktop.workers import EngineConfig, Source  # noqa: E402
+from engine.calibration import IdentityCalibration  # noqa: E402
 
 TIMEOUT_MS = 90_000  # generous: the 2-core CI machine is shared
 
@@ -23,10 +24,10 @@ TIMEOUT_MS = 90_000  # generous: the 2-core CI machine is shared
 def make_window(qtbot, tmp_path, landmarker_model):
     windows = []
 
-    def make(source: Source, calibrate_keyframes: int = 0, **kwargs) -> MainWindow:
+    def make(source: Source, calibrate_keyframes: int = 0, calibration=None, **kwargs) -> MainWindow:
         config = EngineConfig(threads=2, landmarker_model=str(landmarker_model), builtin_seeds=(),
                               target_cache_dir=tmp_path / "targets", calibrate_keyframes=calibrate_keyframes,
-                              calibration_steps=3)
+                              calibration_steps=3, calibration=calibration)
         w = MainWindow(source, config, out_dir=tmp_path, **kwargs)
         qtbot.addWidget(w)
         w.show()
@@ -88,7 +89,7 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     assert iio.imread(sweep, index=None).shape[0] == 4  # 3 steps as a boomerang: 0, 0.5, 1, 0.5
 
 
-def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window, qtbot, videos_dir):
+def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window, qtbot, videos_dir, tmp_path):
     """With calibration on, two keyframes at least a second apart are refined on the slow-job thread; the live
     view keeps going, the frames after get the calibration, and Recalibrate starts over."""
     w = make_window(Source(video=videos_dir / "d20.mp4"), calibrate_keyframes=2)
@@ -99,8 +100,18 @@ def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window
     assert "Calibrated to your face (2/2" in w.message.text()
     seen = w.last_output.processed
     qtbot.waitUntil(lambda: w.last_output.processed >= seen + 3, timeout=TIMEOUT_MS)
+    assert w.save_calibration_button.isEnabled()
+    saved = w.save_calibration()
+    assert saved == tmp_path / "calibration.npz" and "Calibration saved" in w.message.text()
+    assert IdentityCalibration.load(saved, w.engine.models.encoder_sha).keyframes == 2
+    assert w.save_calibration(tmp_path / "no" / "dir.npz") is None and "Could not save" in w.errors[-1]
     w.recalibrate_button.click()
     assert w.calibration_keyframes == 0 and "again" in w.message.text()
+    w.close()
+
+    again = make_window(Source(video=videos_dir / "d20.mp4"), calibration=saved)  # --calibration FILE
+    qtbot.waitUntil(lambda: again.calibration_keyframes == 2, timeout=TIMEOUT_MS)
+    assert np.array_equal(again.engine.calibration.offset, cal.offset) and not again.errors
 
 
 def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):

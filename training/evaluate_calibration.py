@@ -12,8 +12,9 @@ encoder with its landmark correction, what the live loop has without calibration
 first keyframe's offset alone), "calibrated" (all keyframes: what the app uses), and "quality" (the quality mode
 on that very frame, seconds per frame: the reference the calibration tries to reach without the cost).
 
---album P1,P2,... (photos of one person, in ../shared/data/faces unless a path): each photo calibrated by the
-*other* photos (leave one out): the "photos of a friend" case.
+--album A1+A2,B1,... (photos of one person, in ../shared/data/faces unless a path; '+' joins versions of one
+photograph: obama-240p.jpg and obama_partial_face.jpg are cut from obama.jpg): each photo calibrated by the
+photos of the *other* photographs (leave one photograph out): the "photos of a friend" case.
 
 Metrics as in training/evaluate_encoder.py: dlib descriptor distance between the aligned input and the
 reconstruction (< 0.6: same person), PSNR / SSIM inside the face oval at 256 px.
@@ -111,17 +112,18 @@ def evaluate_clip(path: Path, enc: Encoder, refiner: Refiner, gen: Generator, lm
     return rows
 
 
-def evaluate_album(photos: list[Path], enc: Encoder, refiner: Refiner, gen: Generator, lm, ident: DlibIdentity,
-                   args: argparse.Namespace, pairs: dict) -> list[dict]:
+def evaluate_album(photos: list[tuple[int, Path]], enc: Encoder, refiner: Refiner, gen: Generator, lm,
+                   ident: DlibIdentity, args: argparse.Namespace, pairs: dict) -> list[dict]:
+    """`photos`: (photograph number, path); versions of one photograph never calibrate each other."""
     items = []
-    for p in photos:
+    for group, p in photos:
         image = load_image(p)
         faces = usable_faces(lm.detect(image))
         if not faces:
             print(f"skip {p.name}: no usable face")
             continue
         crop = align_face(image, faces[0], SIZE)
-        it = {"name": p.name, "crop": crop, "face": faces[0], "mask": face_oval_mask(faces[0], crop)}
+        it = {"name": p.name, "group": group, "crop": crop, "face": faces[0], "mask": face_oval_mask(faces[0], crop)}
         it["one"] = enc.invert_face(crop, faces[0])
         it["offset"] = keyframe_offset(enc, refiner, crop, faces[0], args.steps)
         items.append(it)
@@ -129,8 +131,10 @@ def evaluate_album(photos: list[Path], enc: Encoder, refiner: Refiner, gen: Gene
     for index, it in enumerate(items):
         others = IdentityCalibration.empty("", args.steps)
         for o in items:
-            if o is not it:
+            if o["group"] != it["group"]:
                 others = others.add(o["offset"])
+        if others.keyframes == 0:
+            continue
         latents = {"one pass": it["one"], "calibrated": others.apply(it["one"]), "quality": it["one"] + it["offset"][None]}
         for method, w in latents.items():
             metrics, recon = score(it, w, gen, lm, ident)
@@ -172,8 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--after", type=float, default=0.5, help="test frames start this long after the last keyframe")
     ap.add_argument("--test-frames", type=int, default=6, help="test frames per clip")
     ap.add_argument("--quality-steps", type=int, default=STEPS, help="per-frame quality-mode baseline (0: skip)")
-    ap.add_argument("--album", default="obama.jpg,obama-240p.jpg,obama_partial_face.jpg,32bit.png,two_people.jpg",
-                    help="photos of one person for the leave-one-out album check ('' to skip)")
+    ap.add_argument("--album", default="obama.jpg+obama-240p.jpg+obama_partial_face.jpg,32bit.png",
+                    help="photos of one person for the leave-one-photograph-out album check, '+' joining versions "
+                         "of one photograph ('' to skip)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | one pass | calibrated | quality rows as an image")
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     with FaceLandmarker() as lm:
         for path in sorted(args.videos.glob("*.mp4")):
             rows += evaluate_clip(path, enc, refiner, gen, lm, ident, args, pairs)
-        album = [Path(p) if "/" in p else PHOTOS / p for p in args.album.split(",") if p]
+        album = [(g, Path(p) if "/" in p else PHOTOS / p)
+                 for g, versions in enumerate(args.album.split(",")) for p in versions.split("+") if p]
         if album:
             rows += evaluate_album(album, enc, refiner, gen, lm, ident, args, pairs)
     summary = summarise(rows)

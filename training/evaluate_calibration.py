@@ -13,7 +13,7 @@ first keyframe's offset alone), "calibrated" (all keyframes: what the app uses),
 on that very frame, seconds per frame: the reference the calibration tries to reach without the cost).
 
 --album A1+A2,B1,... (photos of one person, in ../shared/data/faces unless a path; '+' joins versions of one
-photograph: obama-240p.jpg and obama_partial_face.jpg are cut from obama.jpg): each photo calibrated by the
+photograph: obama_partial_face.jpg is cut from obama.jpg, obama-240p.jpg a small version of it): each photo calibrated by the
 photos of the *other* photographs (leave one photograph out): the "photos of a friend" case.
 
 Metrics as in training/evaluate_encoder.py: dlib descriptor distance between the aligned input and the

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from engine.calibration import KEYFRAMES, IdentityCalibration, KeyframePicker, keyframe_offset
+from engine.calibration import KEYFRAMES, IdentityCalibration, KeyframePicker, keyframe_offset, keyframe_problem
 from engine.errors import CelebLookError, NoFaceError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
@@ -340,7 +340,7 @@ class EngineWorker(QThread):
         """Hand this frame to the slow-job thread as a calibration keyframe when the picker wants one."""
         t = frame.timestamp_ms / 1000.0
         if (self.calibrating and result.face_found and result.crop is not None and not self._keyframe_pending
-                and self._picker.wants(t)):
+                and self._picker.wants(t) and keyframe_problem(result.face, result.crop) is None):
             self._picker.take(t)
             self._keyframe_pending = True
             self._target_jobs.put(("keyframe", result.crop, result.face, frame.stream, self._picker))

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from engine.align import align_face, usable_faces
+from engine.align import align_face, face_warnings, usable_faces
 from engine.atomic import atomic_path
 from engine.errors import BadInputError, NoFaceError
 from engine.refine import STEPS, refine_latent
@@ -28,11 +28,14 @@ KEYFRAMES = 3
 MIN_GAP_S = 1.0  # keyframes of a stream at least this far apart (different moments, poses, expressions)
 CROP_SIZE = 256
 FORMAT = 1
+PHOTO_SPACING_S = 1e6  # photos as a stream: each its own moment
+MAX_MOUTH_OPEN = 0.3  # inner-lip gap / eye distance; talking stays under ~0.26 on the test clips, a yawn reaches 0.5
 
 
 @dataclass(frozen=True)
 class IdentityCalibration:
-    """The mean of `keyframes` keyframe offsets (refined − one-pass W+, (23, 512)) for the encoder `encoder_sha256`."""
+    """The mean of `keyframes` keyframe offsets (refined − one-pass W+, (23, 512)), made with the encoder
+    `encoder_sha256` and `steps` quality-mode steps per keyframe."""
 
     offset: np.ndarray
     keyframes: int
@@ -79,8 +82,8 @@ class IdentityCalibration:
             raise BadInputError(f"{path} is not a CelebLook calibration file: make one with `celeblook calibrate`") \
                 from exc
         if encoder_sha256 is not None and meta["encoder_sha256"] != encoder_sha256:
-            raise BadInputError(f"{path} was made for another inversion encoder (sha256 "
-                                f"{meta['encoder_sha256'][:12]}…, this one is {encoder_sha256[:12]}…): calibrate again")
+            raise BadInputError(f"{path} was made for another inversion encoder (sha256 {meta['encoder_sha256'][:12]}…, "
+                                f"this one is {encoder_sha256[:12]}…): calibrate again")
         extra = {k: v for k, v in meta.items() if k not in ("format", "keyframes", "encoder_sha256", "steps")}
         return cls(offset, int(meta["keyframes"]), meta["encoder_sha256"], int(meta["steps"]), extra)
 
@@ -89,6 +92,17 @@ def keyframe_offset(encoder, refiner, crop, face, steps: int = STEPS) -> np.ndar
     """What the quality mode adds to the one pass (Encoder.invert_face) of one aligned face: (23, 512)."""
     one_pass = encoder.invert_face(crop, face)
     return (refine_latent(refiner, crop.image, one_pass, steps)[0] - one_pass)[0]
+
+
+def keyframe_problem(face, crop) -> str | None:
+    """Why this face would make a poor keyframe (the offset would carry it to every later frame), or None: partly
+    outside the picture or small and upscaled (engine.align.face_warnings), or the mouth wide open."""
+    warnings = face_warnings(face, crop)
+    if warnings:
+        return warnings[0]
+    p = face.points
+    mouth = float(np.linalg.norm(p[13, :2] - p[14, :2]) / max(np.linalg.norm(p[33, :2] - p[263, :2]), 1e-6))
+    return f"mouth wide open ({mouth:.2f} of the eye distance)" if mouth > MAX_MOUTH_OPEN else None
 
 
 @dataclass
@@ -109,40 +123,50 @@ class KeyframePicker:
 
 
 def stream_keyframes(frames: Iterable[tuple[np.ndarray, float]], landmarker, picker: KeyframePicker,
-                     size: int = CROP_SIZE) -> Iterator[tuple[object, object, float]]:
-    """(crop, face, t) of the keyframes `picker` takes from (BGR frame, time s) pairs (largest usable face)."""
+                     size: int = CROP_SIZE, on_skip=None) -> Iterator[tuple[object, object, float]]:
+    """(crop, face, t) of the keyframes `picker` takes from (BGR frame, time s) pairs: the largest usable face,
+    when `keyframe_problem` finds nothing wrong with it; `on_skip(t, reason)` for a frame it would have taken
+    otherwise."""
     for image, t in frames:
         if not picker.wants(t):
             if picker.taken >= picker.wanted:
                 return
             continue
         faces = usable_faces(landmarker.detect(image))
+        problem = "no usable face"
         if faces:
-            picker.take(t)
-            yield align_face(image, faces[0], size), faces[0], t
+            crop = align_face(image, faces[0], size)
+            problem = keyframe_problem(faces[0], crop)
+            if problem is None:
+                picker.take(t)
+                yield crop, faces[0], t
+        if problem is not None and on_skip is not None:
+            on_skip(t, problem)
 
 
 def calibrate(frames: Iterable[tuple[np.ndarray, float]], landmarker, encoder, refiner, encoder_sha256: str,
               keyframes: int = KEYFRAMES, min_gap_s: float = MIN_GAP_S, steps: int = STEPS,
-              progress=None) -> IdentityCalibration:
+              progress=None, on_skip=None) -> IdentityCalibration:
     """Calibrate on `keyframes` frames of one person from (BGR frame, time s) pairs (a video, or photos with
-    any increasing times). NoFaceError when no frame has a usable face. `progress(n, t)` after each keyframe."""
+    any increasing times). NoFaceError when no frame has a usable face. `progress(n, t)` after each keyframe,
+    `on_skip(t, reason)` for each frame passed over (stream_keyframes)."""
     if keyframes < 1:
         raise BadInputError(f"calibration needs at least one keyframe, got {keyframes}")
     cal = IdentityCalibration.empty(encoder_sha256, steps)
     times = []
-    for crop, face, t in stream_keyframes(frames, landmarker, KeyframePicker(keyframes, min_gap_s)):
+    for crop, face, t in stream_keyframes(frames, landmarker, KeyframePicker(keyframes, min_gap_s), on_skip=on_skip):
         cal = cal.add(keyframe_offset(encoder, refiner, crop, face, steps))
         times.append(round(float(t), 3))
         if progress is not None:
             progress(cal.keyframes, t)
     if cal.keyframes == 0:
-        raise NoFaceError("no usable face in any frame: the calibration needs the person's face, clearly visible")
+        raise NoFaceError("no usable face in any frame: the calibration needs the person's face, clearly visible, "
+                          "whole, not tiny, mouth not wide open")
     return IdentityCalibration(cal.offset, cal.keyframes, encoder_sha256, steps, {"keyframe_times_s": times})
 
 
 def photo_frames(images: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, float]]:
-    """Photos as a stream for `calibrate`: each its own moment (min_gap_s apart)."""
+    """Photos as a stream for `calibrate`: photo i at i * PHOTO_SPACING_S seconds, each its own moment."""
     for i, image in enumerate(images):
-        yield image, i * 1e6
+        yield image, i * PHOTO_SPACING_S
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.calibration import IdentityCalibration, KeyframePicker, calibrate, keyframe_offset
+from engine.calibration import IdentityCalibration, KeyframePicker, calibrate, keyframe_problem
 from engine.cli import main as cli_main
 from engine.encoder import Encoder, realign_render
 from engine.errors import BadInputError, CelebLookError, NoFaceError
@@ -84,6 +84,22 @@ def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, video
     assert distance(cal.apply(one)) < distance(one) - 0.1
 
 
+def test_a_yawn_or_a_cut_off_face_is_no_keyframe(parts, videos_dir, face_photo):
+    """d18.mp4 yawns at 2.7 s (its mouth closed at 0 s); obama_partial_face.jpg is cut off at the picture's edge."""
+    from engine.align import align_face
+    from engine.image_io import load_image
+
+    lm = parts[3]
+    (closed, _), (yawn, _) = frames_of(videos_dir / "d18.mp4", [0.0, 2.7])
+    problems = {}
+    for name, image in {"closed": closed, "yawn": yawn,
+                        "partial": load_image(face_photo("obama_partial_face.jpg"))}.items():
+        face = lm.detect(image)[0]
+        problems[name] = keyframe_problem(face, align_face(image, face, 256))
+    assert problems["closed"] is None
+    assert "mouth wide open" in problems["yawn"] and "outside the picture" in problems["partial"]
+
+
 def test_calibrate_without_a_face_is_a_clear_error(parts):
     gen, enc, refiner, lm = parts
     with pytest.raises(NoFaceError, match="no usable face"):
@@ -107,9 +123,10 @@ def test_live_loop_adds_the_calibration(landmarker_model, videos_dir):
 
 def test_cli_calibrate_then_invert(tmp_path, face_photo, capsys):
     cal = tmp_path / "obama.npz"
-    photos = [str(face_photo(n)) for n in ("obama-240p.jpg", "32bit.png")]
+    photos = [str(face_photo(n)) for n in ("obama-240p.jpg", "32bit.png", "obama.jpg")]
     assert cli_main(["calibrate", *photos, "--out", str(cal), "--steps", "2", "--threads", "2"]) == 0
-    assert "2 keyframes" in capsys.readouterr().out
+    got = capsys.readouterr()
+    assert "2 keyframes" in got.out and "skipped obama-240p.jpg: small face" in got.err
     out = tmp_path / "recon.png"
     args = ["invert", str(face_photo("obama.jpg")), "--out", str(out), "--threads", "2", "--calibration"]
     assert cli_main(args + [str(cal)]) == 0 and out.is_file()

@@ -13,8 +13,9 @@ first keyframe's offset alone), "calibrated" (all keyframes: what the app uses),
 on that very frame, seconds per frame: the reference the calibration tries to reach without the cost).
 
 --album A1+A2,B1,... (photos of one person, in ../shared/data/faces unless a path; '+' joins versions of one
-photograph: obama_partial_face.jpg is cut from obama.jpg, obama-240p.jpg a small version of it): each photo calibrated by the
-photos of the *other* photographs (leave one photograph out): the "photos of a friend" case.
+photograph: obama_partial_face.jpg is cut from obama.jpg, obama-240p.jpg a small version of it): each photo
+calibrated by the photos of the *other* photographs that make good keyframes (engine.calibration
+.keyframe_problem, as `celeblook calibrate` takes them; leave one photograph out): the "photos of a friend" case.
 
 Metrics as in training/evaluate_encoder.py: dlib descriptor distance between the aligned input and the
 reconstruction (< 0.6: same person), PSNR / SSIM inside the face oval at 256 px.
@@ -30,7 +31,7 @@ import numpy as np
 
 from engine.align import align_face, usable_faces
 from engine.calibration import KEYFRAMES, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
-    stream_keyframes
+    keyframe_problem, stream_keyframes
 from engine.encoder import Encoder
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
@@ -126,16 +127,18 @@ def evaluate_album(photos: list[tuple[int, Path]], enc: Encoder, refiner: Refine
         it = {"name": p.name, "group": group, "crop": crop, "face": faces[0], "mask": face_oval_mask(faces[0], crop)}
         it["one"] = enc.invert_face(crop, faces[0])
         it["offset"] = keyframe_offset(enc, refiner, crop, faces[0], args.steps)
+        it["keyframe"] = keyframe_problem(faces[0], crop) is None  # what `celeblook calibrate` would use
         items.append(it)
     rows = []
     for index, it in enumerate(items):
         others = IdentityCalibration.empty("", args.steps)
         for o in items:
-            if o["group"] != it["group"]:
+            if o["group"] != it["group"] and o["keyframe"]:
                 others = others.add(o["offset"])
         if others.keyframes == 0:
             continue
-        latents = {"one pass": it["one"], "calibrated": others.apply(it["one"]), "quality": it["one"] + it["offset"][None]}
+        latents = {"one pass": it["one"], "calibrated": others.apply(it["one"]),
+                   "quality": it["one"] + it["offset"][None]}
         for method, w in latents.items():
             metrics, recon = score(it, w, gen, lm, ident)
             keep_pair(pairs, it["name"], it["crop"].image, method, recon, index)
@@ -154,13 +157,15 @@ def summarise(rows: list[dict]) -> list[dict]:
             if sel:
                 d = np.array([r["id_dist"] for r in sel])
                 out.append({"set": s, "method": m, "n": len(sel), "id_dist": round(float(d.mean()), 3),
-                            "id_lt_0.6": int((d < 0.6).sum()), "psnr_db": round(float(np.mean([r["psnr"] for r in sel])), 2),
+                            "id_lt_0.6": int((d < 0.6).sum()),
+                            "psnr_db": round(float(np.mean([r["psnr"] for r in sel])), 2),
                             "ssim": round(float(np.mean([r["ssim"] for r in sel])), 3)})
     return out
 
 
 def markdown(summary: list[dict]) -> str:
-    lines = ["| set | method | frames | dlib distance | < 0.6 | face PSNR dB | face SSIM |", "|---|---|---|---|---|---|---|"]
+    lines = ["| set | method | frames | dlib distance | < 0.6 | face PSNR dB | face SSIM |",
+             "|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['set']} | {s['method']} | {s['n']} | {s['id_dist']:.3f} | {s['id_lt_0.6']}/{s['n']} | "
                      f"{s['psnr_db']:.2f} | {s['ssim']:.3f} |")

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.calibration import KEYFRAMES, MIN_GAP_S, IdentityCalibration, calibrate, photo_frames
+from engine.calibration import KEYFRAMES, MIN_GAP_S, PHOTO_SPACING_S, IdentityCalibration, calibrate, photo_frames
 from engine.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
@@ -51,21 +51,26 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--steps must be >= 1, got {args.steps}")
     encoder = Encoder.load(args.threads, args.encoder)
     refiner = Refiner.load(args.threads, full=Generator.load(args.threads))
-    keyframes = len(args.source) if args.source[0].suffix.lower() in IMAGE_SUFFIXES else args.keyframes
+    photos = args.source[0].suffix.lower() in IMAGE_SUFFIXES
+    keyframes = len(args.source) if photos else args.keyframes
     t0 = time.perf_counter()
 
     def progress(n: int, t: float) -> None:
         print(f"keyframe {n}/{keyframes} ({time.perf_counter() - t0:.1f} s)", flush=True)
 
+    def skipped(t: float, reason: str) -> None:  # photos only: a video has frames enough
+        if photos:
+            name = args.source[int(round(t / PHOTO_SPACING_S))].name
+            print(f"celeblook calibrate: warning: skipped {name}: {reason}", file=sys.stderr)
+
     with FaceLandmarker(args.model) as landmarker:
         cal = calibrate(_frames(args.source), landmarker, encoder, refiner, encoder_sha256(args.encoder),
-                        keyframes, args.gap, args.steps, progress)
+                        keyframes, args.gap, args.steps, progress, skipped)
     cal.save(args.out)
     print(f"wrote {args.out}: {cal.keyframes} keyframes, {args.steps} quality steps each "
           f"({time.perf_counter() - t0:.1f} s)")
     if cal.keyframes < keyframes:
-        print(f"celeblook calibrate: warning: only {cal.keyframes} of {keyframes} keyframes had a usable face",
-              file=sys.stderr)
+        print(f"celeblook calibrate: warning: {cal.keyframes} of {keyframes} keyframes used", file=sys.stderr)
     return 0
 
 

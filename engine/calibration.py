@@ -29,6 +29,12 @@ MIN_GAP_S = 1.0  # keyframes of a stream at least this far apart (different mome
 CROP_SIZE = 256
 FORMAT = 1
 PHOTO_SPACING_S = 1e6  # photos as a stream: each its own moment
+# The keyframes are refined without the colour anchor (engine/refine.py): the anchor serves the 1024-px generator,
+# and the calibration is used most by the live loop's 256-px preview head (full renders measured alike, 0.521 vs 0.528).
+ANCHOR = 0
+# The live loop's preview head renders the offset's fine slots (10 and up: 64 px and finer) as blur; the coarse and
+# middle slots carry the identity and stay sharp (docs/ENCODER.md, "Personal calibration").
+LIVE_SLOTS = 10
 MAX_MOUTH_OPEN = 0.3  # inner-lip gap / eye distance; talking stays under ~0.26 on the test clips, a yawn reaches 0.5
 
 
@@ -54,9 +60,11 @@ class IdentityCalibration:
         return IdentityCalibration((self.offset + (d - self.offset) / n).astype(np.float32), n, self.encoder_sha256,
                                    self.steps, dict(self.meta))
 
-    def apply(self, wplus: np.ndarray) -> np.ndarray:
-        """W+ (1, 23, 512) of this person's one pass, calibrated."""
-        return (np.asarray(wplus, np.float32) + self.offset[None]).astype(np.float32)
+    def apply(self, wplus: np.ndarray, slots: int | None = None) -> np.ndarray:
+        """W+ (1, 23, 512) of this person's one pass, calibrated (only the first `slots` slots: LIVE_SLOTS for the
+        preview head; None: all, for the 1024-px generator)."""
+        offset = self.offset if slots is None else np.where(np.arange(23)[:, None] < slots, self.offset, 0.0)
+        return (np.asarray(wplus, np.float32) + offset[None]).astype(np.float32)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the calibration as .npz (atomically; no pickle)."""
@@ -88,10 +96,10 @@ class IdentityCalibration:
         return cls(offset, int(meta["keyframes"]), meta["encoder_sha256"], int(meta["steps"]), extra)
 
 
-def keyframe_offset(encoder, refiner, crop, face, steps: int = STEPS) -> np.ndarray:
+def keyframe_offset(encoder, refiner, crop, face, steps: int = STEPS, anchor_every: int = ANCHOR) -> np.ndarray:
     """What the quality mode adds to the one pass (Encoder.invert_face) of one aligned face: (23, 512)."""
     one_pass = encoder.invert_face(crop, face)
-    return (refine_latent(refiner, crop.image, one_pass, steps)[0] - one_pass)[0]
+    return (refine_latent(refiner, crop.image, one_pass, steps, anchor_every=anchor_every)[0] - one_pass)[0]
 
 
 def keyframe_problem(face, crop) -> str | None:

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from engine.align import Crop, align_face, usable_faces
+from engine.calibration import LIVE_SLOTS, IdentityCalibration
 from engine.background_render import BackgroundRenderer
 from engine.edits import MORPH_PRESETS, DirectionSet, morph
 from engine.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
@@ -274,8 +275,9 @@ class LivePipeline:
 
         enc = self.models.encoder
         wplus = enc.invert_face(crop, face) if settings.correct_landmarks else enc.invert(crop.image)
-        if settings.calibration is not None:
-            wplus = settings.calibration.apply(wplus)
+        if settings.calibration is not None:  # the preview head blurs the offset's fine slots
+            slots = LIVE_SLOTS if self.models.generator.resolution < 1024 else None
+            wplus = settings.calibration.apply(wplus, slots)
         if settings.match_skin and self.models.skin_tone is not None:
             wplus = self.models.skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
         lap("encode")

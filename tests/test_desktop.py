@@ -27,7 +27,7 @@ def make_window(qtbot, tmp_path, landmarker_model):
     def make(source: Source, calibrate_keyframes: int = 0, calibration=None, **kwargs) -> MainWindow:
         config = EngineConfig(threads=2, landmarker_model=str(landmarker_model), builtin_seeds=(),
                               target_cache_dir=tmp_path / "targets", calibrate_keyframes=calibrate_keyframes,
-                              calibration_steps=3, calibration=calibration)
+                              calibration_steps=3, calibration=calibration, target_quality_steps=20)
         w = MainWindow(source, config, out_dir=tmp_path, **kwargs)
         qtbot.addWidget(w)
         w.show()

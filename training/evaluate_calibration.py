@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.align import align_face, usable_faces
-from engine.calibration import KEYFRAMES, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
+from engine.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
     keyframe_problem, stream_keyframes
 from engine.encoder import Encoder
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import STEPS, Refiner, refine_latent
+from engine.refine import ANCHOR_EVERY, STEPS, Refiner, refine_latent
 from engine.skin_tone import face_oval_mask
 from engine.video import VideoReader
 from training.evaluate_encoder import PHOTOS, SIZE, VIDEOS, DlibIdentity, pairs_image, region_metrics, \
@@ -85,7 +85,7 @@ def evaluate_clip(path: Path, enc: Encoder, refiner: Refiner, gen: Generator, lm
     t0 = time.perf_counter()
     offsets, times = [], []
     for crop, face, t in stream_keyframes(frames, lm, KeyframePicker(args.keyframes, args.gap)):
-        offsets.append(keyframe_offset(enc, refiner, crop, face, args.steps))
+        offsets.append(keyframe_offset(enc, refiner, crop, face, args.steps, args.anchor_every))
         times.append(t)
     calib_s = time.perf_counter() - t0
     if not offsets:
@@ -98,9 +98,10 @@ def evaluate_clip(path: Path, enc: Encoder, refiner: Refiner, gen: Generator, lm
     rows = []
     for index, it in enumerate(test_items(frames, lm, times[-1] + args.after, args.test_frames)):
         one = enc.invert_face(it["crop"], it["face"])
-        latents = {"one pass": one, **{k: c.apply(one) for k, c in cals.items()}}
+        latents = {"one pass": one, **{k: c.apply(one, args.slots) for k, c in cals.items()}}
         if args.quality_steps > 0:
-            latents["quality"] = refine_latent(refiner, it["crop"].image, one, args.quality_steps)[0]
+            latents["quality"] = refine_latent(refiner, it["crop"].image, one, args.quality_steps,
+                                               anchor_every=ANCHOR_EVERY if args.render == "full" else 0)[0]
         for method, w in latents.items():
             metrics, recon = score(it, w, gen, lm, ident)
             keep_pair(pairs, f"{path.stem} {it['t']:.1f} s", it["crop"].image, method, recon, index)
@@ -126,7 +127,7 @@ def evaluate_album(photos: list[tuple[int, Path]], enc: Encoder, refiner: Refine
         crop = align_face(image, faces[0], SIZE)
         it = {"name": p.name, "group": group, "crop": crop, "face": faces[0], "mask": face_oval_mask(faces[0], crop)}
         it["one"] = enc.invert_face(crop, faces[0])
-        it["offset"] = keyframe_offset(enc, refiner, crop, faces[0], args.steps)
+        it["offset"] = keyframe_offset(enc, refiner, crop, faces[0], args.steps, args.anchor_every)
         it["keyframe"] = keyframe_problem(faces[0], crop) is None  # what `celeblook calibrate` would use
         items.append(it)
     rows = []
@@ -184,6 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--album", default="obama.jpg+obama-240p.jpg+obama_partial_face.jpg,32bit.png",
                     help="photos of one person for the leave-one-photograph-out album check, '+' joining versions "
                          "of one photograph ('' to skip)")
+    ap.add_argument("--anchor-every", type=int, default=ANCHOR,
+                    help="the refinement's colour anchor every N steps (0: none; engine/refine.py)")
+    ap.add_argument("--render", choices=("full", "preview"), default="full",
+                    help="score renders of the 1024-px generator (stills) or the 256-px preview head (the live loop, "
+                         "which adds the first LIVE_SLOTS slots of the calibration)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | one pass | calibrated | quality rows as an image")
@@ -192,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     gen = Generator.load(args.threads)
     enc = Encoder.load(args.threads)
     refiner = Refiner.load(args.threads, full=gen)
+    args.slots = None
+    if args.render == "preview":
+        gen, args.slots = refiner.preview, LIVE_SLOTS
     ident = DlibIdentity()
     rows, pairs = [], {}
     with FaceLandmarker() as lm:

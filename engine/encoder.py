@@ -40,11 +40,13 @@ def _input_size(session) -> int:
 @dataclass
 class Encoder:
     """The shipped inversion encoder. Build it with Encoder.load(); `threads` = onnxruntime intra-op threads.
-    `correction`: the landmark correction fitted for this model (None: the plain one pass)."""
+    `correction`: the landmark correction fitted for this model (None: the plain one pass); `sha256`: the model
+    file's (what landmark corrections and calibrations are tied to; "" when not known)."""
 
     session: object
     input_size: int
     correction: LandmarkCorrection | None = None
+    sha256: str = ""
 
     @classmethod
     def load(cls, threads: int = 0, path: str | os.PathLike | None = None,
@@ -54,14 +56,14 @@ class Encoder:
         model (its meta names the encoder's sha256; a development export gets none)."""
         model = resolve_model(MODEL_NAME, path, verify=path is None)
         session = make_session(model, threads)
+        # the shipped model was just checked against the manifest's sha256; an explicit path is hashed
+        sha = load_manifest()[MODEL_NAME].sha256 if path is None else sha256_file(model)
         correction = None
         if landmark_correction and LANDMARK_CORRECTION_PATH.is_file():
             fitted = LandmarkCorrection.load()
-            # the shipped model was just checked against the manifest's sha256; an explicit path is hashed
-            sha = load_manifest()[MODEL_NAME].sha256 if path is None else sha256_file(model)
             if fitted.meta.get("encoder_sha256") == sha:
                 correction = fitted
-        return cls(session, _input_size(session), correction)
+        return cls(session, _input_size(session), correction, sha)
 
     def preprocess(self, crops_bgr: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """uint8 BGR aligned crop(s) (H, W, 3) or (B, H, W, 3) -> float32 (B, 3, S, S) RGB in [0, 1]."""

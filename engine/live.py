@@ -163,7 +163,7 @@ class LiveModels:
 
     @property
     def encoder_sha(self) -> str:
-        return sha256_file(self.encoder_path)
+        return self.encoder.sha256 or sha256_file(self.encoder_path)
 
 
 def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tuple[Encoder, Path]:
@@ -186,7 +186,7 @@ def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tup
         raise ModelMissingError(f"cannot load the encoder model {path}: {exc}") from exc
     meta = session.get_modelmeta().custom_metadata_map
     size = int(meta["input_size"]) if "input_size" in meta else int(session.get_inputs()[0].shape[-1])
-    return Encoder(session, size), path
+    return Encoder(session, size, sha256=sha256_file(path)), path
 
 
 def preview_resolution() -> int:

@@ -18,20 +18,14 @@ from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
-from engine.models import load_manifest, sha256_file
 from engine.refine import STEPS, Refiner
 from engine.targets import IMAGE_SUFFIXES
 from engine.video import VideoReader
 
 
-def encoder_sha256(path) -> str:
-    """sha256 of the encoder in use: the manifest's for the shipped one, else the file's."""
-    return load_manifest()["inversion_encoder"].sha256 if path is None else sha256_file(path)
-
-
-def load_calibration(path, encoder_path=None) -> IdentityCalibration | None:
-    """--calibration FILE for the encoder in use (None without a path)."""
-    return None if path is None else IdentityCalibration.load(path, encoder_sha256(encoder_path))
+def load_calibration(path, encoder: Encoder) -> IdentityCalibration | None:
+    """--calibration FILE, checked against the encoder in use (None without a path)."""
+    return None if path is None else IdentityCalibration.load(path, encoder.sha256)
 
 
 def _frames(sources: list[Path]):
@@ -64,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"celeblook calibrate: warning: skipped {name}: {reason}", file=sys.stderr)
 
     with FaceLandmarker(args.model) as landmarker:
-        cal = calibrate(_frames(args.source), landmarker, encoder, refiner, encoder_sha256(args.encoder),
+        cal = calibrate(_frames(args.source), landmarker, encoder, refiner, encoder.sha256,
                         keyframes, args.gap, args.steps, progress, skipped)
     cal.save(args.out)
     print(f"wrote {args.out}: {cal.keyframes} keyframes, {args.steps} quality steps each "

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     generator = Generator.load(args.threads)
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     refiner = quality_refiner(args, generator)
-    calibration = load_calibration(args.calibration, args.encoder)
+    calibration = load_calibration(args.calibration, encoder)
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
         inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),

@@ -60,7 +60,7 @@ def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: En
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
                             skin_tone=skin_tone, refiner=quality_refiner(args, generator), refine_steps=args.quality,
-                            calibration=load_calibration(args.calibration, args.encoder))
+                            calibration=load_calibration(args.calibration, encoder))
 
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:

@@ -7,7 +7,8 @@ frame of the same person (docs/ENCODER.md, "Personal calibration"): the offset r
 keyframe, added to the one pass of another frame of the same person, takes it most of the way to that frame's own
 refinement. So the live loop refines `KEYFRAMES` frames of the user in the background, once, averages their
 offsets and adds the mean to every frame's one pass: no extra cost per frame. The offset belongs to one person
-and one encoder (its sha256 is stored with it); frames of someone else get a wrong face.
+and one one pass (the encoder and the corrections it adds: Encoder.one_pass_id, stored with it in the field
+`encoder_sha256`); frames of someone else get a wrong face.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ MAX_MOUTH_OPEN = 0.3  # inner-lip gap / eye distance; talking stays under ~0.26 
 
 @dataclass(frozen=True)
 class IdentityCalibration:
-    """The mean of `keyframes` keyframe offsets (refined − one-pass W+, (23, 512)), made with the encoder
-    `encoder_sha256` and `steps` quality-mode steps per keyframe."""
+    """The mean of `keyframes` keyframe offsets (refined − one-pass W+, (23, 512)), made with the one pass
+    `encoder_sha256` (engine.encoder.Encoder.one_pass_id) and `steps` quality-mode steps per keyframe."""
 
     offset: np.ndarray
     keyframes: int
@@ -90,8 +91,8 @@ class IdentityCalibration:
             raise BadInputError(f"{path} is not a CelebLook calibration file: make one with `celeblook calibrate`") \
                 from exc
         if encoder_sha256 is not None and meta["encoder_sha256"] != encoder_sha256:
-            raise BadInputError(f"{path} was made for another inversion encoder (sha256 {meta['encoder_sha256'][:12]}…, "
-                                f"this one is {encoder_sha256[:12]}…): calibrate again")
+            raise BadInputError(f"{path} was made for another inversion encoder or other corrections (id "
+                                f"{meta['encoder_sha256'][:12]}…, this one is {encoder_sha256[:12]}…): calibrate again")
         extra = {k: v for k, v in meta.items() if k not in ("format", "keyframes", "encoder_sha256", "steps")}
         return cls(offset, int(meta["keyframes"]), meta["encoder_sha256"], int(meta["steps"]), extra)
 

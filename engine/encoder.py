@@ -4,8 +4,9 @@ The model (`inversion_encoder.onnx`, training/export_encoder.py) takes `image` (
 FFHQ-style aligned crop of engine.align resized to S, and returns `wplus` (B, 23, 512) and `embedding` (B, 512),
 the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCODER.md).
 
-With the shipped model the landmark correction (engine/landmark_correction.py) is loaded too: `invert_face`
-adds what the face's MediaPipe landmarks say the encoder missed. `invert_photo(..., refiner=...)` adds the
+With the shipped model two corrections fitted for it are loaded too, and `invert_face` adds them: what the face's
+MediaPipe landmarks say the encoder missed (engine/landmark_correction.py), then what a face recogniser trained
+on real faces says it still misses (engine/identity_correction.py, with engine/face_id.py). `invert_photo(..., refiner=...)` adds the
 quality mode for stills (engine/refine.py).
 
 `invert_photo` is the whole photo path: landmarks -> aligned crop -> encoder -> generator -> the reconstruction
@@ -14,6 +15,7 @@ with engine.paste).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -22,6 +24,8 @@ import numpy as np
 
 from engine.align import Crop, align_face, crop_points, require_usable_faces
 from engine.errors import BadInputError
+from engine.face_id import FaceId
+from engine.identity_correction import IDENTITY_CORRECTION_PATH, IdentityCorrection
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.landmarks import Face
 from engine.models import load_manifest, resolve_model, sha256_file
@@ -40,20 +44,25 @@ def _input_size(session) -> int:
 @dataclass
 class Encoder:
     """The shipped inversion encoder. Build it with Encoder.load(); `threads` = onnxruntime intra-op threads.
-    `correction`: the landmark correction fitted for this model (None: the plain one pass); `sha256`: the model
-    file's (what landmark corrections and calibrations are tied to; "" when not known)."""
+    `correction`: the landmark correction fitted for this model (None: the plain one pass); `identity` and
+    `face_id`: the identity correction fitted for this model and that landmark correction, and the recogniser it
+    reads (None: not applied); `sha256`: the model file's (what the corrections are tied to; "" when not known)."""
 
     session: object
     input_size: int
     correction: LandmarkCorrection | None = None
     sha256: str = ""
+    identity: IdentityCorrection | None = None
+    face_id: FaceId | None = None
 
     @classmethod
     def load(cls, threads: int = 0, path: str | os.PathLike | None = None,
-             landmark_correction: bool = True) -> "Encoder":
+             landmark_correction: bool = True, identity_correction: bool = True) -> "Encoder":
         """The encoder (an explicit `path` is a development export: not checked against the manifest sha256) and,
         unless `landmark_correction` is False, the shipped landmark correction when it was fitted for this very
-        model (its meta names the encoder's sha256; a development export gets none)."""
+        model (its meta names the encoder's sha256; a development export gets none); on top, unless
+        `identity_correction` is False, the shipped identity correction when it was fitted for this model and
+        that landmark correction (with the face recogniser it reads)."""
         model = resolve_model(MODEL_NAME, path, verify=path is None)
         session = make_session(model, threads)
         # the shipped model was just checked against the manifest's sha256; an explicit path is hashed
@@ -63,7 +72,20 @@ class Encoder:
             fitted = LandmarkCorrection.load()
             if fitted.meta.get("encoder_sha256") == sha:
                 correction = fitted
-        return cls(session, _input_size(session), correction, sha)
+        identity = face_id = None
+        if correction is not None and identity_correction and IDENTITY_CORRECTION_PATH.is_file():
+            fitted = IdentityCorrection.load()
+            if fitted.meta.get("encoder_sha256") == sha and \
+                    fitted.meta.get("landmark_correction_sha256") == correction.sha256:
+                identity, face_id = fitted, FaceId.load(threads)
+        return cls(session, _input_size(session), correction, sha, identity, face_id)
+
+    @property
+    def one_pass_id(self) -> str:
+        """What `invert_face` computes, as an id: the model's sha256 and those of the corrections it adds (what
+        calibrations and cached targets are tied to)."""
+        parts = [self.sha256] + [c.sha256 for c in (self.correction, self.identity) if c is not None]
+        return self.sha256 if len(parts) == 1 else hashlib.sha256("+".join(parts).encode()).hexdigest()
 
     def preprocess(self, crops_bgr: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """uint8 BGR aligned crop(s) (H, W, 3) or (B, H, W, 3) -> float32 (B, 3, S, S) RGB in [0, 1]."""
@@ -88,9 +110,16 @@ class Encoder:
         return self.encode(crop_bgr)[0]
 
     def invert_face(self, crop: Crop, face: Face) -> np.ndarray:
-        """The aligned crop of `face` -> W+ (1, 23, 512): the network, plus the landmark correction when loaded."""
+        """The aligned crop of `face` -> W+ (1, 23, 512): the network, plus the landmark and identity corrections
+        when loaded."""
         wplus = self.invert(crop.image)
-        return wplus if self.correction is None else self.correction.apply(wplus, crop_points(face, crop))
+        if self.correction is None:
+            return wplus
+        points = crop_points(face, crop)
+        wplus = self.correction.apply(wplus, points)
+        if self.identity is not None:
+            wplus = self.identity.apply(wplus, self.face_id.embed(crop.image, points[:, :2] * crop.size))
+        return wplus
 
 
 @dataclass

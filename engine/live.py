@@ -80,7 +80,8 @@ class LiveSettings:
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
     `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
     chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone);
-    `correct_landmarks`: add the landmark correction to the encoder's W+ (when the encoder has one loaded);
+    `correct_landmarks`: add the encoder's corrections to its W+ (landmark and identity, those it has loaded;
+    Encoder.invert_face);
     `calibration`: the user's personal calibration (engine.calibration), added to every frame's one pass."""
 
     target: np.ndarray | None = None
@@ -163,7 +164,7 @@ class LiveModels:
 
     @property
     def encoder_sha(self) -> str:
-        return self.encoder.sha256 or sha256_file(self.encoder_path)
+        return self.encoder.one_pass_id or sha256_file(self.encoder_path)
 
 
 def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tuple[Encoder, Path]:

@@ -18,7 +18,6 @@ from engine.atomic import atomic_path
 from engine.encoder import Encoder, invert_photo
 from engine.errors import BadInputError
 from engine.generator import Generator
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH
 from engine.refine import MODEL_NAME as REFINER_MODEL, Refiner
 from engine.image_io import load_image
 from engine.models import load_manifest, sha256_file, user_cache_dir
@@ -61,9 +60,8 @@ class TargetCache:
 
     def key(self, photo: Path) -> str:
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
-        lmk = f"-lmk{sha256_file(LANDMARK_CORRECTION_PATH)[:8]}" if self.encoder.correction is not None else ""
         quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}" if self.quality_steps else ""
-        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{lmk}{quality}{skin}"
+        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{quality}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:
         """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""

@@ -66,7 +66,8 @@ def test_keyframe_picker_spacing():
 
 def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, videos_dir):
     """One keyframe of d20.mp4 at 0 s, refined once: the one pass of its frame at 4 s, plus the calibration, is
-    much nearer that frame by dlib's measure than the one pass alone (at 1024 px)."""
+    nearer that frame by dlib's measure than the one pass alone (at 1024 px), and well under the 0.6 threshold.
+    (Measured 0.571 -> 0.487 with the identity correction in the one pass; 0.1 more before it.)"""
     from engine.align import align_face
     from training.evaluate_encoder import DlibIdentity
 
@@ -83,7 +84,8 @@ def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, video
         render = cv2.cvtColor(to_uint8_rgb(gen.synthesize(wplus))[0], cv2.COLOR_RGB2BGR)
         return ident.distance(crop.image, realign_render(render, lm, 256)[0])[0]
 
-    assert distance(cal.apply(one)) < distance(one) - 0.1
+    calibrated = distance(cal.apply(one))
+    assert calibrated < distance(one) - 0.05 and calibrated < 0.52
 
 
 def test_a_yawn_or_a_cut_off_face_is_no_keyframe(parts, videos_dir, face_photo):

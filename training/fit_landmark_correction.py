@@ -71,6 +71,39 @@ def reduce_rank(b: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     return proj, proj.T @ b
 
 
+def fit_reduced_ridge(x: np.ndarray, err: np.ndarray, val: int, rank: int, lams: list[float],
+                      label: str = "") -> tuple[dict, dict]:
+    """err ≈ bias + ((x - x_mean) @ proj) @ coef: lambda picked by the latent MSE of the last `val` samples (fitted on
+    the rest), then refitted on all samples and cut to rank `rank`. Returns (x_mean, proj, coef, bias as float32 /
+    float16 arrays; {"lambda", "before", "after": held-out MSE without / with it, "lambdas": MSE per lambda})."""
+    tr, ho = slice(0, len(x) - val), slice(len(x) - val, None)
+    base = float((err[ho] ** 2).mean())
+    scores = []
+    for lam, xm, ym, b in ridge_path(x[tr], err[tr], lams):
+        proj, coef = reduce_rank(b, rank)
+        full = float(((err[ho] - ym - (x[ho] - xm) @ b) ** 2).mean())
+        scores.append((float(((err[ho] - ym - ((x[ho] - xm) @ proj) @ coef) ** 2).mean()), lam))
+        print(f"lambda {lam:g}: held-out latent MSE{label} {base:.4f} -> {scores[-1][0]:.4f} at rank {rank} "
+              f"({full:.4f} at full rank)", flush=True)
+    best_mse, best_lam = min(scores)
+    _, xm, ym, b = next(ridge_path(x, err, [best_lam]))
+    proj, coef = reduce_rank(b, rank)
+    arrays = {"x_mean": xm.astype(np.float32), "proj": proj.astype(np.float16), "coef": coef.astype(np.float16),
+              "bias": ym.astype(np.float32)}
+    return arrays, {"lambda": best_lam, "before": round(base, 4), "after": round(best_mse, 4),
+                    "lambdas": {f"{lam:g}": round(m, 4) for m, lam in scores}}
+
+
+def save_correction(path: Path, arrays: dict, meta: dict) -> None:
+    """Write a correction's arrays and its meta (JSON) as one npz, atomically."""
+    print(json.dumps(meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float], threads: int,
         encoder_path: str | None = None) -> tuple[dict, dict]:
     """(arrays for the npz, meta) of the landmark correction fitted on the cached samples in `folders`."""
@@ -87,28 +120,15 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
     err = ((data["wplus"][keep][:, SLOTS] - pred)[:, moved] / w_std).reshape(int(keep.sum()), -1)
     x = data["landmarks"][keep].reshape(int(keep.sum()), -1)
     del data
-    tr, ho = slice(0, len(x) - val), slice(len(x) - val, None)
-    base = float((err[ho] ** 2).mean())
-    scores = []
-    for lam, xm, ym, b in ridge_path(x[tr], err[tr], lams):
-        proj, coef = reduce_rank(b, rank)
-        full = float(((err[ho] - ym - (x[ho] - xm) @ b) ** 2).mean())
-        scores.append((float(((err[ho] - ym - ((x[ho] - xm) @ proj) @ coef) ** 2).mean()), lam))
-        print(f"lambda {lam:g}: held-out latent MSE {base:.4f} -> {scores[-1][0]:.4f} at rank {rank} "
-              f"({full:.4f} at full rank)", flush=True)
-    best_mse, best_lam = min(scores)
-    _, xm, ym, b = next(ridge_path(x, err, [best_lam]))
-    proj, coef = reduce_rank(b, rank)
+    arrays, sel = fit_reduced_ridge(x, err, val, rank, lams)
     slots = np.zeros(23, bool)
     slots[SHAPE_SLOTS] = True
-    meta = {"samples": int(len(x)), "val": val, "rank": rank, "lambda": best_lam, "encoder_aug": aug,
-            "val_latent_mse_encoder": round(base, 4), "val_latent_mse_corrected": round(best_mse, 4),
-            "lambdas": {f"{lam:g}": round(m, 4) for m, lam in scores}, "data": [f.name for f in folders],
+    meta = {"samples": int(len(x)), "val": val, "rank": rank, "lambda": sel["lambda"], "encoder_aug": aug,
+            "val_latent_mse_encoder": sel["before"], "val_latent_mse_corrected": sel["after"],
+            "lambdas": sel["lambdas"], "data": [f.name for f in folders],
             "encoder_sha256": sha256_file(model),
             "seconds": round(time.time() - t0)}
-    arrays = {"x_mean": xm.astype(np.float32), "proj": proj.astype(np.float16), "coef": coef.astype(np.float16),
-              "bias": ym.astype(np.float32), "w_std": w_std.astype(np.float32), "slots": slots}
-    return arrays, meta
+    return {**arrays, "w_std": w_std.astype(np.float32), "slots": slots}, meta
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,12 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     cv2.setNumThreads(args.threads)
     arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,
                        [float(v) for v in args.lambdas.split(",")], args.threads, args.encoder)
-    print(json.dumps(meta))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    save_correction(args.out, arrays, meta)
     if args.out == LANDMARK_CORRECTION_PATH:
         from training.export_onnx import update_manifest
 

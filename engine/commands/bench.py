@@ -51,18 +51,48 @@ def bench_generator(args: argparse.Namespace) -> dict:
             "machine": machine_info(), "rows": rows}
 
 
-def bench_encoder(args: argparse.Namespace) -> dict:
-    """Inversion encoder (E_I + f, ONNX) latency per aligned face, from the 256-px crop (resize included)."""
-    from engine.encoder import Encoder
+def default_photo(args: argparse.Namespace) -> Path:
+    """--photo, else obama.jpg of the shared test photos."""
+    from engine.models import RESOURCES_DIR
 
-    crop = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    return Path(args.photo) if args.photo else RESOURCES_DIR.parent.parent / "shared" / "data" / "faces" / "obama.jpg"
+
+
+def bench_encoder(args: argparse.Namespace) -> dict:
+    """Inversion encoder (E_I + f, ONNX) latency per aligned face, from the 256-px crop (resize included); for the
+    shipped encoder also the face recogniser alone (recognition crop included) and the whole one pass
+    (Encoder.invert_face: network + landmark and identity corrections) on a photo's crop (--photo)."""
+    from engine.align import align_face
+    from engine.encoder import Encoder, detect_face
+    from engine.image_io import load_image
+    from engine.landmarks import FaceLandmarker
+
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    photo = default_photo(args)
+    with FaceLandmarker() as lm:
+        image = load_image(photo)
+        face = detect_face(image, lm, str(photo))
+    crop = align_face(image, face, 256)
     rows = []
     for threads in args.threads:
         enc = Encoder.load(threads=threads, path=args.encoder)
-        ms = median_ms(lambda: enc.encode(crop), args.repeats)
-        rows.append({"runtime": "onnxruntime fp32", "threads": threads, "input_px": enc.input_size,
+        ms = median_ms(lambda: enc.encode(noise), args.repeats)
+        rows.append({"stage": "encoder network", "runtime": "onnxruntime fp32", "threads": threads,
+                     "input_px": enc.input_size, "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
+        if enc.face_id is not None:
+            from engine.align import crop_points
+
+            pts = crop_points(face, crop)[:, :2] * crop.size
+            ms = median_ms(lambda: enc.face_id.embed(crop.image, pts), args.repeats)
+            rows.append({"stage": "face recogniser", "runtime": "onnxruntime fp32", "threads": threads,
+                         "input_px": enc.face_id.input_size, "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
+        ms = median_ms(lambda: enc.invert_face(crop, face), args.repeats)
+        rows.append({"stage": "one pass (invert_face)", "runtime": "onnxruntime fp32", "threads": threads,
+                     "corrections": "+".join(n for n, c in (("landmarks", enc.correction), ("identity", enc.identity))
+                                             if c is not None) or "none",
                      "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
-    return {"benchmark": "encoder", "batch": 1, "repeats": args.repeats, "machine": machine_info(), "rows": rows}
+    return {"benchmark": "encoder", "batch": 1, "repeats": args.repeats, "photo": photo.name,
+            "machine": machine_info(), "rows": rows}
 
 
 def bench_refine(args: argparse.Namespace) -> dict:
@@ -75,9 +105,8 @@ def bench_refine(args: argparse.Namespace) -> dict:
     from engine.image_io import load_image
     from engine.landmarks import FaceLandmarker
     from engine.refine import Refiner, colour_anchor, crop_target, refine_latent
-    from engine.models import RESOURCES_DIR
 
-    photo = Path(args.photo) if args.photo else RESOURCES_DIR.parent.parent / "shared" / "data" / "faces" / "obama.jpg"
+    photo = default_photo(args)
     with FaceLandmarker() as lm:
         image = load_image(photo)
         face = detect_face(image, lm, str(photo))
@@ -138,5 +167,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
     p.add_argument("--steps", type=int, default=20, help="refine: quality-mode steps of the whole run (default 20)")
-    p.add_argument("--photo", help="refine: the photo whose face is refined (default: the shared obama.jpg)")
+    p.add_argument("--photo", help="refine, encoder: the photo whose face is refined / inverted (default: the shared "
+                                   "obama.jpg)")
     p.set_defaults(func=run)

@@ -25,7 +25,7 @@ from engine.video import VideoReader
 
 def load_calibration(path, encoder: Encoder) -> IdentityCalibration | None:
     """--calibration FILE, checked against the encoder in use (None without a path)."""
-    return None if path is None else IdentityCalibration.load(path, encoder.sha256)
+    return None if path is None else IdentityCalibration.load(path, encoder.one_pass_id)
 
 
 def _frames(sources: list[Path]):
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"celeblook calibrate: warning: skipped {name}: {reason}", file=sys.stderr)
 
     with FaceLandmarker(args.model) as landmarker:
-        cal = calibrate(_frames(args.source), landmarker, encoder, refiner, encoder.sha256,
+        cal = calibrate(_frames(args.source), landmarker, encoder, refiner, encoder.one_pass_id,
                         keyframes, args.gap, args.steps, progress, skipped)
     cal.save(args.out)
     print(f"wrote {args.out}: {cal.keyframes} keyframes, {args.steps} quality steps each "

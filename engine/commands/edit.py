@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.photo_args import add_photo_args, open_photo, write_outputs
+from engine.commands.photo_args import add_photo_args, open_photo, write_outputs, photo_encoder
 from engine.edits import DirectionSet
-from engine.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
@@ -32,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"--{name.replace('_', '-')} {amount} is beyond what the direction was "
                                 f"calibrated for (|value| <= {limit:.2f} {directions.directions[name].unit})")
     generator = Generator.load(args.threads)
-    encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
+    encoder = photo_encoder(args)
     with FaceLandmarker(args.model) as landmarker:
         editor = open_photo(args, landmarker, encoder, generator)
     write_outputs(args, editor, lambda t: directions.apply(editor.wplus, **{k: t * v for k, v in amounts.items()}))

@@ -18,8 +18,8 @@ import numpy as np
 
 from engine.align import CROP_SIZES, face_warnings
 from engine.commands.calibrate import load_calibration
-from engine.commands.photo_args import add_inversion_args, quality_refiner
-from engine.encoder import Encoder, invert_photo
+from engine.commands.photo_args import add_inversion_args, quality_refiner, photo_encoder
+from engine.encoder import invert_photo
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
@@ -30,7 +30,7 @@ from engine.skin_tone import SkinToneModel
 
 def run(args: argparse.Namespace) -> int:
     image = load_image(args.photo)
-    encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
+    encoder = photo_encoder(args)
     generator = Generator.load(args.threads)
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     refiner = quality_refiner(args, generator)

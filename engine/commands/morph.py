@@ -4,13 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.commands.photo_args import add_photo_args, open_photo, write_outputs
+from engine.commands.photo_args import add_photo_args, open_photo, write_outputs, photo_encoder
 from engine.edits import MORPH_PRESETS, DirectionSet, morph
-from engine.encoder import MODEL_NAME, Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
-from engine.models import resolve_model, sha256_file
 from engine.targets import TargetCache
 
 
@@ -18,10 +16,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.strength <= 1.0:
         raise BadInputError(f"--strength must be in [0, 1], got {args.strength}")
     generator = Generator.load(args.threads)
-    encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
-    encoder_sha = sha256_file(resolve_model(MODEL_NAME, args.encoder, verify=False))
+    encoder = photo_encoder(args)
     with FaceLandmarker(args.model) as landmarker:
-        target = TargetCache(encoder, generator, landmarker, encoder_sha).load(args.to)
+        target = TargetCache(encoder, generator, landmarker, encoder.one_pass_id).load(args.to)
         editor = open_photo(args, landmarker, encoder, generator)
     lock = None if args.no_pose_lock else DirectionSet.load()
     write_outputs(args, editor, lambda t: morph(editor.wplus, target.wplus, t * args.strength, args.preset, lock))

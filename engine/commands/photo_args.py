@@ -21,7 +21,8 @@ from engine.skin_tone import SkinToneModel
 
 
 def add_inversion_args(p: argparse.ArgumentParser) -> None:
-    """--quality and --no-landmark-correction: how a still photo's face is inverted."""
+    """--quality, --calibration, --no-landmark-correction, --no-identity-correction: how a still photo's face is
+    inverted."""
     p.add_argument("--quality", type=int, nargs="?", const=STEPS, default=0, metavar="STEPS",
                    help=f"refine the one pass by latent optimisation (engine/refine.py; {STEPS} steps unless given, "
                         "a few seconds): closer to the photo, same person more often")
@@ -29,7 +30,15 @@ def add_inversion_args(p: argparse.ArgumentParser) -> None:
                    help="the person's calibration from `celeblook calibrate` (other photos or a video of them), "
                         "added to the one pass: closer to them without the quality mode's seconds")
     p.add_argument("--no-landmark-correction", action="store_true",
-                   help="the encoder network alone (default: add its landmark correction)")
+                   help="the encoder network alone (default: add its landmark and identity corrections)")
+    p.add_argument("--no-identity-correction", action="store_true",
+                   help="leave out the identity correction (a face recogniser's embedding; default: add it)")
+
+
+def photo_encoder(args: argparse.Namespace) -> Encoder:
+    """The inversion encoder with the corrections the flags of add_inversion_args leave on."""
+    return Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction,
+                        identity_correction=not args.no_identity_correction)
 
 
 def quality_refiner(args: argparse.Namespace, generator: Generator | None = None) -> Refiner | None:

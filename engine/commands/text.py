@@ -14,8 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.commands.photo_args import add_photo_args, open_photo
-from engine.encoder import Encoder
+from engine.commands.photo_args import add_photo_args, open_photo, photo_encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.gif import write_gif
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
         crop = render(wplus) if args.auto else None
     else:
-        encoder = Encoder.load(args.threads, args.encoder, landmark_correction=not args.no_landmark_correction)
+        encoder = photo_encoder(args)
         with FaceLandmarker(args.model) as landmarker:
             editor = open_photo(args, landmarker, encoder, generator)
         wplus, crop = editor.wplus, editor.inversion.crop.image

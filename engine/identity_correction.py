@@ -1,0 +1,33 @@
+"""Identity correction: move the encoder's W+ by what a face recogniser trained on real faces says about the person.
+
+The feature is the face-recognition embedding of engine/face_id.py (HSE FaceRes, trained on VGGFace2 photos), of
+the same aligned crop the encoder sees. A linear model fitted on generated faces
+(training/fit_identity_correction.py) maps it to what the encoder's one pass (with the landmark correction) still
+gets wrong, in w_std units (engine/linear_correction.py). It is fitted for one encoder and one landmark
+correction: its meta names both sha256s, and engine.encoder.Encoder.load uses it only with those.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from engine.linear_correction import LinearCorrection
+from engine.models import MODELS_DIR
+
+IDENTITY_CORRECTION_PATH = MODELS_DIR / "identity_correction.npz"
+
+
+class IdentityCorrection(LinearCorrection):
+    """The feature is the unit face-recognition embedding (F = 1024)."""
+
+    WHAT = "identity-correction"
+    REGENERATE = "python -m training.fit_identity_correction"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = IDENTITY_CORRECTION_PATH) -> "IdentityCorrection":
+        return cls.read(path)
+
+    def delta(self, embedding: np.ndarray) -> np.ndarray:
+        """Face embedding (F,) -> the W+ change (23, 512); zero outside `slots`."""
+        return self.feature_delta(embedding, f"a finite {self.x_mean.size}-d face embedding")

@@ -1,0 +1,65 @@
+"""A linear correction of the encoder's W+ from a feature of the face the encoder does not see well.
+
+The inversion encoder learned faces from the generator alone; on real photos it misses part of what makes a face
+that person's (docs/ENCODER.md). Networks trained on real faces do see it: MediaPipe's landmarks (face shape,
+engine/landmark_correction.py) and a face recogniser's embedding (identity, engine/identity_correction.py). A
+reduced-rank ridge regression fitted on generated faces maps such a feature to the encoder's remaining W+ error on
+some slots, in w_std units: error ≈ bias + ((x - x_mean) @ proj) @ coef. No render, no torch: two small matrix
+products. The subclasses say which feature it reads and how to regenerate it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import BadInputError, ModelMissingError
+from engine.models import sha256_file
+
+
+@dataclass
+class LinearCorrection:
+    """W+ error ≈ (bias + ((x - x_mean) @ proj) @ coef) * w_std on `slots` (the ones it corrects)."""
+
+    x_mean: np.ndarray  # (F,)
+    proj: np.ndarray  # (F, k)
+    coef: np.ndarray  # (k, S * 512)
+    bias: np.ndarray  # (S * 512,)
+    w_std: np.ndarray  # (512,)
+    slots: np.ndarray  # (23,) bool
+    meta: dict
+    sha256: str = ""  # of the file it was read from
+
+    WHAT = "linear correction"
+    REGENERATE = ""
+
+    @classmethod
+    def read(cls, path: str | os.PathLike):
+        """The model saved at `path` (npz, no pickle); ModelMissingError naming the regenerate command."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelMissingError(f"{cls.WHAT} model not found: {path} (regenerate: {cls.REGENERATE})")
+        with np.load(path, allow_pickle=False) as d:
+            return cls(d["x_mean"], d["proj"].astype(np.float32), d["coef"].astype(np.float32), d["bias"],
+                       d["w_std"], d["slots"].astype(bool), json.loads(str(d["meta"])), sha256_file(path))
+
+    def feature_delta(self, x: np.ndarray, what: str) -> np.ndarray:
+        """The feature vector `x` (any shape with F elements) -> the W+ change (23, 512); zero outside `slots`."""
+        x = np.asarray(x, np.float32).reshape(-1)
+        if x.shape != self.x_mean.shape or not np.all(np.isfinite(x)):
+            raise BadInputError(f"the {self.WHAT} takes {what}")
+        r = self.bias + ((x - self.x_mean) @ self.proj) @ self.coef
+        out = np.zeros((len(self.slots), self.w_std.size), np.float32)
+        out[self.slots] = r.reshape(-1, self.w_std.size) * self.w_std
+        return out
+
+    def delta(self, x: np.ndarray) -> np.ndarray:
+        """The feature -> the W+ change (23, 512) (the subclass says what feature)."""
+        return self.feature_delta(x, f"a finite feature of {self.x_mean.size} values")
+
+    def apply(self, wplus: np.ndarray, x: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """W+ (1, 23, 512) plus `strength` times the correction its feature `x` asks for."""
+        return (wplus + strength * self.delta(x)[None]).astype(np.float32)

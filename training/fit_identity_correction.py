@@ -1,0 +1,146 @@
+"""Fit the identity correction (engine/identity_correction.py) on cached generated samples.
+
+    python -m training.encoder_data --name idc_a --samples 8000 --resolution 256 --seed 31 --psi-min 0.5
+    python -m training.encoder_data --name idc_b --samples 8000 --resolution 256 --seed 32 --psi-min 0.5
+    python -m training.fit_identity_correction --data idc_a,idc_b          # ~6 min on 2 cores, then cached
+
+Per sample (a cache built with landmarks, training.encoder_data): the feature is the face-recognition embedding
+(engine/face_id.py) of the clean aligned crop, as the recogniser, trained on real photos, reads a photo; the
+prediction is the engine's one pass: the shipped encoder on the crop degraded by the training augmentation at
+`--encoder-aug` (as in training/fit_landmark_correction.py: the fit learns how far to trust the recogniser where
+the encoder's view is poor, as it is on real photos), plus the shipped landmark correction. Target: what that one
+pass still gets wrong (W+ - predicted) in w_std units on `--slots`. Ridge regression (lambda picked on the last
+`--val` samples by their latent MSE), cut to rank `--rank`, refitted on all samples. Writes
+resources/models/identity_correction.npz (atomically) with the held-out numbers in `meta`. Embeddings and
+predictions are cached under ~/.cache/celeblook/identity/.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.atomic import atomic_path
+from engine.encoder import Encoder
+from engine.face_id import FaceId, recognition_crop
+from engine.identity_correction import IDENTITY_CORRECTION_PATH
+from engine.landmark_correction import LANDMARK_CORRECTION_PATH
+from engine.models import load_manifest, sha256_file, user_cache_dir
+from training.encoder_data import USED_SLOTS, data_root, load_shards
+from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_reduced_ridge,
+                                             save_correction)
+
+SLOT_SETS = {"all": list(USED_SLOTS), "shape": SHAPE_SLOTS, "colour": [s for s in USED_SLOTS if s >= 16]}
+
+
+def face_embeddings(face_id: FaceId, crops_rgb: np.ndarray, landmarks: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Recognition embeddings (N, D) of aligned crops (uint8 RGB) from their landmarks in crop units."""
+    out = []
+    t0 = time.time()
+    for i in range(0, len(crops_rgb), batch):
+        rec = [recognition_crop(cv2.cvtColor(c, cv2.COLOR_RGB2BGR), p[:, :2] * c.shape[0], face_id.input_size)
+               for c, p in zip(crops_rgb[i:i + batch], landmarks[i:i + batch])]
+        out.append(face_id.embed_crops(rec))
+        if (i // batch) % 50 == 49:
+            print(f"face id: {i + batch}/{len(crops_rgb)}, {(i + batch) / (time.time() - t0):.0f}/s", flush=True)
+    return np.concatenate(out)
+
+
+def one_pass_predictions(enc: Encoder, crops_rgb: np.ndarray, landmarks: np.ndarray, aug: float) -> np.ndarray:
+    """The engine's one pass on the used slots (N, 16, 512): the encoder (input augmented at `aug`) plus its
+    landmark correction, batched."""
+    pred = encoder_predictions(enc, crops_rgb, aug)
+    lc = enc.correction
+    r = lc.bias + ((landmarks.reshape(len(landmarks), -1) - lc.x_mean) @ lc.proj) @ lc.coef
+    moved = np.flatnonzero(lc.slots)
+    pred[:, [SLOTS.index(s) for s in moved]] += r.reshape(len(landmarks), len(moved), -1) * lc.w_std
+    return pred
+
+
+def cached_features(folders: list[Path], aug: float, threads: int) -> dict:
+    """{"x": embeddings, "pred": one-pass W+ (used slots), "target": true W+ (used slots), "w_std"} of the
+    aligned samples in `folders`, cached on disk by data, augmentation and model hashes."""
+    manifest = load_manifest()
+    shards = sum(len(list(f.glob("shard_*.npz"))) for f in folders)
+    key = "_".join(f.name for f in folders) + f"_{shards}shards_aug{aug:g}_{manifest['inversion_encoder'].sha256[:8]}" \
+        f"_{sha256_file(LANDMARK_CORRECTION_PATH)[:8]}_{manifest['face_id'].sha256[:8]}"
+    path = user_cache_dir() / "identity" / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as d:
+            return dict(d)
+    data = load_shards(folders)
+    if "landmarks" not in data:
+        raise SystemExit(f"{folders[0]} has no landmarks: build the cache again with training.encoder_data")
+    keep = data["aligned"] & np.isfinite(data["landmarks"]).all((1, 2))
+    crops, points = data["crop"][keep], data["landmarks"][keep]
+    enc = Encoder.load(threads)
+    if enc.correction is None:
+        raise SystemExit("the shipped encoder has no landmark correction: fit it first (training.fit_landmark_correction)")
+    out = {"x": face_embeddings(FaceId.load(threads), crops, points),
+           "pred": one_pass_predictions(enc, crops, points, aug),
+           "target": data["wplus"][keep][:, SLOTS], "w_std": data["w_std"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **out)
+    return out
+
+
+def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float], slots: str,
+        threads: int) -> tuple[dict, dict]:
+    """(arrays for the npz, meta) of the identity correction fitted on the cached samples in `folders`."""
+    t0 = time.time()
+    feats = cached_features(folders, aug, threads)
+    moved = SLOT_SETS[slots]
+    cols = [SLOTS.index(s) for s in moved]
+    x = feats["x"]
+    err = ((feats["target"] - feats["pred"])[:, cols] / feats["w_std"]).reshape(len(x), -1)
+    arrays, sel = fit_reduced_ridge(x, err, val, rank, lams, f" on slots {slots}")
+    mask = np.zeros(23, bool)
+    mask[moved] = True
+    manifest = load_manifest()
+    meta = {"samples": int(len(x)), "val": val, "rank": rank, "lambda": sel["lambda"], "encoder_aug": aug,
+            "slots": slots, "val_latent_mse_one_pass": sel["before"], "val_latent_mse_corrected": sel["after"],
+            "lambdas": sel["lambdas"], "data": [f.name for f in folders],
+            "encoder_sha256": manifest["inversion_encoder"].sha256,
+            "landmark_correction_sha256": sha256_file(LANDMARK_CORRECTION_PATH),
+            "face_id_sha256": manifest["face_id"].sha256, "seconds": round(time.time() - t0)}
+    return {**arrays, "w_std": feats["w_std"].astype(np.float32), "slots": mask}, meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="idc_a,idc_b", help="cache folders (with landmarks) under the encoder-data root")
+    ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
+    ap.add_argument("--rank", type=int, default=256)
+    ap.add_argument("--slots", choices=sorted(SLOT_SETS), default="all",
+                    help="which used slots it moves: all, shape (up to 128 px) or colour")
+    ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
+    ap.add_argument("--lambdas", default="0.3,1,3,10,30")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=IDENTITY_CORRECTION_PATH)
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(args.threads)
+    arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,
+                       [float(v) for v in args.lambdas.split(",")], args.slots, args.threads)
+    save_correction(args.out, arrays, meta)
+    if args.out == IDENTITY_CORRECTION_PATH:
+        from training.export_onnx import update_manifest
+
+        update_manifest({"identity_correction": {
+            "file": args.out.name, "sha256": sha256_file(args.out), "bytes": args.out.stat().st_size,
+            "source": f"reduced-rank ridge regression (rank {meta['rank']}) from the face-recognition embedding "
+                      f"(face_id) to the one pass's W+ error on the {meta['slots']} used slots, fitted on "
+                      f"{meta['samples']} generated faces (engine/identity_correction.py); for the encoder with sha256 "
+                      f"{meta['encoder_sha256']} and its landmark correction",
+            "licence": "Apache-2.0 (ours)", "shipped": True,
+            "regenerate": "python -m training.encoder_data --name idc_a --samples 8000 --resolution 256 --seed 31 "
+                          "--psi-min 0.5 && python -m training.encoder_data --name idc_b --samples 8000 --resolution "
+                          "256 --seed 32 --psi-min 0.5 && python -m training.fit_identity_correction --data idc_a,idc_b"}})
+
+
+if __name__ == "__main__":
+    main()

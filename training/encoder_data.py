@@ -139,10 +139,12 @@ def build(name: str, samples: int, threads: int = 2, first_shard: int = 0, seed:
     return out
 
 
-def load_shards(folders: Path | list[Path], limit: int | None = None) -> dict[str, np.ndarray]:
+def load_shards(folders: Path | list[Path], limit: int | None = None,
+                keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """All shards of one or more cache folders (crop, target, wplus, psi, aligned, and landmarks where the first
-    shard has them; at most `limit` samples from each folder) in one array per key, and the first folder's stats. The arrays are allocated once and filled
-    shard by shard, so peak memory is the data itself (~0.44 MB per sample), not a multiple of it."""
+    shard has them; only `keys` of those when given; at most `limit` samples from each folder) in one array per
+    key, and the first folder's stats. The arrays are allocated once and filled shard by shard, so peak memory is
+    the data itself (~0.44 MB per sample with every key), not a multiple of it."""
     folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
     plan = []  # (shard path, samples to take)
     for folder in folders:
@@ -158,7 +160,8 @@ def load_shards(folders: Path | list[Path], limit: int | None = None) -> dict[st
             if limit is not None and taken >= limit:
                 break
     with np.load(plan[0][0]) as d:
-        keys = ("crop", "target", "wplus", "psi", "aligned") + (("landmarks",) if "landmarks" in d.files else ())
+        present = ("crop", "target", "wplus", "psi", "aligned") + (("landmarks",) if "landmarks" in d.files else ())
+        keys = present if keys is None else tuple(k for k in keys if k in present)
         total = sum(n for _, n in plan)
         data = {k: np.empty((total,) + d[k].shape[1:], d[k].dtype) for k in keys}
     at = 0

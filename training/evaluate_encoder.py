@@ -15,9 +15,10 @@ way, as `celeblook invert` writes it):
   * methods: "encoder", the network's one pass alone; "encoder+skin", that followed by the predicted skin-tone
     match of engine/skin_tone.py; "encoder+skin loop", that plus one closed-loop pass on the rendered skin
     (engine.encoder.render_matched_skin); "encoder+landmarks", the network plus the landmark correction
-    (engine/landmark_correction.py: the engine's one pass, what the live loop starts from), and "+skin loop" on
-    top (what `celeblook invert`, the photo edits and the morph targets write); "quality", the engine's quality
-    mode from that one pass (engine/refine.py, onnxruntime), and "+skin loop" on top (`celeblook invert
+    (engine/landmark_correction.py), and "+skin loop" on top; "encoder+landmarks+identity", that plus the identity
+    correction (engine/identity_correction.py: the engine's one pass, what the live loop starts from), and
+    "+skin loop" on top (what `celeblook invert`, the photo edits and the morph targets write); "quality", the
+    engine's quality mode from that one pass (engine/refine.py, onnxruntime), and "+skin loop" on top (`celeblook invert
     --quality`); the average face; latent optimisation from it (torch); the encoder refined in torch
     (training/refine_inversion.py), and refined then one closed-loop skin pass. The closed loop sets the
     reconstruction's median skin colour to the input's by construction, so for those rows the skin columns say
@@ -50,6 +51,7 @@ from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refin
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
 VIDEOS = PHOTOS.parent / "video"
 HELD_OUT_SEED = 900_000
+ONE_PASS = "encoder+landmarks+identity"  # Encoder.invert_face with both corrections
 SIZE = 256
 
 
@@ -237,7 +239,8 @@ def markdown(summary: list[dict]) -> str:
 
 
 PAIR_LABELS = {"encoder": "network alone", "encoder+skin loop": "network+skin loop",
-               "encoder+landmarks+skin loop": "one pass (invert)", "quality+skin loop": "quality (engine)",
+               "encoder+landmarks+skin loop": "+landmarks+skin", ONE_PASS + "+skin loop": "one pass (invert)",
+               "quality+skin loop": "quality (engine)",
                "encoder+refine": "refine (torch)", "encoder+refine+skin loop": "refine+skin (torch)"}
 
 
@@ -300,8 +303,16 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 latents["encoder+landmarks+skin loop"] = closed_loop(skin_tone.match(latents["encoder+landmarks"],
                                                                                      lab_in))
                 times["encoder+landmarks+skin loop"] = times["encoder+landmarks"] + (time.perf_counter() - t0) * 1000
+            if enc.identity is not None:  # the engine's one pass (Encoder.invert_face)
+                t0 = time.perf_counter()
+                embedding = enc.face_id.embed(it["crop"], it["points"][:, :2] * it["crop"].shape[0])
+                latents[ONE_PASS] = enc.identity.apply(latents["encoder+landmarks"], embedding)
+                times[ONE_PASS] = times["encoder+landmarks"] + (time.perf_counter() - t0) * 1000
+                t0 = time.perf_counter()
+                latents[ONE_PASS + "+skin loop"] = closed_loop(skin_tone.match(latents[ONE_PASS], lab_in))
+                times[ONE_PASS + "+skin loop"] = times[ONE_PASS] + (time.perf_counter() - t0) * 1000
             if quality_steps > 0:  # the engine's quality mode (onnxruntime, no torch), on every image
-                start = "encoder+landmarks" if "encoder+landmarks" in latents else "encoder"
+                start = next(m for m in (ONE_PASS, "encoder+landmarks", "encoder") if m in latents)
                 t0 = time.perf_counter()
                 latents["quality"] = refine_latent(refiner, it["crop"], latents[start], quality_steps)[0]
                 times["quality"] = times[start] + (time.perf_counter() - t0) * 1000
@@ -339,6 +350,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                       flush=True)
     methods = ["encoder", "encoder+skin loop", "w_avg"] + \
         (["encoder+landmarks+skin loop"] if enc.correction is not None else []) + \
+        ([ONE_PASS + "+skin loop"] if enc.identity is not None else []) + \
         (["quality+skin loop"] if quality_steps > 0 else []) + \
         (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
         (["encoder+refine", "encoder+refine+skin loop"] if refine_steps > 0 and opt_images > 0 else [])

@@ -6,8 +6,8 @@ the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCOD
 
 With the shipped model two corrections fitted for it are loaded too, and `invert_face` adds them: what the face's
 MediaPipe landmarks say the encoder missed (engine/landmark_correction.py), then what a face recogniser trained
-on real faces says it still misses (engine/identity_correction.py, with engine/face_id.py). `invert_photo(..., refiner=...)` adds the
-quality mode for stills (engine/refine.py).
+on real faces says it still misses (engine/identity_correction.py, with engine/face_id.py).
+`invert_photo(..., refiner=...)` adds the quality mode for stills (engine/refine.py).
 
 `invert_photo` is the whole photo path: landmarks -> aligned crop -> encoder -> generator -> the reconstruction
 re-aligned with the same FFHQ recipe, so it has the framing of `celeblook align`'s crop (and can be pasted back

@@ -164,6 +164,7 @@ class LiveModels:
 
     @property
     def encoder_sha(self) -> str:
+        """The one pass's id (Encoder.one_pass_id): what calibrations and cached targets are tied to."""
         return self.encoder.one_pass_id or sha256_file(self.encoder_path)
 
 

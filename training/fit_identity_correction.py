@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default="idc_a,idc_b,idc_c,idc_d", help="cache folders (with landmarks) under the encoder-data root")
     ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
     ap.add_argument("--rank", type=int, default=256)
-    ap.add_argument("--slots", choices=sorted(SLOT_SETS), default="all",
+    ap.add_argument("--slots", choices=sorted(SLOT_SETS), default="shape",
                     help="which used slots it moves: all, shape (up to 128 px) or colour")
     ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
     ap.add_argument("--lambdas", default="0.3,1,3,10,30")

@@ -64,7 +64,6 @@ class Encoder:
         `identity_correction` is False, the shipped identity correction when it was fitted for this model and
         that landmark correction (with the face recogniser it reads)."""
         model = resolve_model(MODEL_NAME, path, verify=path is None)
-        session = make_session(model, threads)
         # the shipped model was just checked against the manifest's sha256; an explicit path is hashed
         sha = load_manifest()[MODEL_NAME].sha256 if path is None else sha256_file(model)
         correction = None
@@ -78,6 +77,8 @@ class Encoder:
             if fitted.meta.get("encoder_sha256") == sha and \
                     fitted.meta.get("landmark_correction_sha256") == correction.sha256:
                 identity, face_id = fitted, FaceId.load(threads)
+        # with the recogniser running right after it, a spinning thread pool would slow both (make_session)
+        session = make_session(model, threads, spin=face_id is None)
         return cls(session, _input_size(session), correction, sha, identity, face_id)
 
     @property
@@ -109,16 +110,24 @@ class Encoder:
         """One aligned crop -> W+ (1, 23, 512): the network alone."""
         return self.encode(crop_bgr)[0]
 
-    def invert_face(self, crop: Crop, face: Face) -> np.ndarray:
+    def face_embedding(self, crop: Crop, face: Face) -> np.ndarray | None:
+        """The recogniser's embedding of the face in its aligned crop (what the identity correction reads); None
+        without an identity correction."""
+        if self.identity is None:
+            return None
+        return self.face_id.embed(crop.image, crop_points(face, crop)[:, :2] * crop.size)
+
+    def invert_face(self, crop: Crop, face: Face, embedding: np.ndarray | None = None) -> np.ndarray:
         """The aligned crop of `face` -> W+ (1, 23, 512): the network, plus the landmark and identity corrections
-        when loaded."""
+        when loaded. `embedding`: the face's recognition embedding when the caller has it (the live loop refreshes
+        it every few frames: a person's identity does not change between frames); else computed here."""
         wplus = self.invert(crop.image)
         if self.correction is None:
             return wplus
-        points = crop_points(face, crop)
-        wplus = self.correction.apply(wplus, points)
+        wplus = self.correction.apply(wplus, crop_points(face, crop))
         if self.identity is not None:
-            wplus = self.identity.apply(wplus, self.face_id.embed(crop.image, points[:, :2] * crop.size))
+            embedding = self.face_embedding(crop, face) if embedding is None else embedding
+            wplus = self.identity.apply(wplus, embedding)
         return wplus
 
 

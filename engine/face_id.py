@@ -65,7 +65,7 @@ class FaceId:
 
     @classmethod
     def load(cls, threads: int = 0, path: str | os.PathLike | None = None) -> "FaceId":
-        session = make_session(resolve_model(MODEL_NAME, path, verify=path is None), threads)
+        session = make_session(resolve_model(MODEL_NAME, path, verify=path is None), threads, spin=False)
         return cls(session, int(session.get_inputs()[0].shape[-1]))
 
     def embed_crops(self, crops_bgr: np.ndarray | list[np.ndarray]) -> np.ndarray:

@@ -52,6 +52,8 @@ from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_
 STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
 ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked against the manifest)
 LATENT_SMOOTHING_MODES = ("one_euro", "ema")
+IDENTITY_EVERY = 8  # frames between refreshes of the face's recognition embedding (LivePipeline._identity_embedding)
+IDENTITY_WINDOW = 8  # refreshes the running mean of that embedding spans
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,8 @@ class LivePipeline:
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
         self._submitted: np.ndarray | None = None
+        self._identity: np.ndarray | None = None  # running mean of the face's recognition embeddings
+        self._identity_n = 0
         if self._renderer is not None:
             self._renderer.clear()
 
@@ -276,7 +280,8 @@ class LivePipeline:
         lap("align")
 
         enc = self.models.encoder
-        wplus = enc.invert_face(crop, face) if settings.correct_landmarks else enc.invert(crop.image)
+        wplus = enc.invert_face(crop, face, self._identity_embedding(crop, face)) if settings.correct_landmarks \
+            else enc.invert(crop.image)
         if settings.calibration is not None:  # the preview head blurs the offset's fine slots
             slots = LIVE_SLOTS if self.models.generator.resolution < 1024 else None
             wplus = settings.calibration.apply(wplus, slots)
@@ -317,6 +322,20 @@ class LivePipeline:
         if done is None:
             raise CelebLookError("the background render did not finish within 30 s")
         return _Render(done.latent, done.face), not np.array_equal(done.latent, edited)
+
+    def _identity_embedding(self, crop, face) -> np.ndarray | None:
+        """The identity correction's input for this frame: the running mean of the recogniser's embeddings of the
+        face, refreshed every IDENTITY_EVERY frames (a person's identity does not change between frames; the
+        recogniser costs ≈ 6-8 ms, more than the encoder), over at most IDENTITY_WINDOW refreshes; forgotten with
+        the face (reset)."""
+        enc = self.models.encoder
+        if enc.identity is None:
+            return None
+        if self._identity is None or self.frames % IDENTITY_EVERY == 0:
+            e = enc.face_embedding(crop, face)
+            self._identity_n = min(self._identity_n + 1, IDENTITY_WINDOW)
+            self._identity = e if self._identity is None else self._identity + (e - self._identity) / self._identity_n
+        return self._identity
 
     def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:
         if not settings.smooth_latents:

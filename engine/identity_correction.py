@@ -8,10 +8,6 @@ correction: its meta names both sha256s, and engine.encoder.Encoder.load uses it
 """
 from __future__ import annotations
 
-import os
-
-import numpy as np
-
 from engine.linear_correction import LinearCorrection
 from engine.models import MODELS_DIR
 
@@ -21,13 +17,7 @@ IDENTITY_CORRECTION_PATH = MODELS_DIR / "identity_correction.npz"
 class IdentityCorrection(LinearCorrection):
     """The feature is the unit face-recognition embedding (F = 1024)."""
 
+    PATH = IDENTITY_CORRECTION_PATH
     WHAT = "identity-correction"
     REGENERATE = "python -m training.fit_identity_correction"
-
-    @classmethod
-    def load(cls, path: str | os.PathLike = IDENTITY_CORRECTION_PATH) -> "IdentityCorrection":
-        return cls.read(path)
-
-    def delta(self, embedding: np.ndarray) -> np.ndarray:
-        """Face embedding (F,) -> the W+ change (23, 512); zero outside `slots`."""
-        return self.feature_delta(embedding, f"a finite {self.x_mean.size}-d face embedding")
+    FEATURE = "a finite {f}-d face embedding"

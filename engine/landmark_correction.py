@@ -10,10 +10,6 @@ regression, `x_mean` (F,), `proj` (F, k),
 """
 from __future__ import annotations
 
-import os
-
-import numpy as np
-
 from engine.linear_correction import LinearCorrection
 from engine.models import MODELS_DIR
 
@@ -23,13 +19,7 @@ LANDMARK_CORRECTION_PATH = MODELS_DIR / "landmark_correction.npz"
 class LandmarkCorrection(LinearCorrection):
     """The feature is the face's 478 MediaPipe landmarks in crop units (F = 478 * 3)."""
 
+    PATH = LANDMARK_CORRECTION_PATH
     WHAT = "landmark-correction"
     REGENERATE = "python -m training.fit_landmark_correction"
-
-    @classmethod
-    def load(cls, path: str | os.PathLike = LANDMARK_CORRECTION_PATH) -> "LandmarkCorrection":
-        return cls.read(path)
-
-    def delta(self, points: np.ndarray) -> np.ndarray:
-        """Landmarks in crop units (478, 3) -> the W+ change (23, 512); zero outside `slots`."""
-        return self.feature_delta(points, f"{self.x_mean.size // 3} finite 3-D landmarks")
+    FEATURE = "{f} finite values: 478 3-D landmarks in crop units"

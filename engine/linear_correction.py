@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,7 +23,8 @@ from engine.models import sha256_file
 
 @dataclass
 class LinearCorrection:
-    """W+ error ≈ (bias + ((x - x_mean) @ proj) @ coef) * w_std on `slots` (the ones it corrects)."""
+    """W+ error ≈ (bias + ((x - x_mean) @ proj) @ coef) * w_std on `slots` (the ones it corrects). Subclasses set
+    PATH (the shipped file), WHAT, REGENERATE and FEATURE (what `x` is, formatted with f = its size)."""
 
     x_mean: np.ndarray  # (F,)
     proj: np.ndarray  # (F, k)
@@ -33,32 +35,35 @@ class LinearCorrection:
     meta: dict
     sha256: str = ""  # of the file it was read from
 
-    WHAT = "linear correction"
-    REGENERATE = ""
+    PATH: ClassVar[Path | None] = None
+    WHAT: ClassVar[str] = "linear correction"
+    REGENERATE: ClassVar[str] = ""
+    FEATURE: ClassVar[str] = "a finite feature of {f} values"
 
     @classmethod
-    def read(cls, path: str | os.PathLike):
-        """The model saved at `path` (npz, no pickle); ModelMissingError naming the regenerate command."""
-        path = Path(path)
+    def load(cls, path: str | os.PathLike | None = None):
+        """The model saved at `path` (default: the shipped PATH; npz, no pickle); ModelMissingError naming the
+        regenerate command."""
+        path = Path(path or cls.PATH)
         if not path.is_file():
             raise ModelMissingError(f"{cls.WHAT} model not found: {path} (regenerate: {cls.REGENERATE})")
         with np.load(path, allow_pickle=False) as d:
             return cls(d["x_mean"], d["proj"].astype(np.float32), d["coef"].astype(np.float32), d["bias"],
                        d["w_std"], d["slots"].astype(bool), json.loads(str(d["meta"])), sha256_file(path))
 
-    def feature_delta(self, x: np.ndarray, what: str) -> np.ndarray:
-        """The feature vector `x` (any shape with F elements) -> the W+ change (23, 512); zero outside `slots`."""
-        x = np.asarray(x, np.float32).reshape(-1)
-        if x.shape != self.x_mean.shape or not np.all(np.isfinite(x)):
-            raise BadInputError(f"the {self.WHAT} takes {what}")
+    def deltas(self, x: np.ndarray) -> np.ndarray:
+        """Features (N, F) -> the W+ changes on the corrected slots only, (N, S, 512) (batched; fitting code)."""
+        x = np.asarray(x, np.float32).reshape(len(x), -1)
+        if x.shape[1:] != self.x_mean.shape or not np.all(np.isfinite(x)):
+            raise BadInputError(f"the {self.WHAT} takes {self.FEATURE.format(f=self.x_mean.size)}")
         r = self.bias + ((x - self.x_mean) @ self.proj) @ self.coef
-        out = np.zeros((len(self.slots), self.w_std.size), np.float32)
-        out[self.slots] = r.reshape(-1, self.w_std.size) * self.w_std
-        return out
+        return r.reshape(len(x), -1, self.w_std.size) * self.w_std
 
     def delta(self, x: np.ndarray) -> np.ndarray:
-        """The feature -> the W+ change (23, 512) (the subclass says what feature)."""
-        return self.feature_delta(x, f"a finite feature of {self.x_mean.size} values")
+        """One feature (any shape with F elements) -> the W+ change (23, 512); zero outside `slots`."""
+        out = np.zeros((len(self.slots), self.w_std.size), np.float32)
+        out[self.slots] = self.deltas(np.asarray(x)[None])[0]
+        return out
 
     def apply(self, wplus: np.ndarray, x: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """W+ (1, 23, 512) plus `strength` times the correction its feature `x` asks for."""

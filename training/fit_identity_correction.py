@@ -32,7 +32,7 @@ from engine.landmark_correction import LANDMARK_CORRECTION_PATH
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from training.encoder_data import USED_SLOTS, data_root, load_shards
 from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_reduced_ridge,
-                                             save_correction)
+                                             save_correction, ship_correction)
 
 SLOT_SETS = {"all": list(USED_SLOTS), "shape": SHAPE_SLOTS, "colour": [s for s in USED_SLOTS if s >= 16]}
 
@@ -128,20 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,
                        [float(v) for v in args.lambdas.split(",")], args.slots, args.threads)
     save_correction(args.out, arrays, meta)
-    if args.out == IDENTITY_CORRECTION_PATH:
-        from training.export_onnx import update_manifest
-
-        update_manifest({"identity_correction": {
-            "file": args.out.name, "sha256": sha256_file(args.out), "bytes": args.out.stat().st_size,
-            "source": f"reduced-rank ridge regression (rank {meta['rank']}) from the face-recognition embedding "
-                      f"(face_id) to the one pass's W+ error on the used slots ({meta['slots']}), fitted on "
-                      f"{meta['samples']} generated faces (engine/identity_correction.py); for the encoder with sha256 "
-                      f"{meta['encoder_sha256']} and its landmark correction",
-            "licence": "Apache-2.0 (ours)", "shipped": True,
-            "regenerate": "for s in a:31 b:32 c:33 d:34; do python -m training.encoder_data --name idc_${s%:*} "
-                          "--samples 8000 --resolution 256 --seed ${s#*:} --psi-min 0.5; done && "
-                          "python -m training.fit_identity_correction --data " + ",".join(meta["data"])}})
-
+    ship_correction(
+        args.out, IDENTITY_CORRECTION_PATH, "identity_correction",
+        f"reduced-rank ridge regression (rank {meta['rank']}) from the face-recognition embedding (face_id) to the one "
+        f"pass's W+ error on the used slots ({meta['slots']}), fitted on {meta['samples']} generated faces "
+        f"(engine/identity_correction.py); for the encoder with sha256 {meta['encoder_sha256']} and its landmark "
+        "correction",
+        "for s in a:31 b:32 c:33 d:34; do python -m training.encoder_data --name idc_${s%:*} --samples 8000 "
+        "--resolution 256 --seed ${s#*:} --psi-min 0.5; done && python -m training.fit_identity_correction --data "
+        + ",".join(meta["data"]))
 
 if __name__ == "__main__":
     main()

@@ -104,6 +104,18 @@ def save_correction(path: Path, arrays: dict, meta: dict) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
+def ship_correction(path: Path, shipped: Path, name: str, source: str, regenerate: str) -> None:
+    """Record a correction just written to `path` in the model manifest as `name`, when `path` is its `shipped`
+    location (a development fit written elsewhere is not recorded)."""
+    if path != shipped:
+        return
+    from training.export_onnx import update_manifest
+
+    update_manifest({name: {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                            "source": source, "licence": "Apache-2.0 (ours)", "shipped": True,
+                            "regenerate": regenerate}})
+
+
 def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float], threads: int,
         encoder_path: str | None = None) -> tuple[dict, dict]:
     """(arrays for the npz, meta) of the landmark correction fitted on the cached samples in `folders`."""
@@ -146,18 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,
                        [float(v) for v in args.lambdas.split(",")], args.threads, args.encoder)
     save_correction(args.out, arrays, meta)
-    if args.out == LANDMARK_CORRECTION_PATH:
-        from training.export_onnx import update_manifest
-
-        update_manifest({"landmark_correction": {
-            "file": args.out.name, "sha256": sha256_file(args.out), "bytes": args.out.stat().st_size,
-            "source": f"reduced-rank ridge regression (rank {meta['rank']}) from MediaPipe's 478 landmarks in crop "
-                      f"units to the inversion encoder's W+ error, fitted on {meta['samples']} generated faces "
-                      "(engine/landmark_correction.py); for the encoder with sha256 " + meta["encoder_sha256"],
-            "licence": "Apache-2.0 (ours)", "shipped": True,
-            "regenerate": "python -m training.encoder_data --name lmk_a --samples 8000 --resolution 256 --seed 21 "
-                          "--psi-min 0.5 && python -m training.encoder_data --name lmk_b --samples 8000 --resolution "
-                          "256 --seed 22 --psi-min 0.5 && python -m training.fit_landmark_correction --data lmk_a,lmk_b"}})
+    ship_correction(
+        args.out, LANDMARK_CORRECTION_PATH, "landmark_correction",
+        f"reduced-rank ridge regression (rank {meta['rank']}) from MediaPipe's 478 landmarks in crop units to the "
+        f"inversion encoder's W+ error, fitted on {meta['samples']} generated faces (engine/landmark_correction.py); "
+        "for the encoder with sha256 " + meta["encoder_sha256"],
+        "python -m training.encoder_data --name lmk_a --samples 8000 --resolution 256 --seed 21 --psi-min 0.5 && "
+        "python -m training.encoder_data --name lmk_b --samples 8000 --resolution 256 --seed 22 --psi-min 0.5 && "
+        "python -m training.fit_landmark_correction --data lmk_a,lmk_b")
 
 
 if __name__ == "__main__":

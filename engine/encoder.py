@@ -26,6 +26,7 @@ from engine.align import Crop, align_face, crop_points, require_usable_faces
 from engine.errors import BadInputError
 from engine.face_id import FaceId
 from engine.identity_correction import IDENTITY_CORRECTION_PATH, IdentityCorrection
+from engine.identity_feedback import IDENTITY_FEEDBACK_PATH, IdentityFeedback, reconstruction_embedding
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.landmarks import Face
 from engine.models import load_manifest, resolve_model, sha256_file
@@ -46,7 +47,8 @@ class Encoder:
     """The shipped inversion encoder. Build it with Encoder.load(); `threads` = onnxruntime intra-op threads.
     `correction`: the landmark correction fitted for this model (None: the plain one pass); `identity` and
     `face_id`: the identity correction fitted for this model and that landmark correction, and the recogniser it
-    reads (None: not applied); `sha256`: the model file's (what the corrections are tied to; "" when not known)."""
+    reads (None: not applied); `feedback`: the identity feedback fitted for this one pass (None: not loaded);
+    `sha256`: the model file's (what the corrections are tied to; "" when not known)."""
 
     session: object
     input_size: int
@@ -54,15 +56,18 @@ class Encoder:
     sha256: str = ""
     identity: IdentityCorrection | None = None
     face_id: FaceId | None = None
+    feedback: IdentityFeedback | None = None
 
     @classmethod
     def load(cls, threads: int = 0, path: str | os.PathLike | None = None,
-             landmark_correction: bool = True, identity_correction: bool = True) -> "Encoder":
+             landmark_correction: bool = True, identity_correction: bool = True,
+             identity_feedback: bool = True) -> "Encoder":
         """The encoder (an explicit `path` is a development export: not checked against the manifest sha256) and,
         unless `landmark_correction` is False, the shipped landmark correction when it was fitted for this very
         model (its meta names the encoder's sha256; a development export gets none); on top, unless
         `identity_correction` is False, the shipped identity correction when it was fitted for this model and
-        that landmark correction (with the face recogniser it reads)."""
+        that landmark correction (with the face recogniser it reads); on top of that, unless `identity_feedback`
+        is False, the shipped identity feedback when it was fitted for exactly this one pass (`identity_step`)."""
         model = resolve_model(MODEL_NAME, path, verify=path is None)
         # the shipped model was just checked against the manifest's sha256; an explicit path is hashed
         sha = load_manifest()[MODEL_NAME].sha256 if path is None else sha256_file(model)
@@ -79,7 +84,12 @@ class Encoder:
                 identity, face_id = fitted, FaceId.load(threads)
         # with the recogniser running right after it, a spinning thread pool would slow both (make_session)
         session = make_session(model, threads, spin=face_id is None)
-        return cls(session, _input_size(session), correction, sha, identity, face_id)
+        encoder = cls(session, _input_size(session), correction, sha, identity, face_id)
+        if identity is not None and identity_feedback and IDENTITY_FEEDBACK_PATH.is_file():
+            fitted = IdentityFeedback.load()
+            if fitted.meta.get("one_pass_id") == encoder.one_pass_id:
+                encoder.feedback = fitted
+        return encoder
 
     @property
     def one_pass_id(self) -> str:
@@ -130,6 +140,15 @@ class Encoder:
             wplus = self.identity.apply(wplus, embedding)
         return wplus
 
+    def identity_step(self, embedding: np.ndarray, recon_bgr: np.ndarray, landmarker) -> np.ndarray | None:
+        """The identity feedback's change of W+ (23, 512) from the input face's recognition `embedding` and
+        `recon_bgr`, the one pass's reconstruction (uint8 BGR; `landmarker` in IMAGE mode finds its face); None
+        without the feedback or when no face is found in the reconstruction."""
+        if self.feedback is None:
+            return None
+        recon_embedding = reconstruction_embedding(self.face_id, landmarker, recon_bgr)
+        return None if recon_embedding is None else self.feedback.delta(embedding - recon_embedding)
+
 
 @dataclass
 class Inversion:
@@ -161,54 +180,101 @@ def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") ->
 
 def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
                  source: str = "the image", face: Face | None = None, skin_tone=None,
-                 skin_passes: int = 1, refiner=None, refine_steps: int = 0, calibration=None) -> Inversion:
+                 skin_passes: int = 1, refiner=None, refine_steps: int = 0, calibration=None,
+                 identity_passes: int = 1) -> Inversion:
     """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none): the encoder's W+
-    (with its landmark correction, Encoder.invert_face; plus the person's `calibration`, engine.calibration,
-    when given); with a `refiner` (engine.refine.Refiner) `refine_steps`
-    steps of the quality mode. With a `skin_tone`
-    model (engine.skin_tone.SkinToneModel) the W+ is then moved so the skin's chroma matches the photo's
-    (predicted, no render), and `skin_passes` times so the rendered skin's CIELAB matches it (measured on the
-    reconstruction; one render each)."""
+    (with its corrections, Encoder.invert_face; plus the person's `calibration`, engine.calibration, when given);
+    with a `refiner` (engine.refine.Refiner) `refine_steps` steps of the quality mode. With a `skin_tone` model
+    (engine.skin_tone.SkinToneModel) the W+ is then moved so the skin's chroma matches the photo's (predicted, no
+    render). Then the closed loop on the reconstruction (render_closed_loop, one render each pass): `skin_passes`
+    so the rendered skin's CIELAB matches the photo's, and, without the quality mode, `identity_passes` of the
+    encoder's identity feedback (Encoder.identity_step) so the recogniser sees the person of the photo."""
     from engine.refine import refine_latent
     from engine.skin_tone import face_oval_mask, skin_lab
 
     face = face or detect_face(image_bgr, landmarker, source)
     crop = align_face(image_bgr, face, size)
-    wplus = encoder.invert_face(crop, face)
+    embedding = encoder.face_embedding(crop, face) if encoder.correction is not None else None
+    wplus = encoder.invert_face(crop, face, embedding)
     if calibration is not None:
         wplus = calibration.apply(wplus)
-    if refiner is not None and refine_steps > 0:
+    refining = refiner is not None and refine_steps > 0
+    if refining:
         wplus = refine_latent(refiner, crop.image, wplus, refine_steps)[0]
-    mask = lab_in = None
+    loop = ClosedLoop(skin_passes=skin_passes, identity_passes=0 if refining else identity_passes)
     if skin_tone is not None:
-        mask = face_oval_mask(face, crop)
-        lab_in = skin_lab(crop.image, mask)
-        wplus = skin_tone.match(wplus, lab_in)
-    wplus, render, recon, ok = render_matched_skin(generator, landmarker, wplus, size, skin_tone, lab_in, mask,
-                                                   skin_passes)
+        loop.skin_tone, loop.mask = skin_tone, face_oval_mask(face, crop)
+        loop.lab = skin_lab(crop.image, loop.mask)
+        wplus = skin_tone.match(wplus, loop.lab)
+    if encoder.feedback is not None and embedding is not None:
+        loop.encoder, loop.embedding = encoder, embedding
+    wplus, render, recon, ok = render_closed_loop(generator, landmarker, wplus, size, loop)
     warnings = [] if ok else ["no face found in the reconstruction; it is shown in the generator's own framing"]
     return Inversion(face, crop, wplus, recon, render, ok, warnings)
 
 
-def render_matched_skin(generator, landmarker, wplus: np.ndarray, size: int, skin_tone=None,
-                        lab_target: np.ndarray | None = None, mask: np.ndarray | None = None,
-                        passes: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Render W+ and re-align it into the crop's framing; with a `skin_tone` model, `passes` times measure the
-    rendered skin's CIELAB inside `mask` (the input's face oval) and shift W+ so it becomes `lab_target` (a
-    closed loop: it corrects what the linear prediction misses, one render each). Returns (W+, full render BGR,
-    reconstruction, whether the render's face was found); a pass whose render loses the face is dropped."""
+@dataclass
+class ClosedLoop:
+    """What render_closed_loop matches on the rendered reconstruction: with `skin_tone`, the photo's skin CIELAB
+    `lab` inside `mask` (the input's face oval) for `skin_passes` passes; with `encoder` (its identity feedback),
+    the photo's recognition `embedding` for `identity_passes` passes."""
+
+    skin_tone: object = None
+    lab: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    skin_passes: int = 1
+    encoder: Encoder | None = None
+    embedding: np.ndarray | None = None
+    identity_passes: int = 1
+
+    @property
+    def matches_skin(self) -> bool:
+        return self.skin_tone is not None and self.lab is not None and bool(np.all(np.isfinite(self.lab)))
+
+    @property
+    def matches_identity(self) -> bool:
+        return self.encoder is not None and self.encoder.feedback is not None and self.embedding is not None
+
+    def passes(self) -> int:
+        return max(self.skin_passes if self.matches_skin else 0, self.identity_passes if self.matches_identity else 0)
+
+    def step(self, i: int, wplus: np.ndarray, recon: np.ndarray, landmarker) -> np.ndarray | None:
+        """Pass `i`'s W+ moved by what was measured on its reconstruction; None when nothing could be measured. The
+        identity change comes first; the skin shift then also takes out the skin change the skin model predicts
+        for it, so the two corrections made from one render do not undo each other."""
+        from engine.skin_tone import LAB, skin_lab
+
+        moved, changed = np.array(wplus, np.float32, copy=True), False
+        if self.matches_identity and i < self.identity_passes:
+            delta = self.encoder.identity_step(self.embedding, recon, landmarker)
+            if delta is not None:
+                moved = (moved + delta[None]).astype(np.float32)
+                changed = True
+        if self.matches_skin and i < self.skin_passes:
+            predicted = self.skin_tone.predict(moved) - self.skin_tone.predict(wplus)
+            moved = self.skin_tone.shift(moved, self.lab - skin_lab(recon, self.mask) - predicted, LAB)
+            changed = True
+        return moved if changed else None
+
+
+def render_closed_loop(generator, landmarker, wplus: np.ndarray, size: int,
+                       loop: ClosedLoop = ClosedLoop()) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Render W+ and re-align it into the crop's framing; then `loop.passes()` times measure the reconstruction
+    (skin CIELAB, the recogniser's embedding), move W+ by both measured corrections at once and render again (a
+    closed loop: it corrects what the one pass and the linear skin prediction miss, one render each). Returns
+    (W+, full render BGR, reconstruction, whether the render's face was found); a pass whose render loses the face
+    is dropped and ends the loop."""
     from engine.generator import to_uint8_rgb
-    from engine.skin_tone import LAB, skin_lab
 
     def render_realigned(w):
         full = cv2.cvtColor(to_uint8_rgb(generator.synthesize(w))[0], cv2.COLOR_RGB2BGR)
         return (full, *realign_render(full, landmarker, size))
 
     render, recon, ok = render_realigned(wplus)
-    if skin_tone is None or not ok or lab_target is None or not np.all(np.isfinite(lab_target)):
-        return wplus, render, recon, ok
-    for _ in range(passes):
-        moved = skin_tone.shift(wplus, lab_target - skin_lab(recon, mask), LAB)
+    for i in range(loop.passes() if ok else 0):
+        moved = loop.step(i, wplus, recon, landmarker)
+        if moved is None:
+            break
         moved_render, moved_recon, moved_ok = render_realigned(moved)
         if not moved_ok:
             break

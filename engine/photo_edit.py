@@ -27,14 +27,16 @@ class PhotoEditor:
     @classmethod
     def open(cls, image_bgr: np.ndarray, landmarker, encoder: Encoder, generator: Generator,
              size: int = 256, source: str = "the image", skin_tone=None, refiner=None,
-             refine_steps: int = 0, calibration=None) -> "PhotoEditor":
+             refine_steps: int = 0, calibration=None, identity_passes: int = 1) -> "PhotoEditor":
         """Invert the photo's largest face (NoFaceError when there is none), refined by `refine_steps` of the
         quality mode with a `refiner` (engine.refine.Refiner) and started from the one pass plus the person's
         `calibration` (engine.calibration) when given; with a `skin_tone` model (engine.skin_tone
         .SkinToneModel) the inversion's skin colour is matched to the photo's (predicted, then one closed-loop
-        pass: engine.encoder.invert_photo)."""
+        pass), and without the quality mode `identity_passes` of the encoder's identity feedback close the loop on
+        the recogniser's view (engine.encoder.invert_photo)."""
         inversion = invert_photo(image_bgr, landmarker, encoder, generator, size, source, skin_tone=skin_tone,
-                                 refiner=refiner, refine_steps=refine_steps, calibration=calibration)
+                                 refiner=refiner, refine_steps=refine_steps, calibration=calibration,
+                                 identity_passes=identity_passes)
         return cls(image_bgr, inversion, generator)
 
     @property

@@ -1,7 +1,7 @@
 """Morph targets: a photo (a celebrity, a friend) inverted once and cached by file content.
 
-Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<encoder sha prefix>[-lmk<landmark
-correction sha prefix>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
+Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<one pass id prefix>[-idf<identity-feedback
+sha prefix>x<passes>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
 and hold the W+ and a thumbnail of the reconstruction; they are written atomically, so a crash never leaves a half-written entry, and
 a new model or setting never reuses stale latents.
 """
@@ -52,6 +52,7 @@ class TargetCache:
     match_skin: bool = True  # match the target's skin colour (engine/skin_tone.py, the shipped model)
     skin_passes: int = 1  # closed-loop passes of that match (one render each, engine.encoder.invert_photo)
     quality_steps: int = 0  # quality-mode steps (engine/refine.py): a better target for a few seconds, once
+    identity_passes: int = 1  # closed-loop passes of the encoder's identity feedback (without the quality mode)
 
     def __post_init__(self):
         self.folder = Path(self.folder) if self.folder else user_cache_dir() / "targets"
@@ -61,7 +62,10 @@ class TargetCache:
     def key(self, photo: Path) -> str:
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
         quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}" if self.quality_steps else ""
-        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{quality}{skin}"
+        feedback = self.encoder.feedback
+        identity = f"-idf{feedback.sha256[:8]}x{self.identity_passes}" \
+            if feedback is not None and self.identity_passes > 0 and not self.quality_steps else ""
+        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{identity}{quality}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:
         """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""
@@ -77,7 +81,8 @@ class TargetCache:
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
         inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo),
                            skin_tone=self.skin_tone, skin_passes=self.skin_passes,
-                           refiner=self.refiner, refine_steps=self.quality_steps)
+                           refiner=self.refiner, refine_steps=self.quality_steps,
+                           identity_passes=self.identity_passes)
         target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:

@@ -14,10 +14,12 @@ way, as `celeblook invert` writes it):
   * skin tone: median CIELAB inside that oval, reconstruction minus input: delta L* (> 0: lighter) and delta E76;
   * methods: "encoder", the network's one pass alone; "encoder+skin", that followed by the predicted skin-tone
     match of engine/skin_tone.py; "encoder+skin loop", that plus one closed-loop pass on the rendered skin
-    (engine.encoder.render_matched_skin); "encoder+landmarks", the network plus the landmark correction
+    (engine.encoder.render_closed_loop); "encoder+landmarks", the network plus the landmark correction
     (engine/landmark_correction.py), and "+skin loop" on top; "encoder+landmarks+identity", that plus the identity
     correction (engine/identity_correction.py: the engine's one pass, what the live loop starts from), and
-    "+skin loop" on top (what `celeblook invert`, the photo edits and the morph targets write); "quality", the
+    "+skin loop" on top; "+identity loop", the one pass plus `--identity-passes` closed-loop passes of the identity
+    feedback (engine/identity_feedback.py, one render each), and "+identity+skin loop", both loops in the same
+    passes (what `celeblook invert`, the photo edits and the morph targets write); "quality", the
     engine's quality mode from that one pass (engine/refine.py, onnxruntime), and "+skin loop" on top (`celeblook invert
     --quality`); the average face; latent optimisation from it (torch); the encoder refined in torch
     (training/refine_inversion.py), and refined then one closed-loop skin pass. The closed loop sets the
@@ -38,7 +40,7 @@ import cv2
 import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
-from engine.encoder import Encoder, realign_render, render_matched_skin
+from engine.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
@@ -52,6 +54,8 @@ PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fa
 VIDEOS = PHOTOS.parent / "video"
 HELD_OUT_SEED = 900_000
 ONE_PASS = "encoder+landmarks+identity"  # Encoder.invert_face with both corrections
+ID_LOOP = ONE_PASS + "+identity loop"  # and the closed loop of the identity feedback (no skin)
+ID_SKIN_LOOP = ONE_PASS + "+identity+skin loop"  # both closed loops: what `celeblook invert` writes
 SIZE = 256
 
 
@@ -239,7 +243,8 @@ def markdown(summary: list[dict]) -> str:
 
 
 PAIR_LABELS = {"encoder": "network alone", "encoder+skin loop": "network+skin loop",
-               "encoder+landmarks+skin loop": "+landmarks+skin", ONE_PASS + "+skin loop": "one pass (invert)",
+               "encoder+landmarks+skin loop": "+landmarks+skin", ONE_PASS + "+skin loop": "one pass+skin",
+               ID_SKIN_LOOP: "+identity loop (invert)",
                "quality+skin loop": "quality (engine)",
                "encoder+refine": "refine (torch)", "encoder+refine+skin loop": "refine+skin (torch)"}
 
@@ -265,7 +270,7 @@ def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int =
 def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps: int, opt_images: int,
              threads: int, refine_steps: int = 0, opt_block: int | None = None, videos: Path | None = None,
              per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY,
-             quality_steps: int = 0) -> tuple[list[dict], list[dict], np.ndarray | None]:
+             quality_steps: int = 0, identity_passes: int = 1) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
     skin_tone = SkinToneModel.load()
@@ -286,8 +291,9 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             latents["encoder+skin"] = skin_tone.match(latents["encoder"], lab_in)
             t_skin = t_enc + (time.perf_counter() - t0) * 1000
 
-            def closed_loop(w):
-                return render_matched_skin(gen, lm, w, SIZE, skin_tone, lab_in, it["mask"], 1)[0]
+            def closed_loop(w, skin=True, embedding=None):
+                loop = ClosedLoop(skin_tone if skin else None, lab_in, it["mask"], 1, enc, embedding, identity_passes)
+                return render_closed_loop(gen, lm, w, SIZE, loop)[0]
 
             t0 = time.perf_counter()
             latents["encoder+skin loop"] = closed_loop(latents["encoder+skin"])
@@ -311,6 +317,12 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 t0 = time.perf_counter()
                 latents[ONE_PASS + "+skin loop"] = closed_loop(skin_tone.match(latents[ONE_PASS], lab_in))
                 times[ONE_PASS + "+skin loop"] = times[ONE_PASS] + (time.perf_counter() - t0) * 1000
+            if enc.feedback is not None and identity_passes > 0:  # the one pass's closed loops (celeblook invert)
+                for method, skin in ((ID_LOOP, False), (ID_SKIN_LOOP, True)):
+                    t0 = time.perf_counter()
+                    start = skin_tone.match(latents[ONE_PASS], lab_in) if skin else latents[ONE_PASS]
+                    latents[method] = closed_loop(start, skin, embedding)
+                    times[method] = times[ONE_PASS] + (time.perf_counter() - t0) * 1000
             if quality_steps > 0:  # the engine's quality mode (onnxruntime, no torch), on every image
                 start = next(m for m in (ONE_PASS, "encoder+landmarks", "encoder") if m in latents)
                 t0 = time.perf_counter()
@@ -351,6 +363,7 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
     methods = ["encoder", "encoder+skin loop", "w_avg"] + \
         (["encoder+landmarks+skin loop"] if enc.correction is not None else []) + \
         ([ONE_PASS + "+skin loop"] if enc.identity is not None else []) + \
+        ([ID_SKIN_LOOP] if enc.feedback is not None and identity_passes > 0 else []) + \
         (["quality+skin loop"] if quality_steps > 0 else []) + \
         (["latent_opt"] if opt_steps > 0 and opt_images > 0 else []) + \
         (["encoder+refine", "encoder+refine+skin loop"] if refine_steps > 0 and opt_images > 0 else [])
@@ -378,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quality-steps", type=int, default=0,
                     help="also: the engine's quality mode (engine/refine.py, onnxruntime) with N steps from the "
                          "engine's one pass, on every image (20: the default of --quality)")
+    ap.add_argument("--identity-passes", type=int, default=1,
+                    help="closed-loop passes of the identity feedback in the '+identity loop' rows (0: no such rows)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")
@@ -400,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
-                                    args.refine_anchor, args.quality_steps)
+                                    args.refine_anchor, args.quality_steps, args.identity_passes)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

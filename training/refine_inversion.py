@@ -7,7 +7,7 @@ The one-pass encoder's W+ (engine.encoder.invert_photo) is the start; Adam then 
 render through the distilled 256-px preview head, colour-anchored to the full generator every few steps, matches
 the aligned 256-px crop (L1 + 1 - MS-SSIM); the result is rendered at 1024 px by the engine's generator,
 re-aligned like `celeblook invert`'s output, after `--skin-passes` closed-loop skin-colour passes
-(engine.encoder.render_matched_skin). Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps,
+(engine.encoder.render_closed_loop). Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps,
 ≈ 8 s on 2 cores, take the mean dlib identity distance on the dev photos from 0.67 to 0.47 (all 6 under
 dlib's 0.6; step size chosen on those photos) and on video frames from 0.68 to 0.49.
 Lives in training/ because it needs torch; the engine has none.
@@ -83,7 +83,7 @@ def load_refiner(threads: int = 2):
 
 def main(argv: list[str] | None = None) -> int:
     from engine.align import face_warnings
-    from engine.encoder import Encoder, invert_photo, render_matched_skin
+    from engine.encoder import ClosedLoop, Encoder, invert_photo, render_closed_loop
     from engine.errors import CelebLookError
     from engine.generator import Generator
     from engine.image_io import load_image, save_image
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - t0
             skin_tone = SkinToneModel.load() if args.skin_passes > 0 else None
             mask = face_oval_mask(inv.face, inv.crop)
-            wplus, _, recon, _ = render_matched_skin(generator, landmarker, wplus, SIZE, skin_tone,
-                                                     skin_lab(inv.crop.image, mask), mask, args.skin_passes)
+            loop = ClosedLoop(skin_tone, skin_lab(inv.crop.image, mask), mask, args.skin_passes)
+            wplus, _, recon, _ = render_closed_loop(generator, landmarker, wplus, SIZE, loop)
         if args.paste:
             out = paste_back(image, recon, inv.crop, inv.face)
         elif args.side_by_side:

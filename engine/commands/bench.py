@@ -60,8 +60,10 @@ def default_photo(args: argparse.Namespace) -> Path:
 
 def bench_encoder(args: argparse.Namespace) -> dict:
     """Inversion encoder (E_I + f, ONNX) latency per aligned face, from the 256-px crop (resize included); for the
-    shipped encoder also the face recogniser alone (recognition crop included) and the whole one pass
-    (Encoder.invert_face: network + landmark and identity corrections) on a photo's crop (--photo)."""
+    shipped encoder also the face recogniser alone (recognition crop included), the whole one pass
+    (Encoder.invert_face: network + landmark and identity corrections) on a photo's crop (--photo) and the identity
+    feedback's measurement on the one pass's reconstruction (Encoder.identity_step: landmarks on the render, the
+    recogniser, the map; the render itself is the generator's benchmark)."""
     from engine.align import align_face
     from engine.encoder import Encoder, detect_face
     from engine.image_io import load_image
@@ -91,6 +93,18 @@ def bench_encoder(args: argparse.Namespace) -> dict:
                      "corrections": "+".join(n for n, c in (("landmarks", enc.correction), ("identity", enc.identity))
                                              if c is not None) or "none",
                      "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
+        if enc.feedback is not None:
+            from engine.encoder import realign_render
+            from engine.generator import Generator, to_uint8_rgb
+
+            embedding = enc.face_embedding(crop, face)
+            render = to_uint8_rgb(Generator.load(threads).synthesize(enc.invert_face(crop, face, embedding)))[0]
+            with FaceLandmarker() as lm:
+                recon = realign_render(np.ascontiguousarray(render[..., ::-1]), lm, crop.size)[0]
+                ms = median_ms(lambda: enc.identity_step(embedding, recon, lm), args.repeats)
+            rows.append({"stage": "identity feedback step (no render)", "runtime": "onnxruntime fp32",
+                         "threads": threads, "input_px": crop.size, "median_ms": round(ms, 2),
+                         "fps": round(1000 / ms, 1)})
     return {"benchmark": "encoder", "batch": 1, "repeats": args.repeats, "photo": photo.name,
             "machine": machine_info(), "rows": rows}
 

@@ -3,7 +3,8 @@
 The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
 reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
 The encoder's W+ gets the landmark correction (engine/landmark_correction.py; --no-landmark-correction for the
-network alone); --calibration adds the person's calibration (`celeblook calibrate`); --quality refines it by latent optimisation over onnxruntime (engine/refine.py, a few seconds).
+network alone; --no-identity-correction leaves out the face recogniser's correction), then --identity-passes
+closed-loop passes of the identity feedback (engine/identity_feedback.py); --calibration adds the person's calibration (`celeblook calibrate`); --quality refines it by latent optimisation over onnxruntime (engine/refine.py, a few seconds).
 The skin's colour is matched to the photo's (engine/skin_tone.py: chroma by the linear model, then
 --skin-passes closed-loop passes on the rendered skin's CIELAB, one render each) unless --no-skin-match.
 """
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     with FaceLandmarker(args.model) as landmarker:
         inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),
                            skin_tone=skin_tone, skin_passes=args.skin_passes, refiner=refiner,
-                           refine_steps=args.quality, calibration=calibration)
+                           refine_steps=args.quality, calibration=calibration,
+                           identity_passes=args.identity_passes)
     ms = (time.perf_counter() - t0) * 1000
     if args.paste:
         out = paste_back(image, inv.reconstruction, inv.crop, inv.face)
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     save_image(args.out, out)
     if args.latent:
         save_latent(args.latent, inv.wplus)
-    renders = 1 + (args.skin_passes if skin_tone is not None else 0)
+    identity_passes = args.identity_passes if encoder.feedback is not None and not args.quality else 0
+    renders = 1 + max(args.skin_passes if skin_tone is not None else 0, identity_passes)
     quality = f"{args.quality} quality steps, " if args.quality else ""
     print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "
           f"encoder, {quality}{renders} x (1024-px render, re-alignment))")

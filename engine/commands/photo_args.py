@@ -21,8 +21,8 @@ from engine.skin_tone import SkinToneModel
 
 
 def add_inversion_args(p: argparse.ArgumentParser) -> None:
-    """--quality, --calibration, --no-landmark-correction, --no-identity-correction: how a still photo's face is
-    inverted."""
+    """--quality, --calibration, --no-landmark-correction, --no-identity-correction, --identity-passes: how a still
+    photo's face is inverted."""
     p.add_argument("--quality", type=int, nargs="?", const=STEPS, default=0, metavar="STEPS",
                    help=f"refine the one pass by latent optimisation (engine/refine.py; {STEPS} steps unless given, "
                         "a few seconds): closer to the photo, same person more often")
@@ -33,6 +33,10 @@ def add_inversion_args(p: argparse.ArgumentParser) -> None:
                    help="the encoder network alone (default: add its landmark and identity corrections)")
     p.add_argument("--no-identity-correction", action="store_true",
                    help="leave out the identity correction (a face recogniser's embedding; default: add it)")
+    p.add_argument("--identity-passes", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
+                   help="closed-loop passes of the identity feedback: the recogniser compares the reconstruction with "
+                        "the photo and the W+ moves by the difference, one render each (default 1; 0: off; not "
+                        "with --quality)")
 
 
 def photo_encoder(args: argparse.Namespace) -> Encoder:
@@ -69,7 +73,8 @@ def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: En
     skin_tone = None if args.no_skin_match else SkinToneModel.load()
     return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
                             skin_tone=skin_tone, refiner=quality_refiner(args, generator), refine_steps=args.quality,
-                            calibration=load_calibration(args.calibration, encoder))
+                            calibration=load_calibration(args.calibration, encoder),
+                            identity_passes=args.identity_passes)
 
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:

@@ -1,0 +1,136 @@
+"""Fit the identity feedback (engine/identity_feedback.py) on cached generated samples the one pass never saw.
+
+    for s in a:41 b:42; do    # 16 k samples, ~14 min on 2 cores (both at once, --threads 1 each)
+      python -m training.encoder_data --name idf_${s%:*} --samples 8000 --resolution 256 --seed ${s#*:} --psi-min 0.5
+    done
+    python -m training.fit_identity_feedback            # ~28 min on 2 cores, 20 s once the features are cached
+
+Per sample: the engine's one pass as the identity correction was fitted on it (the shipped encoder on the crop
+degraded by the training augmentation at `--encoder-aug`, plus the landmark and identity corrections; the
+identity correction reads the clean crop's embedding), rendered by the 256-px preview head; MediaPipe finds the
+render's face and the recogniser embeds it (samples whose render has no face are dropped). Feature: the clean
+crop's embedding minus the render's. Target: what the one pass still gets wrong (W+ - one pass) in w_std units on
+the shape slots. Ridge regression (lambda picked on the last `--val` samples by their latent MSE), cut to rank
+`--rank`, refitted on all samples. Writes resources/models/identity_feedback.npz (atomically) with the held-out
+numbers in `meta`. Features are cached under ~/.cache/celeblook/identity/.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.atomic import atomic_path
+from engine.encoder import Encoder
+from engine.face_id import FaceId
+from engine.generator import Generator, to_uint8_rgb
+from engine.identity_feedback import IDENTITY_FEEDBACK_PATH, reconstruction_embedding
+from engine.landmarks import FaceLandmarker
+from engine.models import load_manifest, user_cache_dir
+from training.encoder_data import USED_SLOTS, data_root
+from training.fit_identity_correction import cached_features
+from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, fit_reduced_ridge, save_correction,
+                                             ship_correction)
+
+
+def one_pass(enc: Encoder, feats: dict) -> np.ndarray:
+    """The one pass on the used slots (N, 16, 512): the cached encoder + landmark prediction plus the identity
+    correction of the clean crop's embedding."""
+    pred = feats["pred"].copy()
+    moved = [SLOTS.index(s) for s in np.flatnonzero(enc.identity.slots)]
+    for i in range(0, len(pred), 256):
+        pred[i:i + 256, moved] += enc.identity.deltas(feats["x"][i:i + 256])
+    return pred
+
+
+def render_embeddings(gen: Generator, face_id: FaceId, used: np.ndarray, batch: int = 8) -> np.ndarray:
+    """The recogniser's embeddings (N, D) of the renders of W+ given on the used slots (N, 16, 512); NaN rows
+    where MediaPipe finds no face in the render."""
+    out = np.full((len(used), face_id.session.get_outputs()[0].shape[-1]), np.nan, np.float32)
+    wplus = np.repeat(gen.w_avg[None, None], 23, axis=1).repeat(batch, axis=0)
+    t0 = time.time()
+    with FaceLandmarker() as lm:
+        for i in range(0, len(used), batch):
+            n = min(batch, len(used) - i)
+            wplus[:n, USED_SLOTS] = used[i:i + n]
+            renders = to_uint8_rgb(gen.synthesize(wplus[:n]))
+            for j, rgb in enumerate(renders):
+                e = reconstruction_embedding(face_id, lm, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                if e is not None:
+                    out[i + j] = e
+            if (i // batch) % 100 == 99:
+                print(f"renders: {i + n}/{len(used)}, {(i + n) / (time.time() - t0):.1f}/s", flush=True)
+    return out
+
+
+def cached_feedback_features(folders: list[Path], aug: float, threads: int) -> dict:
+    """{"x": clean-crop embeddings, "x_recon": the one pass's render's embeddings (NaN: no face), "pred": the one
+    pass (used slots), "target": true W+ (used slots), "w_std"}, cached on disk by data and model hashes."""
+    feats = cached_features(folders, aug, threads)
+    enc = Encoder.load(threads)
+    if enc.identity is None:
+        raise SystemExit("the shipped encoder has no identity correction: fit it first "
+                         "(training.fit_identity_correction)")
+    key = "_".join(f.name for f in folders) + f"_{len(feats['x'])}_aug{aug:g}_{enc.one_pass_id[:12]}"
+    path = user_cache_dir() / "identity" / f"feedback_{key}.npz"
+    if path.is_file():
+        with np.load(path) as d:
+            return dict(d)
+    pred = one_pass(enc, feats)
+    gen = Generator.load(threads, resolution=256)
+    out = {**feats, "pred": pred, "x_recon": render_embeddings(gen, FaceId.load(threads), pred)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **out)
+    return out
+
+
+def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float], threads: int) -> tuple[dict, dict]:
+    """(arrays for the npz, meta) of the identity feedback fitted on the cached samples in `folders`."""
+    t0 = time.time()
+    feats = cached_feedback_features(folders, aug, threads)
+    keep = np.isfinite(feats["x_recon"]).all(1)
+    cols = [SLOTS.index(s) for s in SHAPE_SLOTS]
+    x = (feats["x"] - feats["x_recon"])[keep]
+    err = ((feats["target"] - feats["pred"])[keep][:, cols] / feats["w_std"]).reshape(len(x), -1)
+    arrays, sel = fit_reduced_ridge(x, err, val, rank, lams, " on the shape slots")
+    mask = np.zeros(23, bool)
+    mask[SHAPE_SLOTS] = True
+    enc = Encoder.load(threads)
+    meta = {"samples": int(len(x)), "dropped_no_face": int((~keep).sum()), "val": val, "rank": rank,
+            "lambda": sel["lambda"], "encoder_aug": aug, "slots": "shape", "render": "256-px preview head",
+            "val_latent_mse_one_pass": sel["before"], "val_latent_mse_feedback": sel["after"],
+            "lambdas": sel["lambdas"], "data": [f.name for f in folders], "one_pass_id": enc.one_pass_id,
+            "face_id_sha256": load_manifest()["face_id"].sha256, "seconds": round(time.time() - t0)}
+    return {**arrays, "w_std": feats["w_std"].astype(np.float32), "slots": mask}, meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="idf_a,idf_b", help="cache folders (with landmarks) under the encoder-data root")
+    ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
+    ap.add_argument("--rank", type=int, default=256)
+    ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
+    ap.add_argument("--lambdas", default="1,3,10,30,100")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=IDENTITY_FEEDBACK_PATH)
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(args.threads)
+    arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,
+                       [float(v) for v in args.lambdas.split(",")], args.threads)
+    save_correction(args.out, arrays, meta)
+    ship_correction(
+        args.out, IDENTITY_FEEDBACK_PATH, "identity_feedback",
+        f"reduced-rank ridge regression (rank {meta['rank']}) from the difference of face-recognition embeddings "
+        f"(face_id: input minus the one pass's render) to the one pass's W+ error on the shape slots, fitted on "
+        f"{meta['samples']} generated faces (engine/identity_feedback.py); for the one pass {meta['one_pass_id']}",
+        "for s in a:41 b:42; do python -m training.encoder_data --name idf_${s%:*} --samples 8000 --resolution 256 "
+        "--seed ${s#*:} --psi-min 0.5; done && python -m training.fit_identity_feedback --data "
+        + ",".join(meta["data"]))
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,9 @@ the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCOD
 
 With the shipped model two corrections fitted for it are loaded too, and `invert_face` adds them: what the face's
 MediaPipe landmarks say the encoder missed (engine/landmark_correction.py), then what a face recogniser trained
-on real faces says it still misses (engine/identity_correction.py, with engine/face_id.py).
+on real faces says it still misses (engine/identity_correction.py, with engine/face_id.py); and the identity
+feedback fitted for that one pass (engine/identity_feedback.py), which `Encoder.identity_step` reads off a
+reconstruction and `invert_photo`'s closed loop applies (render_closed_loop, in the same render as the skin pass).
 `invert_photo(..., refiner=...)` adds the quality mode for stills (engine/refine.py).
 
 `invert_photo` is the whole photo path: landmarks -> aligned crop -> encoder -> generator -> the reconstruction
@@ -187,8 +189,9 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
     with a `refiner` (engine.refine.Refiner) `refine_steps` steps of the quality mode. With a `skin_tone` model
     (engine.skin_tone.SkinToneModel) the W+ is then moved so the skin's chroma matches the photo's (predicted, no
     render). Then the closed loop on the reconstruction (render_closed_loop, one render each pass): `skin_passes`
-    so the rendered skin's CIELAB matches the photo's, and, without the quality mode, `identity_passes` of the
-    encoder's identity feedback (Encoder.identity_step) so the recogniser sees the person of the photo."""
+    so the rendered skin's CIELAB matches the photo's, and, without the quality mode or a calibration,
+    `identity_passes` of the encoder's identity feedback (Encoder.identity_step) so the recogniser sees the person
+    of the photo."""
     from engine.refine import refine_latent
     from engine.skin_tone import face_oval_mask, skin_lab
 
@@ -201,7 +204,10 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
     refining = refiner is not None and refine_steps > 0
     if refining:
         wplus = refine_latent(refiner, crop.image, wplus, refine_steps)[0]
-    loop = ClosedLoop(skin_passes=skin_passes, identity_passes=0 if refining else identity_passes)
+    # the quality mode and a calibration already move the one pass toward the person; the feedback was fitted for
+    # the one pass alone, and on top of them it is not measured
+    loop = ClosedLoop(skin_passes=skin_passes,
+                      identity_passes=0 if refining or calibration is not None else identity_passes)
     if skin_tone is not None:
         loop.skin_tone, loop.mask = skin_tone, face_oval_mask(face, crop)
         loop.lab = skin_lab(crop.image, loop.mask)

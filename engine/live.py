@@ -89,8 +89,9 @@ class LiveSettings:
     `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
     chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone);
     `correct_landmarks`: add the encoder's corrections to its W+ (landmark and identity, those it has loaded;
-    Encoder.invert_face); `identity_feedback`: with those, also add the encoder's identity feedback (a render of the
-    one pass, compared with the face by the recogniser every FEEDBACK_EVERY frames; LivePipeline._identity_feedback);
+    Encoder.invert_face); `identity_feedback`: with those and without a calibration, also add the encoder's identity
+    feedback (a render of the one pass, compared with the face by the recogniser every FEEDBACK_EVERY frames;
+    LivePipeline._identity_feedback);
     `calibration`: the user's personal calibration (engine.calibration), added to every frame's one pass."""
 
     target: np.ndarray | None = None
@@ -314,7 +315,7 @@ class LivePipeline:
         enc = self.models.encoder
         wplus = enc.invert_face(crop, face, self._identity_embedding(crop, face)) if settings.correct_landmarks \
             else enc.invert(crop.image)
-        if settings.correct_landmarks and settings.identity_feedback:
+        if settings.correct_landmarks and settings.identity_feedback and settings.calibration is None:
             wplus = self._identity_feedback(wplus)
         if settings.calibration is not None:  # the preview head blurs the offset's fine slots
             slots = LIVE_SLOTS if self.models.generator.resolution < 1024 else None

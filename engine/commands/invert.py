@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     save_image(args.out, out)
     if args.latent:
         save_latent(args.latent, inv.wplus)
-    identity_passes = args.identity_passes if encoder.feedback is not None and not args.quality else 0
+    identity_passes = args.identity_passes \
+        if encoder.feedback is not None and not args.quality and calibration is None else 0
     renders = 1 + max(args.skin_passes if skin_tone is not None else 0, identity_passes)
     quality = f"{args.quality} quality steps, " if args.quality else ""
     print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "

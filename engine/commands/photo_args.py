@@ -36,7 +36,7 @@ def add_inversion_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-passes", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
                    help="closed-loop passes of the identity feedback: the recogniser compares the reconstruction with "
                         "the photo and the W+ moves by the difference, one render each (default 1; 0: off; not "
-                        "with --quality)")
+                        "with --quality or --calibration)")
 
 
 def photo_encoder(args: argparse.Namespace) -> Encoder:

@@ -204,10 +204,8 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
     refining = refiner is not None and refine_steps > 0
     if refining:
         wplus = refine_latent(refiner, crop.image, wplus, refine_steps)[0]
-    # the quality mode and a calibration already move the one pass toward the person; the feedback was fitted for
-    # the one pass alone, and on top of them it is not measured
     loop = ClosedLoop(skin_passes=skin_passes,
-                      identity_passes=0 if refining or calibration is not None else identity_passes)
+                      identity_passes=feedback_passes(encoder, identity_passes, refining, calibration is not None))
     if skin_tone is not None:
         loop.skin_tone, loop.mask = skin_tone, face_oval_mask(face, crop)
         loop.lab = skin_lab(crop.image, loop.mask)
@@ -217,6 +215,13 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
     wplus, render, recon, ok = render_closed_loop(generator, landmarker, wplus, size, loop)
     warnings = [] if ok else ["no face found in the reconstruction; it is shown in the generator's own framing"]
     return Inversion(face, crop, wplus, recon, render, ok, warnings)
+
+
+def feedback_passes(encoder: Encoder, passes: int, refining: bool = False, calibrated: bool = False) -> int:
+    """How many of `passes` identity-feedback passes invert_photo runs: none without the encoder's feedback, and
+    none after the quality mode or with a calibration (both already move the one pass toward the person; the
+    feedback was fitted for the one pass alone, and on top of them it is not measured)."""
+    return 0 if encoder.feedback is None or refining or calibrated else passes
 
 
 @dataclass

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder, invert_photo
+from engine.encoder import Encoder, feedback_passes, invert_photo
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.refine import MODEL_NAME as REFINER_MODEL, Refiner
@@ -62,9 +62,8 @@ class TargetCache:
     def key(self, photo: Path) -> str:
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
         quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}" if self.quality_steps else ""
-        feedback = self.encoder.feedback
-        identity = f"-idf{feedback.sha256[:8]}x{self.identity_passes}" \
-            if feedback is not None and self.identity_passes > 0 and not self.quality_steps else ""
+        passes = feedback_passes(self.encoder, self.identity_passes, refining=self.quality_steps > 0)
+        identity = f"-idf{self.encoder.feedback.sha256[:8]}x{passes}" if passes else ""
         return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{identity}{quality}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:

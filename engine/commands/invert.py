@@ -20,7 +20,7 @@ import numpy as np
 from engine.align import CROP_SIZES, face_warnings
 from engine.commands.calibrate import load_calibration
 from engine.commands.photo_args import add_inversion_args, quality_refiner, photo_encoder
-from engine.encoder import invert_photo
+from engine.encoder import feedback_passes, invert_photo
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     save_image(args.out, out)
     if args.latent:
         save_latent(args.latent, inv.wplus)
-    identity_passes = args.identity_passes \
-        if encoder.feedback is not None and not args.quality and calibration is None else 0
+    identity_passes = feedback_passes(encoder, args.identity_passes, args.quality > 0, calibration is not None)
     renders = 1 + max(args.skin_passes if skin_tone is not None else 0, identity_passes)
     quality = f"{args.quality} quality steps, " if args.quality else ""
     print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "

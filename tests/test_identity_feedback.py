@@ -2,6 +2,8 @@
 the live loop) and what it does to real faces."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,8 @@ def test_shipped_model_belongs_to_the_shipped_one_pass():
     full = Encoder.load(threads=1)
     assert model.meta["one_pass_id"] == full.one_pass_id and full.feedback is not None
     assert model.slots.sum() == 11 and model.x_mean.shape == (1024,)
+    cos = {float(k): v[0] for k, v in model.meta["val_recogniser_cos"].items()}  # the fit's held-out scale search
+    assert model.meta["step_scale"] == max(cos, key=cos.get) and cos[model.meta["step_scale"]] > cos[1.0] > cos[0.0]
     assert Encoder.load(threads=1, identity_feedback=False).feedback is None
     assert Encoder.load(threads=1, identity_correction=False).feedback is None
     assert Encoder.load(threads=1, landmark_correction=False).feedback is None
@@ -47,7 +51,7 @@ def test_closed_loop_counts_only_what_it_can_measure():
 def test_feedback_brings_real_faces_closer_by_dlib(landmarker, videos_dir, faces_dir):
     """One feedback pass after the one pass, judged by dlib (it never sees the recogniser the feedback reads):
     three frames of d20.mp4 (1, 3, 5 s) and 32bit.png, the photo the one pass misses by most (docs/ENCODER.md).
-    Measured: d20 0.565/0.586/0.642 -> 0.425/0.462/0.493, 32bit.png 0.674 -> 0.647."""
+    Measured (step x1.75): d20 0.565/0.586/0.642 -> 0.386/0.421/0.463, 32bit.png 0.674 -> 0.621."""
     from engine.image_io import load_image
     from training.evaluate_encoder import DlibIdentity
 
@@ -123,3 +127,20 @@ def test_live_loop_with_background_rendering_measures_off_the_frame_thread(landm
         sync.process(frames[0].image, frames[0].timestamp_ms, settings)
         expected = sync.process(frames[1].image, frames[1].timestamp_ms, settings)
     np.testing.assert_allclose(second.wplus, expected.wplus, atol=1e-4)
+
+
+def test_live_likeness_evaluation_scores_both_settings(tmp_path, videos_dir):
+    """training.evaluate_live_identity: one clip, one scored frame per setting and renderer, dlib distances in the
+    JSON; a frame count below the scoring period is refused."""
+    from training.evaluate_live_identity import CONFIGS, main
+
+    out = tmp_path / "live.json"
+    main(["--clips", "d20.mp4", "--videos", str(videos_dir), "--frames", "8", "--every", "8", "--json", str(out)])
+    report = json.loads(out.read_text())
+    runs = report["runs"]["d20.mp4"]
+    assert set(runs) == set(CONFIGS) and all(len(d) == 1 for r in runs.values() for d in r.values())
+    assert all(0.0 < d[0] < 1.2 for r in runs.values() for d in r.values())
+    assert runs["one pass"]["1024 px"] != runs["identity feedback"]["1024 px"], "the feedback changed the face"
+    assert {row["clip"] for row in report["summary"]} == {"d20.mp4", "all"}
+    with pytest.raises(SystemExit):
+        main(["--frames", "5", "--every", "10"])

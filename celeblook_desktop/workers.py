@@ -290,7 +290,8 @@ class EngineWorker(QThread):
         info = {name: (d.unit, d.max_units) for name, d in (self.models.directions.directions.items()
                                                               if self.models.directions else [])}
         self.ready.emit({"directions": info, "directions_error": self.models.directions_error,
-                         "skin_tone_error": self.models.skin_tone_error})
+                         "skin_tone_error": self.models.skin_tone_error,
+                         "identity_feedback": self.models.encoder.feedback is not None})
         pipeline: LivePipeline | None = None
         stream = None
         builtins = list(self.config.builtin_seeds)

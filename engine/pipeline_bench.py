@@ -6,7 +6,8 @@ while the edited latent is still) or asking for a new face every frame. Stages: 
 encode (encoder + skin-tone match), edit, generate (in background mode: the time the loop waits for it, ~0
 after the first face), paste, display (BGR -> RGB for the screen). fps = frames / wall time of the loop, clips read as fast as they decode;
 "face refreshes/s" = generator runs / wall time: how often the shown face's content changes. A built-in target
-is set, so every frame is really morphed. Budgets: resources/budgets.json.
+is set, so every frame is really morphed; the identity feedback is on as in the app (`--no-identity-feedback`: off,
+for an A/B on one machine). Budgets: resources/budgets.json.
 """
 from __future__ import annotations
 
@@ -79,11 +80,13 @@ def bench_pipeline(args) -> dict:
     resolution = args.resolution or preview_resolution()  # the app's fast path
     videos = [Path(v) for v in args.videos] if args.videos else default_videos()
     runs, stage_rows, fps_rows = [], [], []
+    feedback = not args.no_identity_feedback
     for threads in args.threads:
         models = LiveModels.load(threads, resolution=resolution)
         target = builtin_targets(models.generator, seeds=(0,))[0].wplus
         for mode, background, settings in MODES:
-            r = run_clips(models, videos, args.frames, settings.with_(target=target), background)
+            r = run_clips(models, videos, args.frames, settings.with_(target=target, identity_feedback=feedback),
+                          background)
             runs.append({"threads": threads, "mode": mode, **r})
             stage_rows.append({"threads": threads, "mode": mode,
                                **{k: round(v, 1) for k, v in r["median_ms"].items()}})
@@ -117,7 +120,8 @@ def bench_pipeline(args) -> dict:
                             "ok": ms <= budgets["phone"]["max_model_ms"]})
     fps = laptop["fps"] if laptop else runs[0]["fps"]
     return {"benchmark": "pipeline", "fps": round(fps, 2), "resolution": resolution,
-            "videos": [str(v) for v in videos], "frames_per_clip": args.frames, "machine": machine_info(),
+            "videos": [str(v) for v in videos], "frames_per_clip": args.frames,
+            "identity_feedback": feedback, "machine": machine_info(),
             "runs": runs, "budgets": budget_rows,
             "tables": {"per-stage median ms (frames with a face)": stage_rows, "end to end": fps_rows,
                        "models": model_rows, "budgets": budget_rows}}

@@ -37,7 +37,7 @@ def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
                    "--json", str(out)])
     assert rc == 0  # without --check the numbers are reported, not judged
     report = json.loads(out.read_text())
-    assert report["fps"] > 0
+    assert report["fps"] > 0 and report["identity_feedback"], "the app's live loop, feedback included"
     modes = {r["mode"]: r for r in report["runs"]}
     assert modes["sync, every frame"]["renders"] == 3 and modes["sync, every frame"]["faces"] == 3
     assert modes["sync, reuse"]["renders"] <= 3

@@ -52,6 +52,10 @@ def drop(window: MainWindow, path) -> None:
 def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_photo, tmp_path):
     w = make_window(Source(video=videos_dir / "d18.mp4"))
     qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)
+    assert w.likeness_box.isEnabled() and w.engine._settings.identity_feedback  # the shipped model has it
+    w.likeness_box.setChecked(False)
+    assert not w.engine._settings.identity_feedback, "the box reaches the engine thread's settings"
+    w.likeness_box.setChecked(True)
     before = w.last_output.processed
     drop(w, face_photo("biden.jpg"))
     qtbot.waitUntil(lambda: w.target is not None, timeout=TIMEOUT_MS)

@@ -176,6 +176,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", nargs="+", help="pipeline: clips to run (default: the dev clips in ../shared)")
     p.add_argument("--frames", type=int, default=30, help="pipeline: frames per clip and setting (default 30)")
     p.add_argument("--resolution", type=int, default=None, help="pipeline: generator resolution (default: budget's)")
+    p.add_argument("--no-identity-feedback", action="store_true",
+                   help="pipeline: run the live loop without its identity feedback (an A/B of its cost)")
     p.add_argument("--check", nargs="*", choices=["laptop", "phone"], default=None,
                    help="pipeline: exit 1 when over the named budgets (no name: laptop)")
     p.add_argument("--json", help="also write the results to this JSON file")

@@ -144,3 +144,5 @@ def test_live_likeness_evaluation_scores_both_settings(tmp_path, videos_dir):
     assert {row["clip"] for row in report["summary"]} == {"d20.mp4", "all"}
     with pytest.raises(SystemExit):
         main(["--frames", "5", "--every", "10"])
+    with pytest.raises(SystemExit, match="no such clip"):
+        main(["--clips", "missing.mp4", "--videos", str(videos_dir)])

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.every < 1 or args.frames < args.every:
         raise SystemExit("--every must be at least 1 and at most --frames")
+    missing = [c for c in args.clips.split(",") if not (args.videos / c).is_file()]
+    if missing:
+        raise SystemExit(f"no such clip in {args.videos}: {', '.join(missing)}")
     t0 = time.time()
     models = LiveModels.load(args.threads)
     renderers = {"1024 px": Generator.load(args.threads), "live view (256-px preview)": models.generator}

@@ -17,7 +17,6 @@ predictions are cached under ~/.cache/celeblook/identity/.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from engine.identity_correction import IDENTITY_CORRECTION_PATH
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from training.encoder_data import USED_SLOTS, data_root, load_shards
-from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_reduced_ridge,
-                                             save_correction, ship_correction)
+from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser,
+                                             fit_reduced_ridge, save_correction, ship_correction)
 
 SLOT_SETS = {"all": list(USED_SLOTS), "shape": SHAPE_SLOTS, "colour": [s for s in USED_SLOTS if s >= 16]}
 
@@ -113,16 +112,9 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="idc_a,idc_b,idc_c,idc_d", help="cache folders (with landmarks) under the encoder-data root")
-    ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
-    ap.add_argument("--rank", type=int, default=256)
+    ap = fit_parser(__doc__, "idc_a,idc_b,idc_c,idc_d", 256, "0.3,1,3,10,30", IDENTITY_CORRECTION_PATH)
     ap.add_argument("--slots", choices=sorted(SLOT_SETS), default="shape",
                     help="which used slots it moves: all, shape (up to 128 px) or colour")
-    ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
-    ap.add_argument("--lambdas", default="0.3,1,3,10,30")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=IDENTITY_CORRECTION_PATH)
     args = ap.parse_args(argv)
     cv2.setNumThreads(args.threads)
     arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,

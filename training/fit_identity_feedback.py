@@ -19,7 +19,6 @@ cached under ~/.cache/celeblook/identity/.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -35,8 +34,8 @@ from engine.landmarks import FaceLandmarker
 from engine.models import load_manifest, user_cache_dir
 from training.encoder_data import USED_SLOTS, data_root
 from training.fit_identity_correction import cached_features
-from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, fit_reduced_ridge, reduce_rank, ridge_path,
-                                             save_correction, ship_correction)
+from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, fit_parser, fit_reduced_ridge, reduce_rank,
+                                             ridge_path, save_correction, ship_correction)
 
 
 def one_pass(enc: Encoder, feats: dict) -> np.ndarray:
@@ -142,16 +141,9 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="idf_a,idf_b", help="cache folders (with landmarks) under the encoder-data root")
-    ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
-    ap.add_argument("--rank", type=int, default=256)
-    ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
-    ap.add_argument("--lambdas", default="1,3,10,30,100")
+    ap = fit_parser(__doc__, "idf_a,idf_b", 256, "1,3,10,30,100", IDENTITY_FEEDBACK_PATH)
     ap.add_argument("--scales", default="0,1,1.25,1.5,1.75,2,2.5",
                     help="step scales tried on the held-out samples (0: no step, for reference)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=IDENTITY_FEEDBACK_PATH)
     args = ap.parse_args(argv)
     cv2.setNumThreads(args.threads)
     arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,

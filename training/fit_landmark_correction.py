@@ -143,16 +143,23 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
     return {**arrays, "w_std": w_std.astype(np.float32), "slots": slots}, meta
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="lmk_a,lmk_b", help="cache folders (with landmarks) under the encoder-data root")
+def fit_parser(doc: str, data: str, rank: int, lambdas: str, out: Path) -> argparse.ArgumentParser:
+    """The command line the correction fits share (data folders, held-out count, rank, the encoder input's
+    augmentation, lambdas, threads, output); each script adds its own options."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data", default=data, help="cache folders (with landmarks) under the encoder-data root")
     ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
-    ap.add_argument("--rank", type=int, default=64)
+    ap.add_argument("--rank", type=int, default=rank)
     ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
-    ap.add_argument("--lambdas", default="0.001,0.003,0.01,0.03,0.1,0.3,1")
-    ap.add_argument("--encoder", help="inversion_encoder.onnx (default: the shipped one)")
+    ap.add_argument("--lambdas", default=lambdas)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=LANDMARK_CORRECTION_PATH)
+    ap.add_argument("--out", type=Path, default=out)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = fit_parser(__doc__, "lmk_a,lmk_b", 64, "0.001,0.003,0.01,0.03,0.1,0.3,1", LANDMARK_CORRECTION_PATH)
+    ap.add_argument("--encoder", help="inversion_encoder.onnx (default: the shipped one)")
     args = ap.parse_args(argv)
     cv2.setNumThreads(args.threads)
     arrays, meta = fit([data_root() / n for n in args.data.split(",")], args.val, args.rank, args.encoder_aug,

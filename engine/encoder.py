@@ -191,7 +191,7 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
     render). Then the closed loop on the reconstruction (render_closed_loop, one render each pass): `skin_passes`
     so the rendered skin's CIELAB matches the photo's, and, without the quality mode or a calibration,
     `identity_passes` of the encoder's identity feedback (Encoder.identity_step) so the recogniser sees the person
-    of the photo."""
+    of the photo. The quality mode has the recogniser in its objective (engine/refine.py)."""
     from engine.refine import refine_latent
     from engine.skin_tone import face_oval_mask, skin_lab
 
@@ -203,7 +203,7 @@ def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator,
         wplus = calibration.apply(wplus)
     refining = refiner is not None and refine_steps > 0
     if refining:
-        wplus = refine_latent(refiner, crop.image, wplus, refine_steps)[0]
+        wplus = refine_latent(refiner, crop.image, wplus, refine_steps, points=crop_points(face, crop))[0]
     loop = ClosedLoop(skin_passes=skin_passes,
                       identity_passes=feedback_passes(encoder, identity_passes, refining, calibration is not None))
     if skin_tone is not None:

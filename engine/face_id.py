@@ -56,6 +56,31 @@ def recognition_crop(image_bgr: np.ndarray, points_px: np.ndarray, size: int = 2
     return cv2.warpAffine(image_bgr, matrix, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
 
 
+def separable_warp(five: np.ndarray, size: int, out: int = 224) -> tuple[np.ndarray, np.ndarray]:
+    """The recognition crop of an upright `size`-px aligned crop as two bilinear matrices: `rows` (out, size) and
+    `cols` (out, size), crop (C, size, size) -> rows @ crop @ cols.T. The `five` recognition points (five_points,
+    in pixels of the crop) are fitted to the template by scale and shift alone (no rotation: the aligned crop is
+    upright), so the warp, and its gradient, are matrix products (the quality mode's identity term,
+    engine/refine.py)."""
+    src, dst = np.asarray(five, np.float64), TEMPLATE_112.astype(np.float64) * (out / 112.0)
+    s, d = src - src.mean(0), dst - dst.mean(0)
+    if (s ** 2).sum() < 1e-12:
+        raise BadInputError("the face's five points coincide: no recognition crop")
+    scale = (s * d).sum() / (s ** 2).sum()
+    shift = dst.mean(0) - scale * src.mean(0)
+
+    def axis(t: float) -> np.ndarray:
+        c = (np.arange(out) - t) / scale  # source coordinate of each output pixel (pixel centres)
+        lo = np.floor(c)
+        frac = c - lo
+        m = np.zeros((out, size), np.float32)
+        i = np.arange(out)
+        np.add.at(m, (i, np.clip(lo, 0, size - 1).astype(int)), 1 - frac)
+        np.add.at(m, (i, np.clip(lo + 1, 0, size - 1).astype(int)), frac)
+        return m
+
+    return axis(shift[1]), axis(shift[0])
+
 @dataclass
 class FaceId:
     """The recogniser. Build it with FaceId.load(); `threads` = onnxruntime intra-op threads."""

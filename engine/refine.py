@@ -1,7 +1,10 @@
 """Quality mode for stills without torch: refine an inversion's W+ by latent optimisation over onnxruntime.
 
 The objective (`refiner_256.onnx`, training/export_refiner.py) gives the loss L1 + (1 - MS-SSIM) of the 256-px
-preview render against the aligned crop and its gradient with respect to W+; Adam (numpy) moves the whole W+.
+preview render against the aligned crop, plus, given the face's landmarks, ID_WEIGHT x (1 - cosine) of the face
+recogniser's embeddings of the two (engine/face_id.py's network, read through engine.face_id.separable_warp), and
+its gradient with respect to W+; Adam (numpy) moves the whole W+. The identity term is what makes the result look
+like the person and not only match the pixels (docs/ENCODER.md, "Quality mode").
 Every `anchor_every` steps the full 1024-px generator renders the current W+ once and the low-pass of
 (full - preview), in ANCHOR_CELL-px cells, is added to the preview from then on: the colour anchor, which keeps
 the optimisation from walking to codes where the preview head renders darker than the full network
@@ -16,6 +19,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadInputError
+from engine.face_id import five_points, separable_warp
 from engine.generator import Generator
 from engine.latents import to_wplus
 from engine.models import resolve_model
@@ -27,6 +31,8 @@ STEPS = 20
 LR = 0.06  # Adam step on W+; 0.01 / 0.03 / 0.06 tried on the dev photos (20 steps): 0.655 / 0.547 / 0.497
 ANCHOR_EVERY = 5  # full-generator colour anchor every 5 steps; 10 tried: less colour gain
 ANCHOR_CELL = 16  # px at 256: the anchor corrects colour and light at this scale, the preview keeps the detail
+ID_WEIGHT = 0.5  # identity term: 0.5, 1, 3 tried (docs/ENCODER.md, "The identity term"); 0.5 is as good as 1 on the video
+# frames and much better on generated faces (1 pulls them off their own likeness by dlib)
 
 
 @dataclass
@@ -47,12 +53,35 @@ class Refiner:
         return cls(make_session(resolve_model(MODEL_NAME, path, verify=path is None), threads),
                    Generator.load(threads, resolution=SIZE), full)
 
-    def loss_and_grad(self, wplus: np.ndarray, target: np.ndarray, offset: np.ndarray) -> tuple[float, np.ndarray]:
+    def loss_and_grad(self, wplus: np.ndarray, target: np.ndarray, offset: np.ndarray,
+                      identity: IdentityTerm | None = None) -> tuple[float, np.ndarray]:
         """(loss, d loss / d W+ (1, 23, 512)) for W+ against `target` (1, 3, 256, 256) in [-1, 1], `offset` added
-        to the render."""
-        loss, grad = self.objective.run(None, {"wplus": np.ascontiguousarray(wplus, np.float32),
-                                               "target": target, "offset": offset})
+        to the render; with `identity`, its term added."""
+        identity = identity or IdentityTerm.off()
+        loss, grad = self.objective.run(None, {"wplus": np.ascontiguousarray(wplus, np.float32), "target": target,
+                                               "offset": offset, "id_rows": identity.rows, "id_cols": identity.cols,
+                                               "id_weight": np.array([identity.weight], np.float32)})
         return float(loss), grad
+
+
+@dataclass
+class IdentityTerm:
+    """The objective's identity term: the separable warp of the 256-px crop into the recognition crop (`rows`,
+    `cols` (224, 256)) and its `weight` (0: off)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    weight: float = ID_WEIGHT
+
+    @classmethod
+    def for_face(cls, points: np.ndarray, weight: float = ID_WEIGHT) -> "IdentityTerm":
+        """From the face's landmarks in the aligned crop (engine.align.crop_points: crop units)."""
+        rows, cols = separable_warp(five_points(np.asarray(points)[:, :2] * SIZE), SIZE)
+        return cls(rows, cols, weight)
+
+    @classmethod
+    def off(cls) -> "IdentityTerm":
+        return cls(np.zeros((224, SIZE), np.float32), np.zeros((224, SIZE), np.float32), 0.0)
 
 
 def crop_target(crop_bgr: np.ndarray) -> np.ndarray:
@@ -78,11 +107,14 @@ def colour_anchor(full: np.ndarray, preview: np.ndarray, cell: int = ANCHOR_CELL
 
 
 def refine_latent(refiner: Refiner, crop_bgr: np.ndarray, init: np.ndarray, steps: int = STEPS, lr: float = LR,
-                  anchor_every: int = ANCHOR_EVERY) -> tuple[np.ndarray, list]:
+                  anchor_every: int = ANCHOR_EVERY, points: np.ndarray | None = None,
+                  id_weight: float = ID_WEIGHT) -> tuple[np.ndarray, list]:
     """The quality mode: `steps` Adam steps on the whole W+ from `init` (the encoder's), so that the preview render
     (+ the colour anchor, renewed by the full network every `anchor_every` steps; 0: none) matches the aligned
-    crop. Returns (W+ (1, 23, 512), loss per step)."""
+    crop and, given the face's landmarks `points` in the crop (crop units), the recogniser sees the same person
+    (weight `id_weight`). Returns (W+ (1, 23, 512), loss per step)."""
     target = crop_target(crop_bgr)
+    identity = IdentityTerm.for_face(points, id_weight) if points is not None and id_weight > 0 else None
     w = to_wplus(init).astype(np.float64)
     m, v = np.zeros_like(w), np.zeros_like(w)
     beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as the torch quality mode uses
@@ -92,7 +124,7 @@ def refine_latent(refiner: Refiner, crop_bgr: np.ndarray, init: np.ndarray, step
         if anchor_every > 0 and step % anchor_every == 0:
             w32 = w.astype(np.float32)
             offset = colour_anchor(refiner.full.synthesize(w32), refiner.preview.synthesize(w32))
-        loss, grad = refiner.loss_and_grad(w.astype(np.float32), target, offset)
+        loss, grad = refiner.loss_and_grad(w.astype(np.float32), target, offset, identity)
         losses.append(loss)
         m = beta1 * m + (1 - beta1) * grad
         v = beta2 * v + (1 - beta2) * grad.astype(np.float64) ** 2

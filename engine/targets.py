@@ -18,7 +18,7 @@ from engine.atomic import atomic_path
 from engine.encoder import Encoder, feedback_passes, invert_photo
 from engine.errors import BadInputError
 from engine.generator import Generator
-from engine.refine import MODEL_NAME as REFINER_MODEL, Refiner
+from engine.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, Refiner
 from engine.image_io import load_image
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from engine.skin_tone import SKIN_TONE_PATH, SkinToneModel
@@ -61,7 +61,8 @@ class TargetCache:
 
     def key(self, photo: Path) -> str:
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
-        quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}" if self.quality_steps else ""
+        quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}id{ID_WEIGHT:g}" \
+            if self.quality_steps else ""
         passes = feedback_passes(self.encoder, self.identity_passes, refining=self.quality_steps > 0)
         identity = f"-idf{self.encoder.feedback.sha256[:8]}x{passes}" if passes else ""
         return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{identity}{quality}{skin}"

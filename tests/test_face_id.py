@@ -1,5 +1,6 @@
 """engine/face_id.py and training/convert_face_id.py: the TF.js -> ONNX converter, the shipped recogniser's parity
-with TensorFlow.js itself, its recognition crop, and that it tells the test photos' people apart."""
+with TensorFlow.js itself, its recognition crop, and that it tells the test photos' people apart; the torch copy
+that the quality mode differentiates (training/face_id_torch.py) and its separable warp."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from engine.align import align_face, crop_points
 from engine.errors import BadInputError
-from engine.face_id import TEMPLATE_112, FaceId, five_points, recognition_crop, similarity_fit
+from engine.face_id import TEMPLATE_112, FaceId, five_points, recognition_crop, separable_warp, similarity_fit
 from engine.image_io import load_image
 from training.convert_face_id import graph_to_onnx
 
@@ -117,3 +118,35 @@ def test_recogniser_tells_the_test_photos_people_apart(landmarker, face_photo):
     for a in obamas:
         same = min(emb[a] @ emb[b] for b in obamas if b != a)
         assert same > emb[a] @ emb["biden.jpg#0"] + 0.05, a
+
+
+def test_torch_recogniser_matches_the_shipped_onnx():
+    """training/face_id_torch.py runs face_id.onnx's graph in torch (the quality mode's identity term): same
+    output as onnxruntime on a random crop."""
+    import torch
+
+    from training.face_id_torch import FaceIdNet
+
+    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 224, 224)).astype(np.float32)
+    want = FaceId.load(threads=1).session.run(None, {"image": x})[0]
+    got = FaceIdNet()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_separable_warp_reads_the_same_face_as_the_recognition_crop(landmarker, face_photo):
+    """The identity term's warp (scale and shift, as two matrices) of an aligned crop gives the recogniser the same
+    face as the engine's rotating recognition crop: nearly the same embedding, on a real photo."""
+    image = load_image(face_photo("biden.jpg"))
+    face = landmarker.detect(image)[0]
+    crop = align_face(image, face, 256)
+    points = crop_points(face, crop)[:, :2] * 256
+    rows, cols = separable_warp(five_points(points), 256)
+    assert rows.shape == cols.shape == (224, 256)
+    np.testing.assert_allclose(rows.sum(1), 1, atol=1e-5)  # bilinear weights
+    rgb = crop.image[..., ::-1].astype(np.float32) / 255
+    warped = np.stack([rows @ rgb[..., c] @ cols.T for c in range(3)])[None]
+    fid = FaceId.load(threads=1)
+    e = fid.session.run(None, {"image": warped})[0][0]
+    assert float(e @ fid.embed(crop.image, points)) / np.linalg.norm(e) > 0.995
+    with pytest.raises(BadInputError, match="coincide"):
+        separable_warp(np.ones((5, 2)), 256)

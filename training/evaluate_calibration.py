@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.align import align_face, usable_faces
+from engine.align import align_face, crop_points, usable_faces
 from engine.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
     keyframe_problem, stream_keyframes
 from engine.encoder import Encoder
@@ -101,7 +101,8 @@ def evaluate_clip(path: Path, enc: Encoder, refiner: Refiner, gen: Generator, lm
         latents = {"one pass": one, **{k: c.apply(one, args.slots) for k, c in cals.items()}}
         if args.quality_steps > 0:
             latents["quality"] = refine_latent(refiner, it["crop"].image, one, args.quality_steps,
-                                               anchor_every=ANCHOR_EVERY if args.render == "full" else 0)[0]
+                                               anchor_every=ANCHOR_EVERY if args.render == "full" else 0,
+                                               points=crop_points(it["face"], it["crop"]))[0]
         for method, w in latents.items():
             metrics, recon = score(it, w, gen, lm, ident)
             keep_pair(pairs, f"{path.stem} {it['t']:.1f} s", it["crop"].image, method, recon, index)

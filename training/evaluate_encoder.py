@@ -48,6 +48,7 @@ from engine.refine import Refiner, refine_latent
 from engine.latents import to_wplus
 from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from training.encoder_data import USED_SLOTS, w_stats
+from training.face_id_torch import FaceIdNet
 from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
@@ -326,21 +327,23 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
             if quality_steps > 0:  # the engine's quality mode (onnxruntime, no torch), on every image
                 start = next(m for m in (ONE_PASS, "encoder+landmarks", "encoder") if m in latents)
                 t0 = time.perf_counter()
-                latents["quality"] = refine_latent(refiner, it["crop"], latents[start], quality_steps)[0]
+                latents["quality"] = refine_latent(refiner, it["crop"], latents[start], quality_steps,
+                                                   points=it["points"])[0]
                 times["quality"] = times[start] + (time.perf_counter() - t0) * 1000
                 t0 = time.perf_counter()
                 latents["quality+skin loop"] = closed_loop(skin_tone.match(latents["quality"], lab_in))
                 times["quality+skin loop"] = times["quality"] + (time.perf_counter() - t0) * 1000
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
-                    torch_model = load_refiner(threads)
-                runs = {"latent_opt": (opt_steps if it["set"] != "video" else 0, None, 0.03, 0),
-                        "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR, refine_anchor)}
-                for method, (steps, init, lr, anchor) in runs.items():
+                    torch_model, face_id_net = load_refiner(threads), FaceIdNet()
+                # the baseline is the classic pixel-only optimisation; the refinement has the identity term
+                runs = {"latent_opt": (opt_steps if it["set"] != "video" else 0, None, 0.03, 0, None),
+                        "encoder+refine": (refine_steps, latents["encoder"], REFINE_LR, refine_anchor, face_id_net)}
+                for method, (steps, init, lr, anchor, face_id) in runs.items():
                     if steps > 0:
                         t0 = time.perf_counter()
                         latents[method] = optimise_latent(torch_model, it["crop"], steps, lr, threads, init, opt_block,
-                                                          anchor)
+                                                          anchor, face_id, it["points"])
                         times[method] = (time.perf_counter() - t0) * 1000 + (t_enc if init is not None else 0.0)
                 if "encoder+refine" in latents:
                     t0 = time.perf_counter()

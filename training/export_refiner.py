@@ -3,11 +3,13 @@
     python -m training.export_refiner          # resources/models/refiner_256.onnx + manifest entry
 
 The graph (`refiner_256.onnx`, batch 1): inputs `wplus` (1, 23, 512), `target` (1, 3, 256, 256) RGB in [-1, 1]
-(the aligned crop), `offset` (1, 3, 256, 256) (the colour anchor added to the render, engine/refine.py);
-outputs `loss` () = L1 + (1 - MS-SSIM) of (preview render + offset) against the target (training.encoder
-.image_losses, as in training/refine_inversion.py) and `grad` (1, 23, 512) = d loss / d wplus. The render is
-the frozen torch generator through the distilled 256-px preview head (training/train_preview_heads.py), the same
-network as the engine's mobilestylegan_synthesis_256.onnx.
+(the aligned crop), `offset` (1, 3, 256, 256) (the colour anchor added to the render, engine/refine.py),
+`id_rows`, `id_cols` (224, 256) (the separable warp into the recognition crop, engine.face_id.separable_warp)
+and `id_weight` (1,); outputs `loss` () = L1 + (1 - MS-SSIM) of (preview render + offset) against the target
+(training.encoder.image_losses, as in training/refine_inversion.py) + id_weight x (1 - cosine of the face
+recogniser's embeddings of the two; training/face_id_torch.py, the shipped face_id.onnx) and `grad` (1, 23, 512)
+= d loss / d wplus. The render is the frozen torch generator through the distilled 256-px preview head
+(training/train_preview_heads.py), the same network as the engine's mobilestylegan_synthesis_256.onnx.
 
 How: the forward and the backward pass are traced together into one graph of aten operations (make_fx through
 torch.autograd.grad), then exported by torch's ONNX exporter. The backward operations the exporter has no ONNX
@@ -78,16 +80,22 @@ def decompositions() -> dict:
     return table
 
 
-def loss_and_grad(synthesis: torch.nn.Module):
-    """f(wplus, target, offset) -> (loss, d loss / d wplus): the quality mode's objective."""
-    from training.encoder import image_losses
+INPUTS = ["wplus", "target", "offset", "id_rows", "id_cols", "id_weight"]
 
-    def f(wplus: torch.Tensor, target: torch.Tensor, offset: torch.Tensor):
+
+def loss_and_grad(synthesis: torch.nn.Module, face_id: torch.nn.Module):
+    """f(wplus, target, offset, id_rows, id_cols, id_weight) -> (loss, d loss / d wplus): the quality mode's
+    objective (`face_id`: training.face_id_torch.FaceIdNet)."""
+    from training.encoder import image_losses
+    from training.face_id_torch import identity_loss
+
+    def f(wplus, target, offset, id_rows, id_cols, id_weight):
         wplus = wplus.detach().requires_grad_(True)
         with torch.enable_grad():
             image = F.interpolate(synthesis(wplus, PREVIEW_BLOCK), size=(SIZE, SIZE), mode="area")  # (1,3,256,256)
             parts = image_losses(image + offset, target)
-            loss = parts["l1"] + parts["msssim"]
+            identity = identity_loss(face_id, image + offset, target, id_rows, id_cols)
+            loss = parts["l1"] + parts["msssim"] + (id_weight * identity).sum()
             (grad,) = torch.autograd.grad(loss, wplus)
         return loss.detach(), grad
 
@@ -101,32 +109,40 @@ class TracedObjective(torch.nn.Module):
         super().__init__()
         self.graph_module = graph
 
-    def forward(self, wplus, target, offset):
-        return self.graph_module(wplus, target, offset)
+    def forward(self, wplus, target, offset, id_rows, id_cols, id_weight):
+        return self.graph_module(wplus, target, offset, id_rows, id_cols, id_weight)
 
 
-def example_inputs(model, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def example_inputs(model, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random W+ near w_avg, target and anchor; the warp of a face whose five points are jittered around the
+    template's (so the recognition crop lies inside the image)."""
+    from engine.face_id import TEMPLATE_112, separable_warp
+
     g = torch.Generator().manual_seed(seed)
     wplus = (model.w_avg.detach()[None, None] + 0.3 * torch.randn(1, 23, 512, generator=g)).contiguous()
     target = torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1
-    return wplus, target, 0.05 * torch.randn(1, 3, SIZE, SIZE, generator=g)
+    offset = 0.05 * torch.randn(1, 3, SIZE, SIZE, generator=g)
+    five = TEMPLATE_112.astype(np.float64) * (SIZE / 112.0) + torch.randn(5, 2, generator=g).double().numpy()
+    rows, cols = (torch.from_numpy(m) for m in separable_warp(five, SIZE))
+    return wplus, target, offset, rows, cols, torch.tensor([1.0])
 
 
 def export(out: Path = OUT, threads: int = 2) -> Path:
     """Trace, export (weights inside the file), check against torch's gradient, write atomically."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
+    from training.face_id_torch import FaceIdNet
+
     model = load_refiner(threads)
-    f = loss_and_grad(model.synthesis)
+    f = loss_and_grad(model.synthesis, FaceIdNet())
     inputs = example_inputs(model)
     graph = make_fx(f, decomposition_table=decompositions())(*inputs)
     tmp = out.with_suffix(".tmp.onnx")
     torch.onnx.export(TracedObjective(graph), inputs, str(tmp), dynamo=True, external_data=False, optimize=True,
-                      input_names=["wplus", "target", "offset"], output_names=["loss", "grad"])
+                      input_names=INPUTS, output_names=["loss", "grad"])
     import onnxruntime as ort
 
-    got = ort.InferenceSession(str(tmp)).run(None, dict(zip(["wplus", "target", "offset"],
-                                                             (x.numpy() for x in inputs))))
+    got = ort.InferenceSession(str(tmp)).run(None, dict(zip(INPUTS, (x.numpy() for x in inputs))))
     want = [t.numpy() for t in f(*inputs)]
     errs = [float(np.abs(a - b).max()) for a, b in zip(got, want)]
     print(f"parity vs torch (max abs): loss {errs[0]:.2e}, grad {errs[1]:.2e} (grad max {np.abs(want[1]).max():.2e})")
@@ -149,9 +165,11 @@ def main(argv: list[str] | None = None) -> None:
         update_manifest({"refiner_256": {
             "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
             "source": "quality-mode objective for stills: L1 + 1 - MS-SSIM of the 256-px preview render against the "
-                      "aligned crop, and its gradient w.r.t. W+ (forward + backward traced into one graph); "
-                      + SOURCE,
-            "licence": LICENCE, "regenerate": REGENERATE, "shipped": True}})
+                      "aligned crop plus a weighted identity term (1 - cosine of face_id.onnx's embeddings of the two, "
+                      "its weights inside as float16), and its gradient w.r.t. W+ (forward + backward traced into one "
+                      "graph); " + SOURCE,
+            "licence": LICENCE + "; the identity term's recogniser weights: as face_id", "regenerate": REGENERATE,
+            "shipped": True}})
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -5,11 +5,12 @@
 
 The one-pass encoder's W+ (engine.encoder.invert_photo) is the start; Adam then moves the whole W+ so that the
 render through the distilled 256-px preview head, colour-anchored to the full generator every few steps, matches
-the aligned 256-px crop (L1 + 1 - MS-SSIM); the result is rendered at 1024 px by the engine's generator,
+the aligned 256-px crop (L1 + 1 - MS-SSIM) and the face recogniser sees the same person (`--id-weight`, the
+engine's identity term; training/face_id_torch.py); the result is rendered at 1024 px by the engine's generator,
 re-aligned like `celeblook invert`'s output, after `--skin-passes` closed-loop skin-colour passes
-(engine.encoder.render_closed_loop). Measured (docs/BENCHMARKS.md, "Inversion encoder"): 20 steps,
-≈ 8 s on 2 cores, take the mean dlib identity distance on the dev photos from 0.67 to 0.47 (all 6 under
-dlib's 0.6; step size chosen on those photos) and on video frames from 0.68 to 0.49.
+(engine.encoder.render_closed_loop). Measured (docs/BENCHMARKS.md, "Inversion encoder", from the network's W+,
+first 6 of each set): 20 steps take the mean dlib identity distance on the dev photos from 0.67 to 0.39 (all 6
+under dlib's 0.6) and on video frames from 0.67 to 0.42.
 Lives in training/ because it needs torch; the engine has none.
 """
 from __future__ import annotations
@@ -24,11 +25,12 @@ import numpy as np
 
 from engine.latents import to_wplus
 # the recipe's constants live with its engine version (engine/refine.py), so the two cannot drift apart
-from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, LR as REFINE_LR, SIZE
+from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE
 
 
 def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,
-                    init: np.ndarray | None = None, out_block: int | None = None, anchor_every: int = 0) -> np.ndarray:
+                    init: np.ndarray | None = None, out_block: int | None = None, anchor_every: int = 0,
+                    face_id=None, points: np.ndarray | None = None, id_weight: float = ID_WEIGHT) -> np.ndarray:
     """Latent optimisation so that G at 256 px matches the aligned crop (L1 + 1 - MS-SSIM, Adam). From w_avg
     (`init` None, the baseline): one W shared by every slot. From an encoder's W+ (`init` (1, 23, 512), the
     refinement): the whole W+. `out_block` 4: render through the distilled 256-px preview head (~4x cheaper per
@@ -38,7 +40,10 @@ def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03,
     gradient) and the low-pass of (full - preview), in ANCHOR_CELL-px cells, is added to the preview from then
     on. Without it the optimisation drifts to codes where the preview head, distilled on ordinary codes, is
     darker than the full render: the preview matches the photo and the shown 1024-px face comes out lighter
-    (docs/ENCODER.md, quality mode)."""
+    (docs/ENCODER.md, quality mode).
+
+    `face_id` (training.face_id_torch.FaceIdNet) and `points` (the face's landmarks in the crop, crop units): the
+    identity term of the engine's quality mode, weight `id_weight`."""
     import torch
     import torch.nn.functional as F
 
@@ -46,6 +51,12 @@ def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03,
 
     torch.set_num_threads(threads)
     target = torch.from_numpy(cv2.cvtColor(target_bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    warp = None
+    if face_id is not None and points is not None and id_weight > 0:
+        from engine.face_id import five_points, separable_warp
+        from training.face_id_torch import identity_loss
+
+        warp = [torch.from_numpy(m) for m in separable_warp(five_points(points[:, :2] * SIZE), SIZE)]
     if init is None:
         w = model.w_avg.detach().clone()[None].requires_grad_(True)
         wplus = lambda: w.unsqueeze(1).expand(-1, 23, -1)  # noqa: E731
@@ -64,6 +75,8 @@ def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03,
         img = img + correction
         parts = image_losses(img, target)
         loss = parts["l1"] + parts["msssim"]
+        if warp is not None:
+            loss = loss + id_weight * identity_loss(face_id, img, target, *warp)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -82,7 +95,7 @@ def load_refiner(threads: int = 2):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.align import face_warnings
+    from engine.align import crop_points, face_warnings
     from engine.encoder import ClosedLoop, Encoder, invert_photo, render_closed_loop
     from engine.errors import CelebLookError
     from engine.generator import Generator
@@ -91,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.latents import save_latent
     from engine.paste import paste_back
     from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+    from training.face_id_torch import FaceIdNet
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photo")
@@ -106,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                          "lighter faces)")
     ap.add_argument("--skin-passes", type=int, default=1,
                     help="closed-loop passes matching the rendered skin's CIELAB to the photo's (default 1; 0: off)")
+    ap.add_argument("--id-weight", type=float, default=ID_WEIGHT,
+                    help=f"weight of the recogniser's identity term (default {ID_WEIGHT}; 0: pixels only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", help="face_landmarker.task (default: $CELEBLOOK_FACE_LANDMARKER, user cache)")
     args = ap.parse_args(argv)
@@ -116,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             inv = invert_photo(image, landmarker, encoder, generator, SIZE, source=str(args.photo))
             t0 = time.perf_counter()
             wplus = optimise_latent(load_refiner(args.threads), inv.crop.image, args.steps, args.lr, args.threads,
-                                    init=inv.wplus, out_block=4, anchor_every=args.anchor_every)
+                                    init=inv.wplus, out_block=4, anchor_every=args.anchor_every,
+                                    face_id=FaceIdNet(), points=crop_points(inv.face, inv.crop),
+                                    id_weight=args.id_weight)
             seconds = time.perf_counter() - t0
             skin_tone = SkinToneModel.load() if args.skin_passes > 0 else None
             mask = face_oval_mask(inv.face, inv.crop)

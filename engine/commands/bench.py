@@ -114,28 +114,30 @@ def bench_refine(args: argparse.Namespace) -> dict:
     (--photo; default obama.jpg of the shared test photos)."""
     import time
 
-    from engine.align import align_face
+    from engine.align import align_face, crop_points
     from engine.encoder import Encoder, detect_face
     from engine.image_io import load_image
     from engine.landmarks import FaceLandmarker
-    from engine.refine import Refiner, colour_anchor, crop_target, refine_latent
+    from engine.refine import IdentityTerm, Refiner, colour_anchor, crop_target, refine_latent
 
     photo = default_photo(args)
     with FaceLandmarker() as lm:
         image = load_image(photo)
         face = detect_face(image, lm, str(photo))
     crop = align_face(image, face, 256)
+    points = crop_points(face, crop)
     rows = []
     for threads in args.threads:
         enc, refiner = Encoder.load(threads), Refiner.load(threads)
         w = enc.invert_face(crop, face)
         target, zero = crop_target(crop.image), np.zeros((1, 3, 256, 256), np.float32)
-        step = median_ms(lambda: refiner.loss_and_grad(w, target, zero), args.repeats)
+        identity = IdentityTerm.for_face(points)
+        step = median_ms(lambda: refiner.loss_and_grad(w, target, zero, identity), args.repeats)
         anchor = median_ms(lambda: colour_anchor(refiner.full.synthesize(w), refiner.preview.synthesize(w)),
                            max(1, args.repeats // 3))
         t0 = time.perf_counter()
         for _ in range(2):
-            refine_latent(refiner, crop.image, w, args.steps)
+            refine_latent(refiner, crop.image, w, args.steps, points=points)
         whole = (time.perf_counter() - t0) * 500
         rows.append({"threads": threads, "objective_step_ms": round(step, 1), "colour_anchor_ms": round(anchor, 1),
                      "steps": args.steps, "quality_mode_s": round(whole / 1000, 2)})

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from engine.align import align_face, crop_points, face_warnings, usable_faces
+from engine.align import align_face, face_warnings, usable_faces
 from engine.atomic import atomic_path
 from engine.errors import BadInputError, NoFaceError
 from engine.refine import STEPS, refine_latent
@@ -98,12 +98,11 @@ class IdentityCalibration:
 
 
 def keyframe_offset(encoder, refiner, crop, face, steps: int = STEPS, anchor_every: int = ANCHOR) -> np.ndarray:
-    """What the quality mode (with its identity term) adds to the one pass (Encoder.invert_face) of one aligned
-    face: (23, 512)."""
+    """What the quality mode adds to the one pass (Encoder.invert_face) of one aligned face: (23, 512). Pixels only,
+    without the quality mode's identity term: with it the live view's calibrated faces came out harsher (more
+    contrast, redder lips through the preview head) for a small gain (docs/ENCODER.md, "Personal calibration")."""
     one_pass = encoder.invert_face(crop, face)
-    refined = refine_latent(refiner, crop.image, one_pass, steps, anchor_every=anchor_every,
-                            points=crop_points(face, crop))[0]
-    return (refined - one_pass)[0]
+    return (refine_latent(refiner, crop.image, one_pass, steps, anchor_every=anchor_every)[0] - one_pass)[0]
 
 
 def keyframe_problem(face, crop) -> str | None:

@@ -44,11 +44,10 @@ from engine.encoder import ClosedLoop, Encoder, realign_render, render_closed_lo
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import Refiner, refine_latent
+from engine.refine import ID_WEIGHT, Refiner, refine_latent
 from engine.latents import to_wplus
 from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from training.encoder_data import USED_SLOTS, w_stats
-from training.face_id_torch import FaceIdNet
 from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
 
 PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
@@ -271,7 +270,8 @@ def pairs_image(items: list[dict], recons: dict, methods: list[str], tile: int =
 def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps: int, opt_images: int,
              threads: int, refine_steps: int = 0, opt_block: int | None = None, videos: Path | None = None,
              per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY,
-             quality_steps: int = 0, identity_passes: int = 1) -> tuple[list[dict], list[dict], np.ndarray | None]:
+             quality_steps: int = 0, identity_passes: int = 1,
+             quality_id_weight: float = ID_WEIGHT) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
     skin_tone = SkinToneModel.load()
@@ -328,13 +328,15 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
                 start = next(m for m in (ONE_PASS, "encoder+landmarks", "encoder") if m in latents)
                 t0 = time.perf_counter()
                 latents["quality"] = refine_latent(refiner, it["crop"], latents[start], quality_steps,
-                                                   points=it["points"])[0]
+                                                   points=it["points"], id_weight=quality_id_weight)[0]
                 times["quality"] = times[start] + (time.perf_counter() - t0) * 1000
                 t0 = time.perf_counter()
                 latents["quality+skin loop"] = closed_loop(skin_tone.match(latents["quality"], lab_in))
                 times["quality+skin loop"] = times["quality"] + (time.perf_counter() - t0) * 1000
             if (opt_steps > 0 or refine_steps > 0) and n_in_set < opt_images:
                 if torch_model is None:
+                    from training.face_id_torch import FaceIdNet
+
                     torch_model, face_id_net = load_refiner(threads), FaceIdNet()
                 # the baseline is the classic pixel-only optimisation; the refinement has the identity term
                 runs = {"latent_opt": (opt_steps if it["set"] != "video" else 0, None, 0.03, 0, None),
@@ -394,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quality-steps", type=int, default=0,
                     help="also: the engine's quality mode (engine/refine.py, onnxruntime) with N steps from the "
                          "engine's one pass, on every image (20: the default of --quality)")
+    ap.add_argument("--quality-id-weight", type=float, default=ID_WEIGHT,
+                    help=f"the quality mode's identity-term weight (default {ID_WEIGHT}, the engine's; 0: pixels only)")
     ap.add_argument("--identity-passes", type=int, default=1,
                     help="closed-loop passes of the identity feedback in the '+identity loop' rows (0: no such rows)")
     ap.add_argument("--threads", type=int, default=2)
@@ -418,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
-                                    args.refine_anchor, args.quality_steps, args.identity_passes)
+                                    args.refine_anchor, args.quality_steps, args.identity_passes,
+                                    args.quality_id_weight)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -426,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
                                          "refine_steps": args.refine_steps,
                                          "refine_anchor": args.refine_anchor, "opt_block": args.opt_block,
                                          "quality_steps": args.quality_steps,
+                                         "quality_id_weight": args.quality_id_weight,
                                          "opt_images": args.opt_images, "video_frames": args.video_frames,
                                          "seconds": round(time.time() - t0)},
                                         indent=2, default=float))

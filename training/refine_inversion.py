@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.latents import to_wplus
 # the recipe's constants live with its engine version (engine/refine.py), so the two cannot drift apart
-from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE
+from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE, IdentityTerm
 
 
 def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,
@@ -53,10 +53,10 @@ def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03,
     target = torch.from_numpy(cv2.cvtColor(target_bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None].float() / 127.5 - 1
     warp = None
     if face_id is not None and points is not None and id_weight > 0:
-        from engine.face_id import five_points, separable_warp
         from training.face_id_torch import identity_loss
 
-        warp = [torch.from_numpy(m) for m in separable_warp(five_points(points[:, :2] * SIZE), SIZE)]
+        term = IdentityTerm.for_face(points, id_weight)  # the engine's warp, so the two versions read the same crop
+        warp = [torch.from_numpy(term.rows), torch.from_numpy(term.cols)]
     if init is None:
         w = model.w_avg.detach().clone()[None].requires_grad_(True)
         wplus = lambda: w.unsqueeze(1).expand(-1, 23, -1)  # noqa: E731
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             wplus = optimise_latent(load_refiner(args.threads), inv.crop.image, args.steps, args.lr, args.threads,
                                     init=inv.wplus, out_block=4, anchor_every=args.anchor_every,
-                                    face_id=FaceIdNet(), points=crop_points(inv.face, inv.crop),
+                                    face_id=FaceIdNet() if args.id_weight > 0 else None,
+                                    points=crop_points(inv.face, inv.crop),
                                     id_weight=args.id_weight)
             seconds = time.perf_counter() - t0
             skin_tone = SkinToneModel.load() if args.skin_passes > 0 else None

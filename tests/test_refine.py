@@ -37,7 +37,11 @@ def test_exported_gradient_matches_torch_autograd():
     grads = []
     for weight in (1.0, 0.0):  # with the identity term and without it
         inputs = (*inputs[:5], torch.tensor([weight]))
-        loss, grad = (t.numpy() for t in objective(*inputs))
+        # torch's plain CPU kernels: on AMX-capable Intel CPUs oneDNN's float32 convolutions differ from themselves
+        # by ~1.5e-3 of the gradient between 1 and 2 threads (the recogniser's part); the plain kernels agree with
+        # onnxruntime to ~7e-5 there and on AMD
+        with torch.backends.mkldnn.flags(enabled=False):
+            loss, grad = (t.numpy() for t in objective(*inputs))
         wplus, target, offset, rows, cols = (x.numpy() for x in inputs[:5])
         got_loss, got_grad = refiner.loss_and_grad(wplus, target, offset, IdentityTerm(rows, cols, weight))
         assert abs(got_loss - float(loss)) < 1e-4
@@ -119,3 +123,4 @@ def test_cli_invert_quality(tmp_path, face_photo, capsys):
     assert "3 quality steps" in capsys.readouterr().out
     assert cli_main(["invert", str(face_photo("obama.jpg")), "--out", str(out), "--quality", "-1"]) == 2
     assert "--quality" in capsys.readouterr().err
+

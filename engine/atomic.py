@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -40,3 +41,8 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `target` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def write_json_atomic(target: str | os.PathLike, obj, indent: int = 2, **dumps_kwargs) -> None:
+    """Write `obj` as JSON (with a final newline) to `target` atomically: a reader never sees half a file."""
+    write_bytes_atomic(target, (json.dumps(obj, indent=indent, **dumps_kwargs) + "\n").encode())

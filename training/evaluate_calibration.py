@@ -23,13 +23,13 @@ reconstruction (< 0.6: same person), PSNR / SSIM inside the face oval at 256 px.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
+from engine.atomic import write_json_atomic
 from engine.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
     keyframe_problem, stream_keyframes
 from engine.encoder import Encoder
@@ -214,9 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(rows)
     print(markdown(summary))
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows, "args": {
+        write_json_atomic(args.json, {"summary": summary, "rows": rows, "args": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "json"},
-            "seconds": round(time.time() - t0)}, indent=1))
+            "seconds": round(time.time() - t0)}, indent=1)
         print(f"wrote {args.json}")
     if args.pairs:
         items = [p for p in pairs.values() if len(p["recons"]) == len(PAIR_METHODS)]

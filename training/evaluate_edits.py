@@ -15,13 +15,13 @@ Prints markdown tables and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from engine.atomic import write_json_atomic
 from engine.edits import SLOT_GROUPS, DirectionSet, morph, slot_weights
 from engine.generator import Generator
 from training.evaluate_encoder import DlibIdentity
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
               "slot_groups": slots, "morph": morphs, "directions": dirs, "minutes": round((time.time() - t0) / 60, 1),
               "command": "python -m training.evaluate_edits " + " ".join(argv or [])}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(args.json, report)
     print(f"wrote {args.json} ({report['minutes']} min)")
 
 

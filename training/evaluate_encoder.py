@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
+from engine.atomic import write_json_atomic
 from engine.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
@@ -417,8 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"slope of reconstruction on input skin L*, a*, b* at x1 (one pass; skin-matched): {slopes}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"encoder": args.encoder or "shipped", "exposure": sweep,
-                                             "slopes_x1": slopes}, indent=1))
+            write_json_atomic(args.json, {"encoder": args.encoder or "shipped", "exposure": sweep,
+                                          "slopes_x1": slopes}, indent=1)
         return
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
@@ -427,14 +427,13 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows, "opt_steps": args.opt_steps,
-                                         "refine_steps": args.refine_steps,
-                                         "refine_anchor": args.refine_anchor, "opt_block": args.opt_block,
-                                         "quality_steps": args.quality_steps,
-                                         "quality_id_weight": args.quality_id_weight,
-                                         "opt_images": args.opt_images, "video_frames": args.video_frames,
-                                         "seconds": round(time.time() - t0)},
-                                        indent=2, default=float))
+        write_json_atomic(args.json, {"summary": summary, "rows": rows, "opt_steps": args.opt_steps,
+                                      "refine_steps": args.refine_steps,
+                                      "refine_anchor": args.refine_anchor, "opt_block": args.opt_block,
+                                      "quality_steps": args.quality_steps,
+                                      "quality_id_weight": args.quality_id_weight,
+                                      "opt_images": args.opt_images, "video_frames": args.video_frames,
+                                      "seconds": round(time.time() - t0)}, default=float)
     if args.pairs is not None and pairs is not None:
         save_image(args.pairs, pairs, jpeg_quality=80)
         print(f"wrote {args.pairs} ({args.pairs.stat().st_size / 1e3:.0f} KB)")

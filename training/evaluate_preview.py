@@ -9,12 +9,12 @@ at 1 and 2 threads, all in one run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from engine.atomic import write_json_atomic
 from engine.benchmark import format_table, machine_info, median_ms
 from engine.generator import Generator
 from training.evaluate_encoder import DlibIdentity, ssim_map
@@ -49,10 +49,9 @@ def main(argv: list[str] | None = None) -> None:
                      **timing, "psnr_db": round(float(np.mean([p for p in psnrs if np.isfinite(p)] or [float('inf')])), 2),
                      "ssim": round(float(np.mean(ssims)), 3), "dlib_id_dist": round(float(np.mean(ids)), 3)})
     print(format_table(rows, list(rows[0])))
-    args.json.write_text(json.dumps({"faces": args.faces, "seeds": [args.seed, args.seed + args.faces - 1],
-                                     "machine": machine_info(), "rows": rows,
-                                     "command": "python -m training.evaluate_preview " + " ".join(argv or [])},
-                                    indent=2) + "\n")
+    write_json_atomic(args.json, {"faces": args.faces, "seeds": [args.seed, args.seed + args.faces - 1],
+                                  "machine": machine_info(), "rows": rows,
+                                  "command": "python -m training.evaluate_preview " + " ".join(argv or [])})
     print(f"wrote {args.json}")
 
 

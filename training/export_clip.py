@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.atomic import write_json_atomic
 from engine.models import MANIFEST_PATH, MODELS_DIR, sha256_file
 from engine.text_edit import MODEL_FILES, TEMPLATES
 from training.export_onnx import OPSET
@@ -68,7 +69,7 @@ def register_stubs() -> None:
     data = json.loads(MANIFEST_PATH.read_text())
     for name, e in stub_entries().items():
         data["models"].setdefault(name, e)
-    MANIFEST_PATH.write_text(json.dumps(data, indent=2) + "\n")
+    write_json_atomic(MANIFEST_PATH, data)
 
 
 # ---------------------------------------------------------------------------------------------------- ONNX
@@ -201,7 +202,7 @@ def update_manifest_entries(report: dict[str, dict], teacher_name: str) -> None:
         e.update(sha256=sha256_file(path), bytes=path.stat().st_size,
                  source=f"{DESCRIPTION[name]}; CLIP teacher {teacher_name}")
         data["models"][name] = e
-    MANIFEST_PATH.write_text(json.dumps(data, indent=2) + "\n")
+    write_json_atomic(MANIFEST_PATH, data)
 
 
 def main(argv: list[str] | None = None) -> None:

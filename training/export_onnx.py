@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomic import write_json_atomic
 from engine.models import MANIFEST_PATH, MODELS_DIR, sha256_file
 from training.convert_weights import load_weights
 from training.mobilestylegan import N_SLOTS, STYLE_DIM
@@ -43,7 +44,7 @@ def update_manifest(entries: dict[str, dict]) -> None:
     """Merge `entries` into resources/models/manifest.json (keeps other models)."""
     data = json.loads(MANIFEST_PATH.read_text())
     data["models"].update(entries)
-    MANIFEST_PATH.write_text(json.dumps(data, indent=2) + "\n")
+    write_json_atomic(MANIFEST_PATH, data)
 
 
 def entry(path: Path, description: str) -> dict:

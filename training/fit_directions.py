@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.atomic import write_json_atomic
 from engine.edits import DIRECTIONS_PATH, slot_weights
 from engine.generator import Generator
 from engine.models import sha256_file
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
               "minutes": round((time.time() - t0) / 60, 1), "command": "python -m training.fit_directions " +
               " ".join(argv or [])}
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(args.report, report)
     print(f"wrote {args.out} and {args.report} in {report['minutes']} min")
 
 

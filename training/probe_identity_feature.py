@@ -17,14 +17,13 @@ A research probe, not a shipped path: the engine has no dlib. Descriptors and en
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engine.atomic import atomic_path
+from engine.atomic import atomic_path, write_json_atomic
 from engine.encoder import Encoder
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
@@ -144,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {r['set']} | {r['method']} | {r['n']} | {r['id_dist']} | {r['id_share_lt_0.6']} | {r['shape_err']} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"validation": val, "summary": summary, "rows": rows, "samples": args.samples,
-                                         "lam": args.lam, "seconds": round(time.time() - t0)}, indent=1))
+        write_json_atomic(args.json, {"validation": val, "summary": summary, "rows": rows, "samples": args.samples,
+                                      "lam": args.lam, "seconds": round(time.time() - t0)}, indent=1)
 
 
 if __name__ == "__main__":

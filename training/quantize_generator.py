@@ -9,11 +9,11 @@ shipped. Prints a table (and --json): median ms at 1 and 2 threads and PSNR / ma
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import write_json_atomic
 from engine.benchmark import format_table, machine_info, median_ms
 from engine.generator import SYNTHESIS_MODELS, Generator
 from engine.models import resolve_model
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                              "MB": round(path.stat().st_size / 1e6, 1), **quality})
     print(format_table(rows, list(rows[0])))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2) + "\n")
+        write_json_atomic(args.json, {"machine": machine_info(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ gain over the input, and with --identity the dlib identity distance between X an
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from engine.atomic import write_json_atomic
 from training.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, images_to, load_teacher,
                                 make_source, setup_distributed)
 from training.encoder import STYLE_DIM, USED_SLOTS, count_parameters
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> None:
             for key, v in m.items():
                 results.setdefault(name, {}).setdefault(key, []).append(v)
     summary = {name: {k: round(float(np.mean(v)), 4) for k, v in m.items()} for name, m in results.items()}
-    (out / "eval.json").write_text(json.dumps({"teacher": teacher.name, "faces": n_faces, "prompts": list(PROMPTS[:8]),
-                                               "results": summary}, indent=2))
+    write_json_atomic(out / "eval.json", {"teacher": teacher.name, "faces": n_faces, "prompts": list(PROMPTS[:8]),
+                                         "results": summary})
     for name, m in summary.items():
         print(f"{name:<10} " + "  ".join(f"{k} {v}" for k, v in m.items()))
 

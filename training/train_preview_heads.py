@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine.atomic import write_json_atomic
 from engine.models import MODELS_DIR, sha256_file
 from training.convert_weights import load_weights
 from training.mobilestylegan import N_SLOTS, MobileStyleGAN, slot_of, wavelets_to_image
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             "licence": "Apache-2.0 (ours)", "regenerate": "python -m training.train_preview_heads", "shipped": True}})
     report = {"config": vars(args) | {"out": str(args.out), "report": str(args.report)}, "log": log,
               "minutes": round((time.time() - t0) / 60, 1)}
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(args.report, report)
     print(f"wrote {args.out} ({report['minutes']} min)")
 
 

@@ -300,6 +300,35 @@ def test_slim_checkpoint_loads_and_warm_starts(tmp_path):
     assert (tmp_path / "warm" / "last.pt").is_file()
 
 
+def test_identity_loss_reads_the_generators_framing(tmp_path):
+    """--w-id: the recogniser's crop is found on the generator's own render of w_avg; the loss is 0 for the same
+    face, clearly above 0 for another and reaches W+; a training step with it logs it."""
+    from training.convert_weights import load_weights
+    from training.face_id_torch import identity_loss
+    from training.train_encoder import identity_term, make_config, train
+    from training.train_preview_heads import load_preview_heads
+
+    torch.set_num_threads(2)
+    gen = load_preview_heads(load_weights()).eval().requires_grad_(False)
+    cfg = make_config("tiny", image_every=1, image_block=4, w_id=1.0)
+    net, rows, cols = identity_term(gen, cfg, torch.device("cpu"))
+    assert rows.shape == cols.shape == (224, 256)
+    ws = gen.truncate(gen.mapping(torch.randn(2, 512, generator=torch.Generator().manual_seed(1))), 0.8)
+    wplus = ws[:, None].expand(2, 23, 512).clone().requires_grad_(True)
+    a, b = gen.synthesis(wplus, 4)
+    assert identity_loss(net, a[None], a[None].detach(), rows, cols).item() < 1e-5
+    other = identity_loss(net, a[None], b[None].detach(), rows, cols)
+    assert other.item() > 0.05
+    other.backward()
+    assert wplus.grad[0].abs().sum() > 0
+    data = _tiny_cache(tmp_path / "cache")
+    cfg = make_config("tiny", data=str(data), steps=1, batch=2, aug_strength=0.0, threads=2, image_every=1,
+                      image_batch=2, image_block=4, w_id=1.0)
+    train(cfg, tmp_path / "run", generator=load_weights())
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert 0 < log[-1]["id"] <= 2
+
+
 def test_online_source_with_align_workers_trains_and_logs_the_wait(tmp_path):
     """The GPU recipe's data path end to end on the CPU: torch renders, MediaPipe crops on 2 worker processes one
     batch ahead, the share of renders with a face and the time the step waited for the workers in the log."""

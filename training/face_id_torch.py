@@ -88,13 +88,13 @@ class FaceIdNet(torch.nn.Module):
 
 def identity_loss(net: FaceIdNet, image: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
                   cols: torch.Tensor) -> torch.Tensor:
-    """1 - cosine of the recogniser's embeddings of `image` and `target` (1, 3, S, S) in [-1, 1], both read
-    through the separable warp `rows` (224, S), `cols` (224, S) into the recognition crop; no gradient to
-    `target`."""
+    """1 - cosine of the recogniser's embeddings of `image` and `target` (B, 3, S, S) in [-1, 1], both read
+    through the separable warp `rows` (224, S), `cols` (224, S) into the recognition crop, averaged over the batch;
+    no gradient to `target`."""
     def embed(x):
         e = net(rows @ ((x + 1) / 2) @ cols.T)
         return e / e.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
     with torch.no_grad():
         want = embed(target)
-    return 1 - (embed(image) * want).sum()
+    return 1 - (embed(image) * want).sum(1).mean()

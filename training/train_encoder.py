@@ -17,8 +17,11 @@ the fly (colour, gamma, grayscale, blur, noise, JPEG, small similarity
 jitter) and resized to the encoder's input. Loss =
     w_mse * MSE(residual / w_std) + w_cos * (1 - cos(residual)) + w_spread * slot spread   (every step)
   + w_l1 * L1(G(W+)_256, target_256) + w_msssim * (1 - MS-SSIM at 256 px)                (every `image_every`
-                                                                                            steps, on `image_batch` samples)
-where G is the frozen torch generator with the official weights (gradients reach W+ only).
+  + w_id * (1 - cos of the face recogniser's embeddings of G(W+)_256 and target_256)         steps, on `image_batch` samples)
+where G is the frozen torch generator with the official weights (gradients reach W+ only) and the recogniser is the
+engine's face_id.onnx run in torch (training/face_id_torch.py, frozen; off by default, w_id 0), read through one
+fixed recognition crop: the five points MediaPipe finds on the generator's render of w_avg (the generator's
+framing is FFHQ's, so faces sit within a few pixels of it).
 
 Progress: a log line every `log_every` steps (losses, samples/s, lr) to stdout and <out>/log.jsonl. Checkpoints:
 <out>/last.pt every `ckpt_every` steps and at the end (model, optimiser, scheduler, step, config); a run restarted
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 
 from training.encoder import (USED_SLOTS, EncoderConfig, InversionEncoder, count_parameters, image_losses,
                               latent_losses)
+from training.face_id_torch import identity_loss
 
 
 @dataclass
@@ -63,6 +67,7 @@ class TrainConfig:
     w_spread: float = 0.1
     w_l1: float = 1.0
     w_msssim: float = 1.0
+    w_id: float = 0.0  # recogniser identity loss on the image-loss samples (0: off)
     image_every: int = 1  # image loss every N steps (0: never)
     image_batch: int = 8  # samples of the batch that go through the generator for the image loss
     image_res: int = 256
@@ -362,6 +367,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
               f"source {cfg.source}" + (f" ({len(source)} cached samples per rank)" if cfg.source == "cache" else ""),
               flush=True)
     w_avg, w_std = model.w_avg, model.mapper.w_std
+    identity = identity_term(generator, cfg, device) if cfg.w_id > 0 and cfg.image_every else None
     aug_rng = np.random.default_rng([cfg.seed, rank, 7, step])
     t0, seen, last = time.time(), 0, {}
     start_wall = time.time()
@@ -399,6 +405,9 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
                 tgt = F.interpolate(tgt, size=(cfg.image_res, cfg.image_res), mode="area")
             parts.update(image_losses(render, tgt))
             loss = loss + cfg.w_l1 * parts["l1"] + cfg.w_msssim * parts["msssim"]
+            if identity is not None:
+                parts["id"] = identity_loss(identity[0], render, tgt, *identity[1:])
+                loss = loss + cfg.w_id * parts["id"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -439,6 +448,27 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if world > 1:
         dist.barrier()
     return last
+
+
+@torch.no_grad()
+def identity_term(generator, cfg: TrainConfig, device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The identity loss's frozen recogniser and its fixed recognition crop (separable warp rows, cols) in the
+    image loss's framing: the five points MediaPipe finds on the generator's render of w_avg at `cfg.image_res`."""
+    from engine.face_id import five_points, separable_warp
+    from engine.landmarks import FaceLandmarker
+    from training.face_id_torch import FaceIdNet
+
+    w = generator.w_avg.detach().reshape(1, 1, -1).expand(1, 23, -1).to(device)
+    render = generator.synthesis(w, None if cfg.image_block < 0 else cfg.image_block)
+    render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
+    rgb = ((render[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    with FaceLandmarker() as lm:
+        faces = lm.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not faces:
+        raise SystemExit("the identity loss needs a face in the render of w_avg; MediaPipe found none")
+    rows, cols = (torch.from_numpy(m).to(device) for m in separable_warp(five_points(faces[0].xy),
+                                                                         cfg.image_res))
+    return FaceIdNet().to(device).eval().requires_grad_(False), rows, cols
 
 
 @torch.no_grad()
@@ -517,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
                  "threads", "seed", "val", "stop_step", "align_workers", "align_res"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
-    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "aug_strength", "colour_strength", "max_minutes",
+    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "w_id", "aug_strength", "colour_strength", "max_minutes",
                  "anneal_minutes", "thumb_ridge"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])

@@ -124,3 +124,17 @@ def test_cli_invert_quality(tmp_path, face_photo, capsys):
     assert cli_main(["invert", str(face_photo("obama.jpg")), "--out", str(out), "--quality", "-1"]) == 2
     assert "--quality" in capsys.readouterr().err
 
+
+def test_domain_offset_report_compares_group_means():
+    """training.probe_domain_offset: groups whose quality-mode changes share a direction get cosine 1, opposite
+    ones -1; RMS of the mean is below the RMS of the changes when they scatter around it."""
+    from training.probe_domain_offset import offset_report
+
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=(16, 512))
+    deltas = {"a": common + 0.1 * rng.normal(size=(4, 16, 512)), "b": common[None].repeat(2, 0),
+              "c": -common[None].repeat(3, 0)}
+    report = offset_report(deltas)
+    assert report["cosine_of_means"]["a"]["b"] > 0.99 and report["cosine_of_means"]["b"]["c"] < -0.99
+    assert report["groups"]["a"]["faces"] == 4
+    assert report["groups"]["a"]["rms_mean_delta"] < report["groups"]["a"]["rms_delta"]

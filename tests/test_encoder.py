@@ -327,6 +327,8 @@ def test_identity_loss_reads_the_generators_framing(tmp_path):
     train(cfg, tmp_path / "run", generator=load_weights())
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert 0 < log[-1]["id"] <= 2
+    with pytest.raises(SystemExit, match="--w-id needs the image loss"):
+        train(make_config("tiny", data=str(data), w_id=1.0, image_every=0), tmp_path / "run0")
 
 
 def test_online_source_with_align_workers_trains_and_logs_the_wait(tmp_path):

@@ -313,6 +313,8 @@ def setup_distributed() -> tuple[int, int, int, torch.device]:
 
 def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None) -> dict:
     """Run (or resume) training; returns the last logged metrics. `generator`: an already loaded MobileStyleGAN."""
+    if cfg.w_id > 0 and not cfg.image_every:
+        raise SystemExit("--w-id needs the image loss (--image-every > 0): the identity loss reads its renders")
     rank, world, _, device = setup_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

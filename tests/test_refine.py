@@ -138,3 +138,13 @@ def test_domain_offset_report_compares_group_means():
     assert report["cosine_of_means"]["a"]["b"] > 0.99 and report["cosine_of_means"]["b"]["c"] < -0.99
     assert report["groups"]["a"]["faces"] == 4
     assert report["groups"]["a"]["rms_mean_delta"] < report["groups"]["a"]["rms_delta"]
+
+
+def test_domain_offset_probe_stays_off_the_evaluations_frames():
+    """The probe's video frames are never within 6 frames of the encoder evaluation's (--video-frames 3)."""
+    from training.evaluate_encoder import frame_positions
+    from training.probe_domain_offset import probe_positions
+
+    for n in (175, 216, 275, 282, 1000):
+        taken = frame_positions(n, 3)
+        assert all(min(abs(p - t) for t in taken) >= 6 for p in probe_positions(n, 8))

@@ -28,29 +28,22 @@ from engine.landmarks import FaceLandmarker
 from engine.latents import to_wplus
 from engine.refine import Refiner, refine_latent
 from training.encoder_data import USED_SLOTS, w_stats
-from training.evaluate_encoder import VIDEOS
+from training.evaluate_encoder import VIDEOS, frame_positions, video_frames
 
 SEED = 700_000  # generated controls; the evaluation's held-out faces start at 900 000
-EVAL_PER_CLIP = 3  # the evaluation's frames: (j + 0.5) / 3 of each clip
+EVAL_PER_CLIP = 3  # the evaluation's frames: frame_positions(n, 3) of each clip (--video-frames 3)
 
 
-def probe_frames(videos: Path, per_clip: int) -> list[tuple[str, np.ndarray]]:
-    """`per_clip` frames (BGR) of each clip at (j + 0.3) / per_clip of its length, moved 8 frames on where that
-    falls within 6 frames of one of the evaluation's."""
-    frames = []
-    for path in sorted(videos.glob("*.mp4")):
-        cap = cv2.VideoCapture(str(path))
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        taken = [int((k + 0.5) * n / EVAL_PER_CLIP) for k in range(EVAL_PER_CLIP)]
-        for j in range(per_clip):
-            pos = int((j + 0.3) * n / per_clip)
-            pos += 8 if min(abs(pos - t) for t in taken) < 6 else 0
-            cap.set(cv2.CAP_PROP_POS_FRAMES, pos)
-            ok, frame = cap.read()
-            if ok:
-                frames.append((path.stem, frame))
-        cap.release()
-    return frames
+def probe_positions(n: int, per_clip: int) -> list[int]:
+    """`per_clip` frame indices of an n-frame clip at (j + 0.3) / per_clip of its length; one that falls within 6
+    frames of a frame the encoder evaluation uses moves 8 frames on, or further, to 6 past that frame."""
+    taken = frame_positions(n, EVAL_PER_CLIP)
+
+    def clear(p: int) -> int:
+        near = [t for t in taken if abs(p - t) < 6]
+        return max(p + 8, near[0] + 6) if near else p
+
+    return [clear(p) for p in frame_positions(n, per_clip, 0.3)]
 
 
 def offset_report(deltas: dict[str, np.ndarray]) -> dict:
@@ -76,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     refiner = Refiner.load(args.threads, full=gen)
     _, w_std = w_stats(gen.map)
     slots = list(USED_SLOTS)
-    items = probe_frames(VIDEOS, args.per_clip)
+    items = [(name.split("#")[0], frame) for name, frame in video_frames(VIDEOS, args.per_clip, probe_positions)]
+    if not items:
+        raise SystemExit(f"no frames read from video clips (*.mp4) in {VIDEOS}")
     items += [("generated", cv2.cvtColor(gen.render(gen.sample_w(SEED + i, 0.7)), cv2.COLOR_RGB2BGR))
               for i in range(args.generated)]
     deltas: dict[str, list[np.ndarray]] = {}

@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one, or $CELEBLOOK_ENCODER)")
     p.add_argument("--out-dir", type=Path, default=Path("."), help="folder for recordings and sweep GIFs (default .)")
     p.add_argument("--builtin", type=int, default=4, help="how many built-in generated targets to offer (default 4)")
-    p.add_argument("--target-quality", type=int, default=0, metavar="STEPS",
-                   help="quality-mode steps for a dropped photo, once per photo (default 0: off; 20 takes a few "
-                        "seconds, but the live view's preview head renders refined targets blurred)")
+    p.add_argument("--target-quality", type=int, default=20, metavar="STEPS",
+                   help="quality-mode steps for a dropped photo, once per photo in the background and cached "
+                        "(default 20, a few seconds; 0: the one pass only)")
     p.add_argument("--calibrate", type=int, default=3, metavar="KEYFRAMES",
                    help="personal calibration from this many frames of you, refined once in the background "
                         "(default 3, seconds each; 0: off)")

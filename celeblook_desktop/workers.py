@@ -197,9 +197,9 @@ class EngineConfig:
     builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)
     target_cache_dir: Path | None = None
     background_render: bool = True  # generator on its own thread (engine.background_render)
-    # dropped photos: quality-mode steps (engine/refine.py), once per photo. Off by default: the live loop's 256-px
-    # preview head renders the refined targets blurred (docs/ENCODER.md, "Personal calibration")
-    target_quality_steps: int = 0
+    # dropped photos: quality-mode steps (engine/refine.py), once per photo in the background and cached: the target
+    # is recognised as the person far more often live (docs/MORPH.md)
+    target_quality_steps: int = 20
     calibrate_keyframes: int = 3  # personal calibration (engine/calibration.py) from this many frames; 0: off
     calibration_steps: int = 20  # quality-mode steps per keyframe
     calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected

@@ -55,6 +55,54 @@ MORPH_PRESETS: dict[str, np.ndarray] = {
 }
 
 
+# Slots that carry head pose and expression (4-32 px features, slots 0-9): a reenactment takes the user's motion on
+# these and everything else from the target. Chosen by `python -m training.evaluate_live_morph` (docs/MORPH.md).
+MOTION_SLOTS: np.ndarray = slot_weights(coarse=1.0, middle=1.0)
+# The default morph: the target's face moving like the user (reenact); the per-slot presets mix the two faces.
+MORPH_MODES: tuple[str, ...] = ("reenact", *MORPH_PRESETS)
+# Direction names a still's reenactment copies from the user (a photo has no motion to take a mean of).
+EXPRESSION_NAMES: tuple[str, ...] = ("yaw", "pitch", "smile", "jaw_open", "eye_blink", "brow_raise")
+
+
+@dataclass(frozen=True)
+class MotionReference:
+    """The user's resting W+ (1, 23, 512): the mean of the latents seen so far, exponential after `count` reaches
+    the window, so motion is measured from where this user's face usually is, not from any one frame."""
+
+    mean: np.ndarray
+    count: int
+
+
+def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window: int) -> MotionReference:
+    """`ref` updated with one more frame's W+: a plain mean over the first `window` frames, then exponential."""
+    w = to_wplus(wplus).astype(np.float64)
+    if ref is None:
+        return MotionReference(w, 1)
+    count = min(ref.count + 1, window)
+    return MotionReference(ref.mean + (w - ref.mean) / count, count)
+
+
+def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,
+            motion: np.ndarray = MOTION_SLOTS, directions: "DirectionSet | None" = None) -> np.ndarray:
+    """The target's face with the source's head pose and expression, blended from the source (strength 0) to it (1).
+
+    driven = target + motion[slot] * (source - reference): the target moved by how far the user is from their own
+    resting latent (`reference`, a MotionReference's mean) on the slots that carry motion; the result is
+    source + strength * (driven - source). Without a reference (a still photo) driven is the target, and with
+    `directions` its pose and expression components (EXPRESSION_NAMES) are copied from the source. With `directions`
+    the head pose (yaw, pitch) is always the source's, so the face stays on the user's head when pasted back."""
+    if not 0.0 <= strength <= 1.0:
+        raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
+    src, tgt = to_wplus(source), to_wplus(target)
+    if reference is None:
+        driven = directions.restore(tgt, src, EXPRESSION_NAMES) if directions is not None else tgt
+    else:
+        m = np.asarray(motion, np.float32).reshape(1, N_SLOTS, 1)
+        driven = tgt + m * (src - to_wplus(reference))
+    out = (src + strength * (driven - src)).astype(np.float32)
+    return directions.restore(out, src, ("yaw", "pitch")) if directions is not None else out
+
+
 def morph(source: np.ndarray, target: np.ndarray, strength: float,
           weights: np.ndarray | str = "identity", pose_lock: "DirectionSet | None" = None) -> np.ndarray:
     """W+' = source + strength * w[slot] * (target - source); strength in [0, 1], weights (23,) or a preset.

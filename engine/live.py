@@ -42,7 +42,7 @@ import numpy as np
 from engine.align import Crop, align_face, usable_faces
 from engine.calibration import LIVE_SLOTS, IdentityCalibration
 from engine.background_render import BackgroundRenderer
-from engine.edits import MORPH_PRESETS, DirectionSet, morph
+from engine.edits import MORPH_MODES, DirectionSet, MotionReference, morph, motion_reference_step, reenact
 from engine.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
 from engine.generator import Generator
@@ -50,7 +50,7 @@ from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
 from engine.models import resolve_model, sha256_file
 from engine.onnx_session import make_session
-from engine.paste import paste_back
+from engine.paste import PasteOptions, paste_back
 from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_face
 
@@ -60,6 +60,8 @@ LATENT_SMOOTHING_MODES = ("one_euro", "ema")
 IDENTITY_EVERY = 8  # frames between refreshes of the face's recognition embedding (LivePipeline._identity_embedding)
 IDENTITY_WINDOW = 8  # refreshes the running mean of that embedding spans
 FEEDBACK_EVERY = 32  # frames between identity-feedback measurements (a render each; LivePipeline._identity_feedback)
+MORPH_GROW = 0.08  # the paste-back's face oval grows by this share at full morph strength (PasteOptions.grow)
+MOTION_WINDOW = 120  # frames the user's resting latent averages over (~8 s; the reenactment's reference)
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ class LatentSmoothing:
 @dataclass(frozen=True)
 class LiveSettings:
     """What to do with each frame. `target`: W+ (1, 23, 512) to morph toward, or None (the user's own face);
-    `strength` 0..1 and `preset` (engine.edits.MORPH_PRESETS) of the morph, `pose_lock`: keep the user's head
-    pose along the yaw/pitch directions while morphing (docs/EDITS.md); `amounts`: direction edits in real
+    `strength` 0..1 and `preset` of the morph: "reenact" (the target's face moving like the user: engine.edits.reenact,
+    from the user's running resting latent) or a per-slot mix (engine.edits.MORPH_PRESETS); `pose_lock`: keep the
+    user's head pose along the yaw/pitch directions while morphing (docs/EDITS.md); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
     `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
@@ -96,7 +99,7 @@ class LiveSettings:
 
     target: np.ndarray | None = None
     strength: float = 0.8
-    preset: str = "identity"
+    preset: str = "reenact"
     pose_lock: bool = True
     amounts: dict[str, float] = field(default_factory=dict)
     smooth_latents: bool = True
@@ -112,8 +115,8 @@ class LiveSettings:
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
             raise BadInputError(f"morph strength must be in [0, 1], got {self.strength}")
-        if self.preset not in MORPH_PRESETS:
-            raise BadInputError(f"unknown morph preset {self.preset!r}; choose from {', '.join(MORPH_PRESETS)}")
+        if self.preset not in MORPH_MODES:
+            raise BadInputError(f"unknown morph preset {self.preset!r}; choose from {', '.join(MORPH_MODES)}")
 
     def with_(self, **changes) -> "LiveSettings":
         """A copy with some fields changed."""
@@ -277,6 +280,7 @@ class LivePipeline:
         self._identity_n = 0
         self._feedback: np.ndarray | None = None  # running mean of the identity feedback's W+ changes (23, 512)
         self._feedback_n = 0
+        self._motion_ref: MotionReference | None = None  # the user's resting W+ (the reenactment's reference)
         self._feedback_job = None  # a measurement still running belongs to the face just lost: its result is dropped
         if self._renderer is not None:
             self._renderer.clear()
@@ -325,6 +329,7 @@ class LivePipeline:
         lap("encode")
 
         wplus = self._smooth_latent(wplus, t, settings)
+        self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW)
         edited = self._edit(wplus, settings)
         lap("edit")
 
@@ -341,7 +346,8 @@ class LivePipeline:
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
         size = int(min(render.face_bgr.shape[0], max(64, math.ceil(side))))
         face_img = cv2.resize(render.face_bgr, (size, size), interpolation=cv2.INTER_AREA)
-        out = paste_back(frame_bgr, face_img, crop, face)
+        grow = 1.0 + MORPH_GROW * settings.strength if settings.target is not None else 1.0
+        out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(grow=grow))
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
         return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop,
@@ -429,7 +435,11 @@ class LivePipeline:
         out = to_wplus(wplus)
         if settings.target is not None and settings.strength > 0:
             lock = self.models.directions if settings.pose_lock else None
-            out = morph(out, settings.target, settings.strength, settings.preset, pose_lock=lock)
+            if settings.preset == "reenact":
+                ref = self._motion_ref.mean if self._motion_ref is not None else None
+                out = reenact(out, settings.target, settings.strength, ref, directions=lock)
+            else:
+                out = morph(out, settings.target, settings.strength, settings.preset, pose_lock=lock)
         amounts = {k: v for k, v in settings.amounts.items() if v}
         if amounts:
             if self.models.directions is None:

@@ -17,11 +17,14 @@ from engine.landmarks import FACE_OVAL, Face
 @dataclass(frozen=True)
 class PasteOptions:
     """`feather`: width of the soft mask edge as a fraction of the face width; `color_match`: match Lab
-    mean/std of the pasted face to the frame inside the mask; `max_gain`: bound on the std ratio."""
+    mean/std of the pasted face to the frame inside the mask; `max_gain`: bound on the std ratio; `grow`: the face
+    oval scaled about its centre before masking (> 1 also replaces the face's outline: a morph to another face
+    shows the target's jaw and cheeks, not the user's; docs/MORPH.md measures it)."""
 
     feather: float = 0.08
     color_match: bool = True
     max_gain: float = 2.0
+    grow: float = 1.0
 
 
 def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face,
@@ -29,7 +32,7 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
     """Return a copy of `frame` (uint8 BGR) with `face_image` (square uint8 BGR, any size, aligned like
     `crop`) warped back in place of `face`."""
     out = frame.copy()
-    roi = _face_roi(face, crop, frame.shape)
+    roi = _face_roi(_oval(face, options.grow), crop, frame.shape)
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
@@ -40,7 +43,7 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
                             borderMode=cv2.BORDER_REPLICATE)
     covered = cv2.warpAffine(np.full(face_image.shape[:2], 255, np.uint8), face_to_roi, size,
                              flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    mask = feathered_mask(face.xy[list(FACE_OVAL)] - (x0, y0), (size[1], size[0]), _feather_px(face, options))
+    mask = feathered_mask(_oval(face, options.grow) - (x0, y0), (size[1], size[0]), _feather_px(face, options))
     mask *= covered.astype(np.float32) / 255.0
     target = out[y0:y1, x0:x1]
     if options.color_match:
@@ -74,6 +77,13 @@ def match_colors(source: np.ndarray, target: np.ndarray, region: np.ndarray, max
     return cv2.cvtColor(cv2.transform(src, affine), cv2.COLOR_Lab2BGR)
 
 
+def _oval(face: Face, grow: float) -> np.ndarray:
+    """(36, 2) face-oval points in frame pixels, scaled by `grow` about their centre."""
+    oval = face.xy[list(FACE_OVAL)]
+    centre = oval.mean(axis=0)
+    return centre + grow * (oval - centre)
+
+
 def _feather_px(face: Face, options: PasteOptions) -> float:
     x0, _, x1, _ = face.bbox
     return max(1.0, options.feather * (x1 - x0))
@@ -86,10 +96,10 @@ def _face_image_to_frame(crop: Crop, face_size: int) -> np.ndarray:
     return compose_affine(crop.inverse, to_crop)
 
 
-def _face_roi(face: Face, crop: Crop, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+def _face_roi(oval: np.ndarray, crop: Crop, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
     """Integer box (x0, y0, x1, y1) around the face oval, inside both the frame and the crop's quad."""
     h, w = shape[:2]
-    x0, y0, x1, y1 = face.bbox
+    (x0, y0), (x1, y1) = oval.min(axis=0), oval.max(axis=0)
     qx0, qy0 = crop.quad.min(axis=0)
     qx1, qy1 = crop.quad.max(axis=0)
     x0, y0 = int(np.floor(max(x0 - 2, qx0, 0))), int(np.floor(max(y0 - 2, qy0, 0)))

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.edits import (DIRECTIONS_PATH, MORPH_PRESETS, SLOT_GROUPS, SLOT_RESOLUTION, DirectionSet, morph,
-                          slot_weights)
+from engine.edits import (DIRECTIONS_PATH, EXPRESSION_NAMES, MORPH_PRESETS, MOTION_SLOTS, SLOT_GROUPS,
+                          SLOT_RESOLUTION, DirectionSet, morph, motion_reference_step, reenact, slot_weights)
 from engine.errors import BadInputError, ModelMissingError
 from engine.gif import write_gif
 
@@ -116,3 +116,45 @@ def test_pose_lock_restores_the_source_pose_components():
     assert np.abs(locked - free).max() > 0.1
     smile = ds.directions["smile"].vector
     np.testing.assert_allclose(locked[0] @ smile, b[0] @ smile, atol=0.05 * np.abs(b[0] @ smile).max() + 1e-3)
+
+
+def test_reenact_moves_the_target_by_the_users_motion_on_the_motion_slots_only():
+    rng = np.random.default_rng(1)
+    user, rest, target = (rng.standard_normal((1, 23, 512)).astype(np.float32) for _ in range(3))
+    np.testing.assert_allclose(reenact(user, target, 0.0, rest), user, atol=1e-6)
+    full = reenact(user, target, 1.0, rest)
+    motion = MOTION_SLOTS > 0
+    assert list(np.flatnonzero(motion)) == list(range(10))  # 4-32 px: pose and expression
+    np.testing.assert_allclose(full[0, motion], (target + user - rest)[0, motion], atol=1e-5)
+    np.testing.assert_allclose(full[0, ~motion], target[0, ~motion], atol=1e-6)  # identity, complexion: the target's
+    np.testing.assert_allclose(reenact(rest, target, 1.0, rest), target, atol=1e-6)  # at rest: the target itself
+    half = reenact(user, target, 0.5, rest)
+    np.testing.assert_allclose(half, 0.5 * (user + full), atol=1e-5)  # a straight blend between the two
+    with pytest.raises(BadInputError):
+        reenact(user, target, 1.2, rest)
+
+
+def test_reenact_of_a_still_copies_pose_and_expression_along_the_directions():
+    ds = DirectionSet.load(DIRECTIONS_PATH)
+    rng = np.random.default_rng(2)
+    user, target = rng.standard_normal((1, 23, 512)), rng.standard_normal((1, 23, 512))
+    out = reenact(user, target, 1.0, directions=ds)
+    for name in ("jaw_open", "yaw"):
+        d = ds.directions[name]
+        on = d.slots > 0
+        gap_before = np.abs((target[0] - user[0])[on] @ d.vector).mean()
+        gap_after = np.abs((out[0] - user[0])[on] @ d.vector).mean()
+        assert gap_after < 0.2 * gap_before, name  # the user's mouth and head, (nearly: directions overlap)
+    assert set(EXPRESSION_NAMES) <= set(ds.directions)
+    assert np.abs(out - target).mean() < 0.5 * np.abs(user - target).mean()  # the rest is the target's
+
+
+def test_motion_reference_is_a_running_mean_then_exponential():
+    frames = [np.full((1, 23, 512), v, np.float32) for v in (1.0, 2.0, 3.0, 10.0)]
+    ref = None
+    for f in frames[:3]:
+        ref = motion_reference_step(ref, f, window=3)
+    np.testing.assert_allclose(ref.mean, 2.0)
+    ref = motion_reference_step(ref, frames[3], window=3)
+    np.testing.assert_allclose(ref.mean, 2.0 + (10.0 - 2.0) / 3)
+    assert ref.count == 3

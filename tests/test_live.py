@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -136,3 +137,32 @@ def test_flicker_command(tmp_path, videos_dir, landmarker_model, capsys):
     row = report["results"][0]
     assert row["frames"] == 4 and row["frames_with_face"] == 4 and row["fps"] > 0 and row["flicker"] > 0
     assert main(["flicker", str(tmp_path / "missing.mp4")]) == 2
+
+
+def _embed(fid, landmarker, image):
+    faces = landmarker.detect(image)
+    assert faces, "no face in the pipeline's output"
+    return fid.embed(image, faces[0].xy)
+
+
+def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarker):
+    """What the user sees: the pasted-back face is recognised as the target more the higher the strength, and at
+    full strength it is closer to the target than to the user (the shipped recogniser, cosine similarity)."""
+    from engine.face_id import FaceId
+    from engine.targets import builtin_targets
+
+    fid = FaceId.load(1)
+    target = builtin_targets(models.generator, (4,))[0]
+    target_e = _embed(fid, landmarker, cv2.cvtColor(models.generator.render(target.wplus), cv2.COLOR_RGB2BGR))
+    frames = d18[:6]
+    user_e = [_embed(fid, landmarker, f.image) for f in frames]
+    to_target, to_user = {}, {}
+    for strength in (0.0, 0.5, 1.0):
+        settings = LiveSettings(target=target.wplus, strength=strength, reuse=False)
+        with LivePipeline(models) as pipe:
+            out = [_embed(fid, landmarker, pipe.process(f.image, f.timestamp_ms, settings).frame) for f in frames]
+        to_target[strength] = float(np.mean([e @ target_e for e in out]))
+        to_user[strength] = float(np.mean([e @ u for e, u in zip(out, user_e)]))
+    assert to_target[0.0] < to_target[0.5] < to_target[1.0], to_target
+    assert to_user[0.0] > to_user[1.0], to_user
+    assert to_target[1.0] > to_user[1.0], (to_target, to_user)

@@ -5,23 +5,31 @@ import argparse
 from pathlib import Path
 
 from engine.commands.photo_args import add_photo_args, open_photo, write_outputs, photo_encoder
-from engine.edits import MORPH_PRESETS, DirectionSet, morph
+from engine.edits import MORPH_MODES, DirectionSet, morph, reenact
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
+from engine.refine import STEPS
 from engine.targets import TargetCache
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.strength <= 1.0:
         raise BadInputError(f"--strength must be in [0, 1], got {args.strength}")
+    if args.target_quality < 0:
+        raise BadInputError(f"--target-quality takes a number of steps >= 0, got {args.target_quality}")
     generator = Generator.load(args.threads)
     encoder = photo_encoder(args)
     with FaceLandmarker(args.model) as landmarker:
-        target = TargetCache(encoder, generator, landmarker, encoder.one_pass_id).load(args.to)
+        target = TargetCache(encoder, generator, landmarker, encoder.one_pass_id,
+                             quality_steps=args.target_quality).load(args.to)
         editor = open_photo(args, landmarker, encoder, generator)
     lock = None if args.no_pose_lock else DirectionSet.load()
-    write_outputs(args, editor, lambda t: morph(editor.wplus, target.wplus, t * args.strength, args.preset, lock))
+    if args.preset == "reenact":  # a photo has no motion to average: its pose and expression go by the directions
+        lock = lock or DirectionSet.load()
+        write_outputs(args, editor, lambda t: reenact(editor.wplus, target.wplus, t * args.strength, directions=lock))
+    else:
+        write_outputs(args, editor, lambda t: morph(editor.wplus, target.wplus, t * args.strength, args.preset, lock))
     return 0
 
 
@@ -30,8 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_photo_args(p)
     p.add_argument("--to", type=Path, required=True, help="target photo (a celebrity, a friend)")
     p.add_argument("--strength", type=float, default=0.8, help="how far toward the target, 0..1 (default 0.8)")
-    p.add_argument("--preset", choices=sorted(MORPH_PRESETS), default="identity",
-                   help="which slots take the target: identity keeps your pose and expression (default)")
+    p.add_argument("--preset", choices=MORPH_MODES, default="reenact",
+                   help="reenact (default): the target's face with your pose and expression; the others mix the two "
+                        "faces per slot (identity keeps your face shape, pose and expression)")
+    p.add_argument("--target-quality", type=int, default=STEPS, metavar="STEPS",
+                   help=f"quality-mode steps for the target photo, once per photo and cached (default {STEPS}; 0: off)")
     p.add_argument("--no-pose-lock", action="store_true",
                    help="let the target's head pose through (default: keep yours along the yaw/pitch directions)")
     p.set_defaults(func=run)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -81,12 +81,14 @@ class DemoFace:
         w = to_wplus(self.generator.sample_w(self.seed) if w is None else w)
         return self.directions.apply(w, **demo_amounts((i % self.loop_frames) / self.loop_frames, self.directions))
 
-    def render(self) -> list[np.ndarray]:
-        """Render the loop once (seconds on a laptop CPU at 256 px); later calls return the same frames."""
-        if not self._frames:
+    def render(self, cancelled: Callable[[], bool] = lambda: False) -> list[np.ndarray]:
+        """Render the loop once (seconds on a laptop CPU at 256 px); later calls return the same frames.
+        `cancelled()` true stops early (a closing window); the next call renders the rest."""
+        if len(self._frames) < self.loop_frames:
             side, w = min(FACE_SIDE, self.size[1]), self.generator.sample_w(self.seed)
-            self._frames = [place_on_background(self.generator.render(self.latent(i, w)), self.size, side)
-                            for i in range(self.loop_frames)]
+            while len(self._frames) < self.loop_frames and not cancelled():
+                face = self.generator.render(self.latent(len(self._frames), w))
+                self._frames.append(place_on_background(face, self.size, side))
         return self._frames
 
     def frame(self, i: int) -> tuple[np.ndarray, int]:

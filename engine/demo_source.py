@@ -24,7 +24,7 @@ from engine.edits import DirectionSet
 from engine.generator import Generator
 from engine.latents import to_wplus
 
-DEMO_SEED = 4
+DEMO_SEED = 2  # a plain background, and not one of the desktop's built-in targets (0, 3, 4, 7, ...)
 LOOP_FRAMES = 64  # one loop: ~2.6 s at 25 fps; 64 x 640 x 480 x 3 bytes = 59 MB
 FPS = 25.0
 FRAME_SIZE = (640, 480)  # (width, height), a plain webcam's

@@ -2,6 +2,7 @@
 
     celeblook-desktop                      # camera 0; says so and offers a video file when there is none
     celeblook-desktop --video clip.mp4     # a looping video instead of a camera
+    celeblook-desktop --demo               # a built-in moving face made by our generator: no camera, no files
     celeblook-desktop --video clip.mp4 --target friend.jpg --frames 60 --record out.gif --screenshot window.png
                                            # headless: offscreen when there is no display; records and exits
 """
@@ -18,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, help="camera index (default 0)")
     src.add_argument("--video", type=Path, help="video file to use instead of a camera (loops)")
+    src.add_argument("--demo", action="store_true",
+                     help="a built-in face made by CelebLook's generator that turns, smiles and talks (no camera)")
     p.add_argument("--target", type=Path, help="target photo to morph toward (default: a built-in generated face)")
     p.add_argument("--strength", type=float, default=0.8, help="morph strength 0..1 (default 0.8)")
     p.add_argument("--frames", type=int, help="process this many frames, then exit (headless runs, demos, tests)")
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from celeblook_desktop.workers import EngineConfig, Source
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    source = Source(video=args.video) if args.video else Source(camera=args.camera or 0)
+    source = Source(video=args.video) if args.video else Source(demo=True) if args.demo else \
+        Source(camera=args.camera or 0)
     seeds = (0, 3, 4, 7, 9, 12, 15, 21)[:max(0, args.builtin)]
     config = EngineConfig(threads=args.threads, encoder=str(args.encoder) if args.encoder else None,
                           builtin_seeds=seeds if args.target is None else seeds[:2],
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                           calibrate_keyframes=max(0, args.calibrate), calibration=args.calibration)
     window = MainWindow(source, config, side_by_side_view=not args.single_view, out_dir=args.out_dir,
                         stop_after=args.frames)
-    window.strength.setValue(round(args.strength * 100))
+    window.controls.strength.setValue(round(args.strength * 100))
     if args.target is not None:
         window.open_file(args.target)
     if args.record is not None:

@@ -1,4 +1,5 @@
-"""The main window: input and output views, controls, gallery strip, recording. Thin: the engine does the work.
+"""The main window: the views, gallery and controls panels (celeblook_desktop/panels), recording. Thin: the
+engine does the work; this connects the panels to it.
 
 Every problem is shown in the window (the message bar under the views, and the status bar), never raised.
 """
@@ -6,78 +7,45 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 from collections import deque
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QSize, Qt, QThread, QTimer, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QMainWindow, QPushButton, QSizePolicy,
-                               QSlider, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, QThread, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QVBoxLayout, \
+    QWidget
 
-from engine.edits import MORPH_PRESETS
 from engine.errors import CelebLookError
 from engine.live import LiveSettings
-from engine.models import MODELS_DIR
+from engine.models import Fetch, ModelEntry, download_model, missing_download, user_cache_dir
 from engine.targets import IMAGE_SUFFIXES, Target
 
+from celeblook_desktop.panels.controls import ControlsPanel
+from celeblook_desktop.panels.gallery import GalleryPanel
+from celeblook_desktop.panels.views import ViewsPanel
 from celeblook_desktop.recorder import Recorder, default_gif_path, save_gif, side_by_side
 from celeblook_desktop.workers import CaptureWorker, EngineConfig, EngineOutput, EngineWorker, LatestFrame, Source
 
-# Text prompts need a CLIP text encoder and the CLIP -> W+ mapper exported to ONNX (docs/DESIGN.md, section 6).
-TEXT_MODEL_FILES = ("clip_text_encoder.onnx", "clip_wplus_mapper.onnx")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-SLIDER_EDITS = (("yaw", "Head yaw"), ("pitch", "Head pitch"), ("smile", "Expression (smile)"))
-GALLERY_MAX = 12
-CAMERA_CHOICES = 4
-
-
-def bgr_to_pixmap(image: np.ndarray, size: QSize | None = None) -> QPixmap:
-    """uint8 BGR array -> QPixmap, optionally fitted into `size` (aspect kept)."""
-    image = np.ascontiguousarray(image)
-    h, w = image.shape[:2]
-    qimage = QImage(image.data, w, h, image.strides[0], QImage.Format.Format_BGR888).copy()
-    pixmap = QPixmap.fromImage(qimage)
-    if size is not None and size.width() > 0 and size.height() > 0:
-        pixmap = pixmap.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-    return pixmap
-
-
-def missing_text_models(models_dir: Path = MODELS_DIR) -> list[str]:
-    return [f for f in TEXT_MODEL_FILES if not (Path(models_dir) / f).is_file()]
-
-
-class VideoView(QLabel):
-    """A label that shows frames scaled to fit."""
-
-    def __init__(self, title: str):
-        super().__init__(title)
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(240, 240)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setStyleSheet("background: #111; color: #aaa;")
-        self.frame: np.ndarray | None = None
-
-    def show_frame(self, image: np.ndarray) -> None:
-        self.frame = image
-        self.setPixmap(bgr_to_pixmap(image, self.size()))
 
 
 class MainWindow(QMainWindow):
-    """CelebLook's window. `frames_done` is emitted once after `stop_after` processed frames (headless runs)."""
+    """CelebLook's window. `frames_done` is emitted once after `stop_after` processed frames (headless runs).
+    `fetch` opens a URL for the face landmarker's download (urllib's urlopen; tests pass a fake)."""
 
     frames_done = Signal()
     gif_written = Signal(str)
     gif_failed = Signal(str)
 
     def __init__(self, source: Source | None = None, engine_config: EngineConfig = EngineConfig(),
-                 side_by_side_view: bool = True, out_dir: str | os.PathLike = ".", stop_after: int | None = None):
+                 side_by_side_view: bool = True, out_dir: str | os.PathLike = ".", stop_after: int | None = None,
+                 fetch: Fetch = urllib.request.urlopen):
         super().__init__()
         self.setWindowTitle("CelebLook")
         self.setAcceptDrops(True)
         self.out_dir = Path(out_dir)
         self.stop_after = stop_after
+        self.fetch = fetch
         self.mailbox = LatestFrame()
         self.engine = EngineWorker(self.mailbox, engine_config)
         self.capture: CaptureWorker | None = None
@@ -106,162 +74,38 @@ class MainWindow(QMainWindow):
         self._input_timer = QTimer(self)
         self._input_timer.timeout.connect(self._refresh_input)
         self._input_timer.start(33)
-        self.engine.start()
+        self._start_engine()
         if source is not None:
             self.set_source(source)
 
     # --- layout ---------------------------------------------------------------------------------------------
     def _build_ui(self, side_by_side_view: bool) -> None:
-        self.input_view = VideoView("input")
-        self.output_view = VideoView("starting the engine…")
-        views = QHBoxLayout()
-        views.addWidget(self.input_view)
-        views.addWidget(self.output_view)
-        self.input_view.setVisible(side_by_side_view)
-
-        self.message = QLabel("")
-        self.message.setWordWrap(True)
-        self.message.setStyleSheet("padding: 4px;")
-        self.open_video_button = QPushButton("Open video file…")
-        self.open_video_button.clicked.connect(self.choose_video)
-        self.open_video_button.setVisible(False)
-        message_row = QHBoxLayout()
-        message_row.addWidget(self.message, 1)
-        message_row.addWidget(self.open_video_button)
-
-        self.gallery = QListWidget()
-        self.gallery.setViewMode(QListView.ViewMode.IconMode)
-        self.gallery.setFlow(QListView.Flow.LeftToRight)
-        self.gallery.setWrapping(False)
-        self.gallery.setIconSize(QSize(72, 72))
-        self.gallery.setFixedHeight(112)
-        self.gallery.setMovement(QListView.Movement.Static)
-        self.gallery.setToolTip("Targets: drop a photo on the window (or Add photo…) to add one")
-        none_item = QListWidgetItem("you\n(no morph)")
-        none_item.setData(Qt.ItemDataRole.UserRole, None)
-        self.gallery.addItem(none_item)
-        self.gallery.currentRowChanged.connect(self._on_gallery_row)
-        add_photo = QPushButton("Add photo…")
-        add_photo.clicked.connect(self.choose_photo)
-        gallery_row = QHBoxLayout()
-        gallery_row.addWidget(self.gallery, 1)
-        gallery_row.addWidget(add_photo)
-
+        self.views = ViewsPanel(side_by_side_view)
+        self.gallery_panel = GalleryPanel()
+        self.controls = c = ControlsPanel(side_by_side_view, self.engine.calibrating)
         left = QVBoxLayout()
-        left.addLayout(views, 1)
-        left.addLayout(message_row)
-        left.addLayout(gallery_row)
-
-        controls = QFormLayout()
-        self.source_box = QComboBox()
-        for i in range(CAMERA_CHOICES):
-            self.source_box.addItem(f"Camera {i}", Source(camera=i))
-        self.source_box.addItem("Video file…", "video")
-        self.source_box.setCurrentIndex(-1)
-        self.source_box.activated.connect(self._on_source_box)
-        controls.addRow("Source", self.source_box)
-        self.side_by_side_box = QCheckBox("Input beside output")
-        self.side_by_side_box.setChecked(side_by_side_view)
-        self.side_by_side_box.toggled.connect(self.input_view.setVisible)
-        controls.addRow("View", self.side_by_side_box)
-
-        self.strength = QSlider(Qt.Orientation.Horizontal)
-        self.strength.setRange(0, 100)
-        self.strength.setValue(80)
-        self.strength_label = QLabel("0.80")
-        self.strength.valueChanged.connect(self._settings_changed)
-        controls.addRow("Morph strength", _with_label(self.strength, self.strength_label))
-        self.preset = QComboBox()
-        self.preset.addItems(list(MORPH_PRESETS))
-        self.preset.setToolTip("identity: keep your head pose and expression; full: take everything from the target")
-        self.preset.currentIndexChanged.connect(self._settings_changed)
-        controls.addRow("Morph preset", self.preset)
-
-        self.edit_sliders: dict[str, tuple[QSlider, QLabel]] = {}
-        for name, title in SLIDER_EDITS:
-            slider = QSlider(Qt.Orientation.Horizontal)
-            slider.setRange(-100, 100)
-            slider.setValue(0)
-            slider.setEnabled(False)
-            slider.setToolTip("waiting for the engine")
-            label = QLabel("0")
-            slider.valueChanged.connect(self._settings_changed)
-            self.edit_sliders[name] = (slider, label)
-            controls.addRow(title, _with_label(slider, label))
-
-        self.prompt = QLineEdit()
-        self.prompt.setPlaceholderText("a face described in words, e.g. man with glasses")
-        missing = missing_text_models()
-        self.prompt.setEnabled(not missing)
-        if missing:
-            self.prompt.setToolTip("Text prompts need the CLIP text models, not installed: "
-                                   + ", ".join(str(MODELS_DIR / f) for f in missing) + " missing")
-        controls.addRow("Prompt", self.prompt)
-
-        self.smoothing_box = QCheckBox("Smooth over time")
-        self.smoothing_box.setChecked(True)
-        self.smoothing_box.setToolTip("One-Euro filters on the landmarks and the latent (less flicker, a little lag)")
-        self.smoothing_box.toggled.connect(self._settings_changed)
-        self.reuse_box = QCheckBox("Reuse face when still")
-        self.reuse_box.setChecked(False)
-        self.reuse_box.setToolTip("Skip the generator while the latent barely changes (saves CPU and battery; the "
-                                  "face then stops following small expression changes)")
-        self.reuse_box.toggled.connect(self._settings_changed)
-        self.skin_box = QCheckBox("Match skin tone")
-        self.skin_box.setChecked(True)
-        self.skin_box.setToolTip("Move your reconstructed face's skin colour to the camera's (the encoder alone "
-                                 "pulls skin chroma toward the average face)")
-        self.skin_box.toggled.connect(self._settings_changed)
-        self.likeness_box = QCheckBox("Check likeness")
-        self.likeness_box.setChecked(True)
-        self.likeness_box.setToolTip("Every 32 frames, render your reconstruction and let the face recogniser "
-                                     "compare it with you; move it toward what it misses (looks more like you; "
-                                     "costs about 2 fps on a 2-core laptop; off while calibrated)")
-        self.likeness_box.toggled.connect(self._settings_changed)
-        controls.addRow("Engine", self.smoothing_box)
-        self.calib_box = QCheckBox("Calibrate to my face")
-        self.calib_box.setChecked(self.engine.calibrating)
-        self.calib_box.setToolTip("Refine a few frames of you once (seconds each, in the background) and add what "
-                                  "they learned to every frame: your reconstruction looks more like you "
-                                  "(docs/ENCODER.md, personal calibration)")
-        self.calib_box.toggled.connect(lambda on: self.engine.set_calibrating(on))
-        self.recalibrate_button = QPushButton("Recalibrate")
-        self.recalibrate_button.setToolTip("Forget the calibration and take it again from the next frames "
-                                           "(someone else in front of the camera)")
-        self.recalibrate_button.clicked.connect(self._recalibrate)
-        self.save_calibration_button = QPushButton("Save calibration")
-        self.save_calibration_button.setToolTip("Write the calibration to the output folder (calibration.npz), to "
-                                                "start with it next time: celeblook-desktop --calibration FILE")
-        self.save_calibration_button.setEnabled(False)
-        self.save_calibration_button.clicked.connect(lambda: self.save_calibration())
-        controls.addRow("", self.reuse_box)
-        controls.addRow("", self.skin_box)
-        controls.addRow("", self.likeness_box)
-        controls.addRow(self.recalibrate_button, self.calib_box)
-        controls.addRow("", self.save_calibration_button)
-
-        self.record_button = QPushButton("● Record GIF")
-        self.record_button.setCheckable(True)
-        self.record_button.toggled.connect(self._on_record_toggled)
-        self.record_sbs_box = QCheckBox("record input beside output")
-        self.sweep_button = QPushButton("Sweep GIF of this edit")
-        self.sweep_button.setToolTip("Render the current edit from none to full on the current frame")
-        self.sweep_button.clicked.connect(lambda: self.sweep_gif())
-        controls.addRow("Record", self.record_button)
-        controls.addRow("", self.record_sbs_box)
-        controls.addRow("", self.sweep_button)
-        self.face_indicator = QLabel("—")
-        controls.addRow("Face", self.face_indicator)
-
-        panel = QWidget()
-        panel.setLayout(controls)
-        panel.setFixedWidth(330)
+        left.addWidget(self.views, 1)
+        left.addWidget(self.gallery_panel)
         root = QHBoxLayout()
         root.addLayout(left, 1)
-        root.addWidget(panel)
+        root.addWidget(c)
         central = QWidget()
         central.setLayout(root)
         self.setCentralWidget(central)
+
+        self.views.open_video_button.clicked.connect(self.choose_video)
+        self.views.demo_button.clicked.connect(lambda: self.set_source(Source(demo=True)))
+        self.gallery_panel.gallery.currentRowChanged.connect(self._on_gallery_row)
+        self.gallery_panel.add_photo_button.clicked.connect(self.choose_photo)
+        c.source_box.activated.connect(self._on_source_box)
+        c.side_by_side_box.toggled.connect(self.views.input_view.setVisible)
+        for signal in c.settings_changed_signals():
+            signal.connect(self._settings_changed)
+        c.calib_box.toggled.connect(lambda on: self.engine.set_calibrating(on))
+        c.recalibrate_button.clicked.connect(self._recalibrate)
+        c.save_calibration_button.clicked.connect(lambda: self.save_calibration())
+        c.record_button.toggled.connect(self._on_record_toggled)
+        c.sweep_button.clicked.connect(lambda: self.sweep_gif())
 
         self.fps_label = QLabel("— fps")
         self.stage_label = QLabel("")
@@ -271,16 +115,51 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.fps_label)
         self.resize(1180, 700)
 
+    # --- the engine -----------------------------------------------------------------------------------------
+    def _start_engine(self) -> None:
+        """Start the engine thread; when the face landmarker model is found nowhere, first offer its download
+        (asked, checksum-pinned). Headless runs (stop_after) ask nothing: the engine then says what is missing."""
+        entry = missing_download("face_landmarker", self.engine.config.landmarker_model)
+        if entry is not None and self.stop_after is None and not self.offer_download(entry):
+            self.views.output_view.setText("no face landmarker model")
+            return
+        self.engine.start()
+
+    def offer_download(self, entry: ModelEntry) -> bool:
+        """Ask, then download `entry` into the user cache (checked against its sha256, written atomically);
+        True when it is there. A refusal or a failed download is one message in the window."""
+        folder = user_cache_dir() / "models"
+        answer = QMessageBox.question(
+            self, "Download the face model?",
+            f"CelebLook finds faces with MediaPipe's face landmarker ({entry.file}, {entry.bytes / 1e6:.1f} MB, "
+            f"{entry.licence}), which is not installed.\n\nDownload it once from\n{entry.url}\ninto {folder}?\n"
+            "It is checked against its pinned checksum before it is used.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            self.show_error(f"No face landmarker model, so the engine did not start. Set {entry.env}=/path/to/"
+                            f"{entry.file}, or restart CelebLook and let it download the model.")
+            return False
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            path = download_model(entry, folder, fetch=self.fetch)
+        except CelebLookError as exc:
+            self.show_error(f"The face landmarker model could not be downloaded: {exc}")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.show_info(f"Face landmarker model downloaded and checked: {path}")
+        return True
+
     # --- messages -------------------------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
         self.errors.append(text)
-        self.message.setStyleSheet("padding: 4px; background: #5a1d1d; color: #fff;")
-        self.message.setText(text)
+        self.views.message.setStyleSheet("padding: 4px; background: #5a1d1d; color: #fff;")
+        self.views.message.setText(text)
         self.statusBar().showMessage(text, 10000)
 
     def show_info(self, text: str) -> None:
-        self.message.setStyleSheet("padding: 4px; color: palette(text);")
-        self.message.setText(text)
+        self.views.message.setStyleSheet("padding: 4px; color: palette(text);")
+        self.views.message.setText(text)
         self.statusBar().showMessage(text, 5000)
 
     # --- sources --------------------------------------------------------------------------------------------
@@ -290,7 +169,7 @@ class MainWindow(QMainWindow):
             self.capture.stop()
         self._stream += 1
         self.source = source
-        self.open_video_button.setVisible(False)
+        self.views.offer_sources(False)
         self.capture = CaptureWorker(source, self.mailbox, self._stream)
         self.capture.opened.connect(self.show_info)
         self.capture.failed.connect(self._on_capture_failed)
@@ -298,7 +177,7 @@ class MainWindow(QMainWindow):
         self._sync_source_box()
 
     def _sync_source_box(self) -> None:
-        box = self.source_box
+        box = self.controls.source_box
         box.blockSignals(True)
         for i in range(box.count() - 1, -1, -1):
             if isinstance(box.itemData(i), Source) and box.itemData(i).video is not None:
@@ -306,12 +185,12 @@ class MainWindow(QMainWindow):
         if self.source is not None and self.source.video is not None:
             box.insertItem(box.count() - 1, f"Video: {self.source.video.name}", self.source)
             box.setCurrentIndex(box.count() - 2)
-        elif self.source is not None:
-            box.setCurrentIndex(int(self.source.camera or 0))
+        elif self.source is not None:  # a camera or the demo face
+            box.setCurrentIndex(next((i for i in range(box.count()) if box.itemData(i) == self.source), -1))
         box.blockSignals(False)
 
     def _on_source_box(self, index: int) -> None:
-        data = self.source_box.itemData(index)
+        data = self.controls.source_box.itemData(index)
         if data == "video":
             self.choose_video()
         elif isinstance(data, Source) and data != self.source:
@@ -319,8 +198,8 @@ class MainWindow(QMainWindow):
 
     def _on_capture_failed(self, text: str) -> None:
         self.show_error(text)
-        self.open_video_button.setVisible(True)
-        self.output_view.setText("no source")
+        self.views.offer_sources(True)
+        self.views.output_view.setText("no source")
 
     def choose_video(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a video file", "",
@@ -365,30 +244,22 @@ class MainWindow(QMainWindow):
 
     def _on_target(self, target: Target, select: bool) -> None:
         self.targets.append(target)
-        item = QListWidgetItem(QIcon(bgr_to_pixmap(target.thumbnail)), target.name)
-        item.setData(Qt.ItemDataRole.UserRole, len(self.targets) - 1)
-        item.setToolTip(f"{target.name} (its reconstruction by the encoder)")
-        if select:  # a user's photo goes first (most recent), after "you"
-            self.gallery.insertItem(1, item)
-        else:
-            self.gallery.addItem(item)
-        while self.gallery.count() > GALLERY_MAX + 1:
-            self.gallery.takeItem(self.gallery.count() - 1)
+        # a user's photo goes first (most recent), after "you"
+        item = self.gallery_panel.add(target, len(self.targets) - 1, first=select)
         if select or self.target is None:
-            self.gallery.setCurrentItem(item)
+            self.gallery_panel.gallery.setCurrentItem(item)
             if select:
                 self.show_info(f"Target: {target.name}")
 
     def _on_gallery_row(self, row: int) -> None:
-        item = self.gallery.item(row)
-        index = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        index = self.gallery_panel.index_at(row)
         self.target = self.targets[index] if index is not None else None
         self._settings_changed()
 
     # --- settings -------------------------------------------------------------------------------------------
     def _on_calibrated(self, keyframes: int, wanted: int) -> None:
         self.calibration_keyframes = keyframes
-        self.save_calibration_button.setEnabled(keyframes > 0)
+        self.controls.save_calibration_button.setEnabled(keyframes > 0)
         done = "calibrated to your face" if keyframes >= wanted else "calibrating to your face"
         self.show_info(f"{done.capitalize()} ({keyframes}/{wanted} keyframes)")
 
@@ -397,13 +268,13 @@ class MainWindow(QMainWindow):
     def _recalibrate(self) -> None:
         self.engine.recalibrate()
         self.calibration_keyframes = 0
-        self.save_calibration_button.setEnabled(False)
-        self.calib_box.setChecked(True)
+        self.controls.save_calibration_button.setEnabled(False)
+        self.controls.calib_box.setChecked(True)
         self.show_info("Calibrating to your face again from the next frames…")
 
     def _on_engine_ready(self, info: dict) -> None:
         directions = info.get("directions", {})
-        for name, (slider, label) in self.edit_sliders.items():
+        for name, (slider, label) in self.controls.edit_sliders.items():
             if name in directions:
                 unit, max_units = directions[name]
                 slider.setEnabled(True)
@@ -412,35 +283,36 @@ class MainWindow(QMainWindow):
                 slider.setToolTip(info.get("directions_error") or f"no '{name}' direction in resources/directions.npz")
         self._directions = directions
         if info.get("skin_tone_error"):
-            self.skin_box.setChecked(False)
-            self.skin_box.setEnabled(False)
-            self.skin_box.setToolTip(info["skin_tone_error"])
+            self.controls.skin_box.setChecked(False)
+            self.controls.skin_box.setEnabled(False)
+            self.controls.skin_box.setToolTip(info["skin_tone_error"])
         if not info.get("identity_feedback", True):
-            self.likeness_box.setChecked(False)
-            self.likeness_box.setEnabled(False)
-            self.likeness_box.setToolTip("This encoder has no identity feedback model "
+            self.controls.likeness_box.setChecked(False)
+            self.controls.likeness_box.setEnabled(False)
+            self.controls.likeness_box.setToolTip("This encoder has no identity feedback model "
                                          "(python -m training.fit_identity_feedback)")
-        self.output_view.setText("waiting for frames…")
+        self.views.output_view.setText("waiting for frames…")
         self._settings_changed()
 
     _directions: dict = {}
 
     def settings(self) -> LiveSettings:
         """LiveSettings from the controls."""
+        c = self.controls
         amounts = {}
-        for name, (slider, label) in self.edit_sliders.items():
+        for name, (slider, label) in c.edit_sliders.items():
             if name in self._directions and slider.isEnabled():
                 value = slider.value() / 100.0 * self._directions[name][1]
                 amounts[name] = value
                 label.setText(f"{value:+.2f}" if abs(self._directions[name][1]) < 5 else f"{value:+.0f}°")
-        strength = self.strength.value() / 100.0
-        self.strength_label.setText(f"{strength:.2f}")
+        strength = c.strength.value() / 100.0
+        c.strength_label.setText(f"{strength:.2f}")
         return LiveSettings(target=self.target.wplus if self.target is not None else None, strength=strength,
-                            preset=self.preset.currentText(), amounts=amounts,
-                            smooth_latents=self.smoothing_box.isChecked(),
-                            smooth_landmarks=self.smoothing_box.isChecked(), reuse=self.reuse_box.isChecked(),
-                            match_skin=self.skin_box.isChecked(),
-                            identity_feedback=self.likeness_box.isChecked())
+                            preset=c.preset.currentText(), amounts=amounts,
+                            smooth_latents=c.smoothing_box.isChecked(),
+                            smooth_landmarks=c.smoothing_box.isChecked(), reuse=c.reuse_box.isChecked(),
+                            match_skin=c.skin_box.isChecked(),
+                            identity_feedback=c.likeness_box.isChecked())
 
     def _settings_changed(self, *_) -> None:
         self.engine.set_settings(self.settings())
@@ -448,14 +320,14 @@ class MainWindow(QMainWindow):
     # --- frames ---------------------------------------------------------------------------------------------
     def _refresh_input(self) -> None:
         frame = self.mailbox.peek()
-        if frame is not None and self.input_view.isVisible() and (frame.stream, frame.index) != self._shown_index:
+        if frame is not None and self.views.input_view.isVisible() and (frame.stream, frame.index) != self._shown_index:
             self._shown_index = (frame.stream, frame.index)
-            self.input_view.show_frame(frame.image)
+            self.views.input_view.show_frame(frame.image)
 
     def _on_result(self, out: EngineOutput) -> None:
         self.last_output = out
         r = out.result
-        self.output_view.show_frame(r.frame)
+        self.views.output_view.show_frame(r.frame)
         now = time.monotonic()
         self._result_times.append((now, r.renders))
         if len(self._result_times) > 1:
@@ -464,11 +336,11 @@ class MainWindow(QMainWindow):
             refresh = max(0, n1 - n0) / span  # a new pipeline (new source) restarts the count
             self.fps_label.setText(f"{(len(self._result_times) - 1) / span:.1f} fps · face {refresh:.1f}/s")
         if r.face_found:
-            self.face_indicator.setText("face found")
-            self.face_indicator.setStyleSheet("color: #2a2;")
+            self.controls.face_indicator.setText("face found")
+            self.controls.face_indicator.setStyleSheet("color: #2a2;")
         else:
-            self.face_indicator.setText("no face: showing the input unchanged")
-            self.face_indicator.setStyleSheet("color: #c60;")
+            self.controls.face_indicator.setText("no face: showing the input unchanged")
+            self.controls.face_indicator.setStyleSheet("color: #c60;")
         if r.timings:
             self.stage_label.setText(" · ".join(f"{k} {v:.0f}" if v >= 10 else f"{k} {v:.1f}"
                                                 for k, v in r.timings.items() if k != "total") + " ms")
@@ -483,20 +355,21 @@ class MainWindow(QMainWindow):
     # --- recording ------------------------------------------------------------------------------------------
     def start_recording(self, path: str | os.PathLike | None = None, side_by_side_frames: bool | None = None) -> None:
         self.record_path = Path(path) if path else None
-        self.record_side_by_side = self.record_sbs_box.isChecked() if side_by_side_frames is None else side_by_side_frames
+        self.record_side_by_side = self.controls.record_sbs_box.isChecked() if side_by_side_frames is None \
+            else side_by_side_frames
         self.recorder.start()
-        self.record_button.blockSignals(True)
-        self.record_button.setChecked(True)
-        self.record_button.setText("■ Stop recording")
-        self.record_button.blockSignals(False)
+        self.controls.record_button.blockSignals(True)
+        self.controls.record_button.setChecked(True)
+        self.controls.record_button.setText("■ Stop recording")
+        self.controls.record_button.blockSignals(False)
         self.show_info("Recording…")
 
     def stop_recording(self, wait: bool = False) -> Path | None:
         """Stop and write the GIF off the UI thread (or now, with `wait`); returns its path."""
-        self.record_button.blockSignals(True)
-        self.record_button.setChecked(False)
-        self.record_button.setText("● Record GIF")
-        self.record_button.blockSignals(False)
+        self.controls.record_button.blockSignals(True)
+        self.controls.record_button.setChecked(False)
+        self.controls.record_button.setText("● Record GIF")
+        self.controls.record_button.blockSignals(False)
         if not self.recorder.recording:
             return None
         frames, fps = self.recorder.stop()
@@ -571,13 +444,3 @@ class _GifWriter(QThread):
             self.window.gif_written.emit(str(self.path))
         except Exception as exc:
             self.window.gif_failed.emit(f"could not write {self.path}: {exc}")
-
-
-def _with_label(slider: QSlider, label: QLabel) -> QWidget:
-    label.setMinimumWidth(44)
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    row.addWidget(slider, 1)
-    row.addWidget(label)
-    return box

@@ -2,15 +2,17 @@
 
     CaptureWorker (QThread) --put--> LatestFrame (holds ONE frame) --take--> EngineWorker (QThread) --result_ready--> UI
 
-The capture thread reads the camera (or a video file, paced at its frame rate) and overwrites the mailbox;
+The capture thread reads the camera (or a video file, or the built-in demo face of engine.demo_source, both paced
+at their frame rate) and overwrites the mailbox;
 the engine thread takes the newest frame when it is free, runs engine.live.LivePipeline.process on it and
 emits the result. A frame overwritten before the engine took it is dropped and counted: when the engine is
 slower than the camera, frames are dropped, never queued, so the output lags by at most one frame's processing.
 The UI thread only draws: it peeks at the mailbox for the input view and receives results by queued signals.
 The generator itself runs on a fourth thread owned by the pipeline (engine.background_render), so the engine
 thread keeps tracking the head at frame rate while the face refreshes as fast as the generator can go.
-The sweep GIF runs in the engine thread between frames; target photos and the personal calibration's
-keyframes (engine.calibration: a few frames of the user refined once, seconds each) on a thread of their own.
+Work besides the frames is one type, Job (a kind and a call), in two queues: the sweep GIF runs in the engine
+thread between frames; target photos and the personal calibration's keyframes (engine.calibration: a few frames
+of the user refined once, seconds each) on a thread of their own.
 """
 from __future__ import annotations
 
@@ -18,15 +20,16 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from engine.calibration import KEYFRAMES, IdentityCalibration, KeyframePicker, keyframe_offset, keyframe_problem
-from engine.errors import CelebLookError, NoFaceError
+from engine.errors import CelebLookError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
 CAMERA_FAIL_SECONDS = 2.0  # no frame from an open camera for this long: it is gone
@@ -34,13 +37,16 @@ CAMERA_FAIL_SECONDS = 2.0  # no frame from an open camera for this long: it is g
 
 @dataclass(frozen=True)
 class Source:
-    """A camera index or a video file (looped)."""
+    """A camera index, a video file (looped) or the built-in demo face (`demo`, engine.demo_source)."""
 
     camera: int | None = None
     video: Path | None = None
+    demo: bool = False
 
     @property
     def label(self) -> str:
+        if self.demo:
+            return "demo face"
         return f"camera {self.camera}" if self.video is None else f"video {self.video.name}"
 
 
@@ -107,7 +113,9 @@ class CaptureWorker(QThread):
 
     def run(self) -> None:
         try:
-            if self.source.video is not None:
+            if self.source.demo:
+                self._run_demo()
+            elif self.source.video is not None:
                 self._run_video(self.source.video)
             else:
                 self._run_camera(int(self.source.camera or 0))
@@ -121,21 +129,44 @@ class CaptureWorker(QThread):
 
         with VideoReader(path, loop=True) as reader:
             self.opened.emit(f"video {path.name} ({reader.size[0]}×{reader.size[1]}, {reader.fps:.0f} fps, looping)")
-            start = time.monotonic()
-            while not self._stop.is_set():
-                frame = reader.read()
-                if frame is None:
-                    self.failed.emit(f"video {path.name} has no frames to show")
-                    return
-                delay = start + frame.timestamp_ms / 1000.0 - time.monotonic()
-                if delay > 0:
-                    self._stop.wait(delay)  # play at the file's own frame rate, like a camera
-                self.mailbox.put(SourceFrame(frame.image, frame.index, frame.timestamp_ms, self.stream))
+
+            def frames() -> Iterator[tuple[np.ndarray, int, int]]:
+                while (frame := reader.read()) is not None:
+                    yield frame.image, frame.index, frame.timestamp_ms
+                self.failed.emit(f"video {path.name} has no frames to show")
+
+            self._play(frames())
+
+    def _run_demo(self) -> None:
+        from engine.demo_source import DemoFace
+        from engine.edits import DirectionSet
+        from engine.generator import Generator
+        from engine.live import preview_resolution
+
+        self.opened.emit("Rendering the demo face (a few seconds, once)…")
+        demo = DemoFace(Generator.load(1, resolution=preview_resolution()), DirectionSet.load())
+        if len(demo.render(self._stop.is_set)) < demo.loop_frames:
+            return  # stopped while rendering
+        w, h = demo.size
+        self.opened.emit(f"demo face ({w}×{h}, {demo.fps:.0f} fps, looping): a generated face, no camera needed")
+        self._play((image, i, ms) for i, (image, ms) in enumerate(demo.stream()))
+
+    def _play(self, frames: Iterator[tuple[np.ndarray, int, int]]) -> None:
+        """Put (image, index, timestamp_ms) frames into the mailbox at their own rate, like a camera, until stopped."""
+        start = time.monotonic()
+        for image, index, timestamp_ms in frames:
+            if self._stop.is_set():
+                return
+            delay = start + timestamp_ms / 1000.0 - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            self.mailbox.put(SourceFrame(image, index, timestamp_ms, self.stream))
 
     def _run_camera(self, index: int) -> None:
         capture = _open_camera(index)
         if capture is None:
-            self.failed.emit(f"No camera found at index {index}. Pick another camera, or open a video file.")
+            self.failed.emit(f"No camera found at index {index}. Show the demo face, pick another camera, "
+                             "or open a video file.")
             return
         try:
             w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -205,10 +236,13 @@ class EngineConfig:
     calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected
 
 
-@dataclass
-class _Job:
+@dataclass(frozen=True)
+class Job:
+    """One piece of work for a worker thread besides the frames: `run(*args)`; `kind` names it in messages."""
+
     kind: str
-    args: tuple = field(default_factory=tuple)
+    run: Callable[..., None]
+    args: tuple = ()
 
 
 class EngineWorker(QThread):
@@ -237,8 +271,9 @@ class EngineWorker(QThread):
         super().__init__(parent)
         self.mailbox, self.config = mailbox, config
         self._settings = LiveSettings()
-        self._jobs: queue.Queue[_Job] = queue.Queue()
-        self._target_jobs: queue.Queue[tuple] = queue.Queue()  # ("photo", path, select) / ("keyframe", ...)
+        self._jobs: queue.Queue[Job] = queue.Queue()  # run by the engine thread between frames
+        self._target_jobs: queue.Queue[Job] = queue.Queue()  # run by the slow-job thread (photos, keyframes)
+        self._cache = self._refiner = None  # the slow-job thread's target cache and refiner, made on first use
         self.calibrating = config.calibrate_keyframes > 0 or config.calibration is not None
         self.calibration: IdentityCalibration | None = None
         self._picker = KeyframePicker(max(0, config.calibrate_keyframes))
@@ -246,6 +281,7 @@ class EngineWorker(QThread):
         self._stream = None
         self._stop = threading.Event()
         self.models: LiveModels | None = None
+        self._pipeline: LivePipeline | None = None  # the current stream's (the engine thread's)
         self.processed = 0
         self._last: SourceFrame | None = None
 
@@ -254,7 +290,7 @@ class EngineWorker(QThread):
         self._settings = settings  # one reference swap: atomic under the GIL
 
     def load_target(self, photo: str | os.PathLike, select: bool = True) -> None:
-        self._target_jobs.put(("photo", Path(photo), select))
+        self._target_jobs.put(Job("photo", self._invert_photo, (Path(photo), select)))
 
     def set_calibrating(self, on: bool) -> None:
         """Use (and collect) the personal calibration, or not."""
@@ -266,7 +302,7 @@ class EngineWorker(QThread):
         self._picker = KeyframePicker(self.config.calibrate_keyframes or KEYFRAMES)
 
     def sweep(self, out_path: str | os.PathLike, steps: int = 12) -> None:
-        self._jobs.put(_Job("sweep", (Path(out_path), steps)))
+        self._jobs.put(Job("sweep", self._sweep, (Path(out_path), steps)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -308,7 +344,8 @@ class EngineWorker(QThread):
                 if frame.stream != stream or pipeline is None:  # a new source: fresh landmarker and filters
                     if pipeline is not None:
                         pipeline.close()
-                    pipeline = LivePipeline(self.models, background_render=self.config.background_render)
+                    pipeline = self._pipeline = LivePipeline(self.models,
+                                                             background_render=self.config.background_render)
                     if stream is not None and self.config.calibration is None:
                         self.recalibrate()  # another source may show someone else
                     stream = self._stream = frame.stream
@@ -346,54 +383,51 @@ class EngineWorker(QThread):
                 and self._picker.wants(t) and keyframe_problem(result.face, result.crop) is None):
             self._picker.take(t)
             self._keyframe_pending = True
-            self._target_jobs.put(("keyframe", result.crop, result.face, frame.stream, self._picker))
+            job = Job("keyframe", self._keyframe, (result.crop, result.face, frame.stream, self._picker))
+            self._target_jobs.put(job)
 
     def _run_target_jobs(self) -> None:
         """The slow-job thread: inverts dropped photos and refines calibration keyframes, one at a time, with its
         own landmarker and cache (the models' onnxruntime sessions are safe to share), until the engine stops."""
-        from engine.landmarks import FaceLandmarker
-        from engine.refine import Refiner
-        from engine.targets import TargetCache
-
-        m, cache, refiner = self.models, None, None
         try:
             while not self._stop.is_set():
                 try:
-                    job = self._target_jobs.get(timeout=0.1)
+                    self._run_job(self._target_jobs.get(timeout=0.1))
                 except queue.Empty:
                     continue
-                try:
-                    if job[0] == "keyframe":
-                        _, crop, face, stream, picker = job
-                        try:
-                            if refiner is None:
-                                refiner = cache.refiner if cache is not None and cache.refiner else \
-                                    Refiner.load(self.config.threads)
-                            wanted = picker.wanted
-                            self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{wanted}…")
-                            offset = keyframe_offset(m.encoder, refiner, crop, face, self.config.calibration_steps)
-                            if stream == self._stream and picker is self._picker:  # still the same person
-                                base = self.calibration or IdentityCalibration.empty(m.encoder_sha,
-                                                                                     self.config.calibration_steps)
-                                self.calibration = base.add(offset)
-                                self.calibrated.emit(self.calibration.keyframes, wanted)
-                        finally:
-                            self._keyframe_pending = False
-                        continue
-                    _, photo, select = job
-                    if cache is None:
-                        kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
-                        cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
-                                            m.encoder_sha, quality_steps=self.config.target_quality_steps, **kwargs)
-                    self.busy.emit(f"Inverting {photo.name}…")
-                    self.target_ready.emit(cache.load(photo), select)
-                except CelebLookError as exc:
-                    self.error.emit(str(exc))
-                except Exception as exc:
-                    self.error.emit(f"{job[0]} failed: {type(exc).__name__}: {exc}")
         finally:
-            if cache is not None:
-                cache.landmarker.close()
+            if self._cache is not None:
+                self._cache.landmarker.close()
+
+    def _keyframe(self, crop, face, stream: int, picker: KeyframePicker) -> None:
+        from engine.refine import Refiner
+
+        m, cache = self.models, self._cache
+        try:
+            if self._refiner is None:
+                self._refiner = cache.refiner if cache is not None and cache.refiner else \
+                    Refiner.load(self.config.threads)
+            wanted = picker.wanted
+            self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{wanted}…")
+            offset = keyframe_offset(m.encoder, self._refiner, crop, face, self.config.calibration_steps)
+            if stream == self._stream and picker is self._picker:  # still the same person
+                base = self.calibration or IdentityCalibration.empty(m.encoder_sha, self.config.calibration_steps)
+                self.calibration = base.add(offset)
+                self.calibrated.emit(self.calibration.keyframes, wanted)
+        finally:
+            self._keyframe_pending = False
+
+    def _invert_photo(self, photo: Path, select: bool) -> None:
+        from engine.landmarks import FaceLandmarker
+        from engine.targets import TargetCache
+
+        m = self.models
+        if self._cache is None:
+            kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
+            self._cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
+                                      m.encoder_sha, quality_steps=self.config.target_quality_steps, **kwargs)
+        self.busy.emit(f"Inverting {photo.name}…")
+        self.target_ready.emit(self._cache.load(photo), select)
 
     def _landmarker(self):
         from engine.landmarks import FaceLandmarker
@@ -412,46 +446,37 @@ class EngineWorker(QThread):
             self.error.emit(f"could not make the built-in target of seed {seed}: {exc}")
 
     def _run_jobs(self) -> None:
+        """The engine thread's queued jobs, all of them, between two frames."""
         while True:
             try:
-                job = self._jobs.get_nowait()
+                self._run_job(self._jobs.get_nowait())
             except queue.Empty:
                 return
-            try:
-                if job.kind == "sweep":
-                    self._sweep(*job.args)
-            except NoFaceError as exc:
-                self.error.emit(f"{exc}")
-            except CelebLookError as exc:
-                self.error.emit(str(exc))
-            except Exception as exc:
-                self.error.emit(f"{job.kind} failed: {type(exc).__name__}: {exc}")
+
+    def _run_job(self, job: Job) -> None:
+        """Run one job; its failure becomes one message for the user, never the thread's end."""
+        try:
+            job.run(*job.args)
+        except CelebLookError as exc:
+            self.error.emit(str(exc))
+        except Exception as exc:
+            self.error.emit(f"{job.kind} failed: {type(exc).__name__}: {exc}")
 
     def _sweep(self, out_path: Path, steps: int) -> None:
         """A GIF of the current edit from none to full on the current source frame (boomerang)."""
         from engine.gif import write_gif
-        from engine.edits import morph
         from engine.photo_edit import PhotoEditor
 
-        if self._last is None:
+        if self._last is None or self._pipeline is None:
             self.error.emit("Sweep GIF: no source frame yet")
             return
         self.busy.emit(f"Rendering a {steps}-frame sweep GIF…")
-        s = self._settings
-        m = self.models
+        s, m, pipeline = self._settings, self.models, self._pipeline
         editor = PhotoEditor.open(self._last.image, self._landmarker(), m.encoder, m.generator,
                                   source="the current frame", skin_tone=m.skin_tone if s.match_skin else None)
-
-        def edit(t: float) -> np.ndarray:
-            w = editor.wplus
-            if s.target is not None:
-                w = morph(w, s.target, t * s.strength, s.preset)
-            amounts = {k: t * v for k, v in s.amounts.items() if v}
-            if amounts and m.directions is not None:
-                w = m.directions.apply(w, **amounts)
-            return w
-
-        frames = editor.sweep(edit, np.linspace(0.0, 1.0, max(2, steps)))
+        # each frame's latent by the live view's own edit (pose lock and all), t of the way
+        frames = editor.sweep(lambda t: pipeline.edit(editor.wplus, s.partial(t)),
+                              np.linspace(0.0, 1.0, max(2, steps)))
         write_gif(out_path, [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], fps=10, max_side=480,
                   boomerang=True)
         self.sweep_done.emit(str(out_path))

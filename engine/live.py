@@ -122,6 +122,11 @@ class LiveSettings:
         """A copy with some fields changed."""
         return replace(self, **changes)
 
+    def partial(self, t: float) -> "LiveSettings":
+        """This edit a fraction `t` (0..1) of the way: the morph at t x its strength, the direction edits at t x
+        their amounts; everything else (pose lock, preset) as is. partial(1) is the edit itself (sweep GIFs)."""
+        return replace(self, strength=t * self.strength, amounts={k: t * v for k, v in self.amounts.items()})
+
 
 @dataclass
 class LiveResult:
@@ -430,6 +435,11 @@ class LivePipeline:
             params = OneEuroParams(min_cutoff=f.min_cutoff, beta=f.beta, d_cutoff=f.d_cutoff)
             self._latent_state = one_euro_step(state, wplus, t, params)
         return self._latent_state.value.astype(np.float32)
+
+    def edit(self, wplus: np.ndarray, settings: LiveSettings) -> np.ndarray:
+        """The edit that process() applies to the user's W+ (morph, pose lock, direction edits): the live view's
+        own, for anything that must match it (the desktop's sweep GIF)."""
+        return self._edit(wplus, settings)
 
     def _edit(self, wplus: np.ndarray, settings: LiveSettings) -> np.ndarray:
         out = to_wplus(wplus)

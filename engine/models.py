@@ -18,6 +18,7 @@ import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from engine.atomic import atomic_path
 from engine.errors import ModelMissingError
@@ -110,14 +111,30 @@ def resolve_model(name: str, explicit: str | os.PathLike | None = None, allow_do
     raise ModelMissingError(f"model '{name}' ({entry.file}) not found: " + "; ".join(where))
 
 
-def download_model(entry: ModelEntry, dest_dir: Path | None = None, timeout: float = 60.0) -> Path:
-    """Download `entry.url` into the user cache, verify the pinned sha256, write atomically."""
+def missing_download(name: str, explicit: str | os.PathLike | None = None,
+                     manifest: dict[str, ModelEntry] | None = None) -> ModelEntry | None:
+    """The entry of model `name` when it is found nowhere and its download would fix that (it has a URL and no
+    path was named by the caller or its environment variable); else None (found, or a download would not help)."""
+    entry = (manifest or load_manifest())[name]
+    candidates = labelled_candidates(entry, explicit)
+    if not entry.url or any(origin in ("explicit path", f"${entry.env}") for origin, _ in candidates):
+        return None
+    return None if any(path.is_file() for _, path in candidates) else entry
+
+
+Fetch = Callable[..., BinaryIO]  # fetch(url, timeout=...) -> a readable binary response (urllib's urlopen)
+
+
+def download_model(entry: ModelEntry, dest_dir: Path | None = None, timeout: float = 60.0,
+                   fetch: Fetch = urllib.request.urlopen) -> Path:
+    """Download `entry.url` into the user cache, verify the pinned sha256, write atomically: a wrong or broken
+    download leaves nothing behind and raises ModelMissingError. `fetch` opens the URL (tests pass a fake)."""
     dest_dir = dest_dir or user_cache_dir() / "models"
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / entry.file
     h = hashlib.sha256()
     try:
-        with urllib.request.urlopen(entry.url, timeout=timeout) as response, atomic_path(dest) as tmp:
+        with fetch(entry.url, timeout=timeout) as response, atomic_path(dest) as tmp:
             with open(tmp, "wb") as f:
                 while block := response.read(1 << 20):
                     h.update(block)

@@ -24,7 +24,7 @@ import numpy as np
 from engine.clip_tokenizer import ClipTokenizer
 from engine.errors import BadInputError
 from engine.latents import to_wplus
-from engine.models import load_manifest, resolve_model
+from engine.models import candidate_paths, load_manifest, resolve_model
 from engine.onnx_session import make_session
 
 TEMPLATES = ("{}", "a photo of a {}.", "a close-up photo of a {}.", "a portrait photo of a {}.",
@@ -38,6 +38,18 @@ MODEL_FILES = {
     "clip_strength": "clip_strength.onnx",
     "clip_image_encoder": "clip_image_encoder.onnx",
 }
+
+
+PROMPT_MODELS = ("clip_text_encoder", "clip_bpe_vocab", "clip_wplus_mapper")  # what TextEditor.load needs
+
+
+def missing_text_models() -> list[str]:
+    """The files a text prompt needs (TextEditor.load, without --auto) that are found nowhere resolve_model
+    looks ($CELEBLOOK_MODEL_DIR, resources/models, the user cache...): an empty list when prompts can work.
+    Only looks for the files (no checksum: the load checks them)."""
+    manifest = load_manifest()
+    return [MODEL_FILES[name] for name in PROMPT_MODELS
+            if not any(path.is_file() for path in candidate_paths(manifest[name]))]
 
 
 def _resolve(name: str, model_dir: str | os.PathLike | None) -> Path:

@@ -13,9 +13,12 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
-from celeblook_desktop.window import MainWindow, missing_text_models  # noqa: E402
+from celeblook_desktop.window import MainWindow  # noqa: E402
 from celeblook_desktop.workers import EngineConfig, Source  # noqa: E402
 from engine.calibration import IdentityCalibration  # noqa: E402
+from engine.edits import morph  # noqa: E402
+from engine.live import LivePipeline  # noqa: E402
+from engine.text_edit import missing_text_models  # noqa: E402
 
 TIMEOUT_MS = 90_000  # generous: the 2-core CI machine is shared
 
@@ -49,20 +52,20 @@ def drop(window: MainWindow, path) -> None:
     window.dropEvent(event)
 
 
-def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_photo, tmp_path):
+def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_photo, tmp_path, monkeypatch):
     w = make_window(Source(video=videos_dir / "d18.mp4"))
     qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)
-    assert w.likeness_box.isEnabled() and w.engine._settings.identity_feedback  # the shipped model has it
-    w.likeness_box.setChecked(False)
+    assert w.controls.likeness_box.isEnabled() and w.engine._settings.identity_feedback  # the shipped model has it
+    w.controls.likeness_box.setChecked(False)
     assert not w.engine._settings.identity_feedback, "the box reaches the engine thread's settings"
-    w.likeness_box.setChecked(True)
+    w.controls.likeness_box.setChecked(True)
     before = w.last_output.processed
     drop(w, face_photo("biden.jpg"))
     qtbot.waitUntil(lambda: w.target is not None, timeout=TIMEOUT_MS)
     # the dropped photo is refined (quality mode, seconds) on its own thread: the live view ran on meanwhile
     assert w.last_output.processed >= before + 5
-    assert w.target.name == "biden" and w.gallery.count() == 2  # "you" + biden
-    assert w.gallery.item(1).icon().availableSizes(), "the target's reconstruction is its thumbnail"
+    assert w.target.name == "biden" and w.gallery_panel.gallery.count() == 2  # "you" + biden
+    assert w.gallery_panel.gallery.item(1).icon().availableSizes(), "the target's reconstruction is its thumbnail"
     gif = tmp_path / "rec.gif"
     w.start_recording(gif)
     start = w.last_output.processed if w.last_output else 0
@@ -80,7 +83,7 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     assert "fps" in w.fps_label.text() and "generate" in w.stage_label.text()
     assert "face" in w.fps_label.text()  # the generator's refresh rate beside the frame rate
     assert "dropped" in w.drop_label.text()
-    assert w.face_indicator.text().startswith("face found")
+    assert w.controls.face_indicator.text().startswith("face found")
 
     import imageio.v3 as iio
 
@@ -88,29 +91,47 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     assert frames.ndim == 4 and frames.shape[0] >= 2 and max(frames.shape[1:3]) <= 480
     assert not list(tmp_path.glob(".rec.gif.*")), "no temporary file left behind"
 
+    from engine.photo_edit import PhotoEditor
+
+    seen = {}
+    real_sweep = PhotoEditor.sweep
+
+    def spy(editor, edit, values, paste=True):  # what the sweep renders at full strength
+        seen.update(wplus=editor.wplus, full=edit(1.0))
+        return real_sweep(editor, edit, values, paste)
+
+    monkeypatch.setattr(PhotoEditor, "sweep", spy)
     sweep = w.sweep_gif(tmp_path / "sweep.gif", steps=3)  # the current edit, none -> full, in the engine thread
-    qtbot.waitUntil(lambda: "Sweep GIF written" in w.message.text(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "Sweep GIF written" in w.views.message.text(), timeout=TIMEOUT_MS)
     assert iio.imread(sweep, index=None).shape[0] == 4  # 3 steps as a boomerang: 0, 0.5, 1, 0.5
+    # the sweep's last frame is the live view's edit, pose lock included
+    settings = w.engine._settings
+    assert settings.pose_lock and settings.target is not None
+    with LivePipeline(w.engine.models) as pipeline:
+        live = pipeline.edit(seen["wplus"], settings)
+    assert np.array_equal(seen["full"], live)
+    unlocked = morph(seen["wplus"], settings.target, settings.strength, settings.preset)
+    assert np.abs(unlocked - live).max() > 1e-3, "the old sweep's copy of the edit dropped the pose lock"
 
 
 def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window, qtbot, videos_dir, tmp_path):
     """With calibration on, two keyframes at least a second apart are refined on the slow-job thread; the live
     view keeps going, the frames after get the calibration, and Recalibrate starts over."""
     w = make_window(Source(video=videos_dir / "d20.mp4"), calibrate_keyframes=2)
-    assert w.calib_box.isChecked()
+    assert w.controls.calib_box.isChecked()
     qtbot.waitUntil(lambda: w.calibration_keyframes == 2, timeout=TIMEOUT_MS)
     cal = w.engine.calibration
     assert cal.keyframes == 2 and np.abs(cal.offset).max() > 0 and not w.errors
-    assert "Calibrated to your face (2/2" in w.message.text()
+    assert "Calibrated to your face (2/2" in w.views.message.text()
     seen = w.last_output.processed
     qtbot.waitUntil(lambda: w.last_output.processed >= seen + 3, timeout=TIMEOUT_MS)
-    assert w.save_calibration_button.isEnabled()
+    assert w.controls.save_calibration_button.isEnabled()
     saved = w.save_calibration()
-    assert saved == tmp_path / "calibration.npz" and "Calibration saved" in w.message.text()
+    assert saved == tmp_path / "calibration.npz" and "Calibration saved" in w.views.message.text()
     assert IdentityCalibration.load(saved, w.engine.models.encoder_sha).keyframes == 2
     assert w.save_calibration(tmp_path / "no" / "dir.npz") is None and "Could not save" in w.errors[-1]
-    w.recalibrate_button.click()
-    assert w.calibration_keyframes == 0 and "again" in w.message.text()
+    w.controls.recalibrate_button.click()
+    assert w.calibration_keyframes == 0 and "again" in w.views.message.text()
     w.close()
 
     again = make_window(Source(video=videos_dir / "d20.mp4"), calibration=saved)  # --calibration FILE
@@ -123,11 +144,11 @@ def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
     drop(w, text)
-    assert "notes.txt is not an image" in w.message.text()
+    assert "notes.txt is not an image" in w.views.message.text()
     fake = tmp_path / "fake.png"
     fake.write_text("not a png either")
     drop(w, fake)
-    qtbot.waitUntil(lambda: "cannot decode" in w.message.text(), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "cannot decode" in w.views.message.text(), timeout=TIMEOUT_MS)
     assert w.target is None and w.isVisible()
     qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)  # still running
 
@@ -138,28 +159,105 @@ def test_no_face_clip_passes_frames_through(make_window, qtbot, videos_dir):
     out = w.last_output
     assert not out.result.face_found
     assert np.array_equal(out.result.frame, out.source.image)
-    assert "no face" in w.face_indicator.text()
+    assert "no face" in w.controls.face_indicator.text()
 
 
-def test_missing_camera_is_a_message_then_switch_source(make_window, qtbot, videos_dir):
+def test_missing_camera_is_a_message_that_offers_the_demo(make_window, qtbot):
     w = make_window(Source(camera=9))
     qtbot.waitUntil(lambda: any("No camera found at index 9" in e for e in w.errors), timeout=TIMEOUT_MS)
-    assert w.open_video_button.isVisibleTo(w)
-    w.set_source(Source(video=videos_dir / "dark_stage_clip.mp4"))
-    qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)
-    assert w.source_box.currentText() == "Video: dark_stage_clip.mp4"
+    assert "demo face" in w.views.message.text()
+    assert w.views.open_video_button.isVisibleTo(w) and w.views.demo_button.isVisibleTo(w)
+    w.views.demo_button.click()
+    assert w.source == Source(demo=True) and w.controls.source_box.currentText() == "Demo face"
+    assert not w.views.demo_button.isVisibleTo(w)
+    qtbot.waitUntil(lambda: w.last_output is not None and w.last_output.result.face_found, timeout=TIMEOUT_MS)
 
 
-def test_prompt_box_disabled_without_text_models(make_window, videos_dir):
+def test_demo_window_shows_the_transformed_face(make_window, qtbot):
+    """celeblook-desktop --demo: the built-in face goes through the real pipeline and the output shows it."""
+    w = make_window(Source(demo=True))
+    qtbot.waitUntil(lambda: w.last_output is not None and w.last_output.processed >= 8, timeout=TIMEOUT_MS)
+    out = w.last_output
+    assert out.result.face_found and not w.errors, w.errors
+    assert w.controls.face_indicator.text().startswith("face found")
+    assert not np.array_equal(out.result.frame, out.source.image), "the output is the face's reconstruction"
+    assert w.views.output_view.pixmap() is not None and not w.views.output_view.pixmap().isNull()
+    assert "demo face" in w.source.label
+
+
+def test_prompt_box_hidden_without_text_models(make_window, videos_dir):
     w = make_window(Source(video=videos_dir / "dark_stage_clip.mp4"))
     missing = missing_text_models()
-    assert w.prompt.isEnabled() == (not missing)
-    if missing:
-        assert missing[0] in w.prompt.toolTip()
+    assert missing, "no CLIP text models on this machine"
+    assert not w.controls.prompt.isVisibleTo(w)
+    assert missing[0] in w.controls.prompt.toolTip()
+
+
+@pytest.fixture
+def no_landmarker(monkeypatch, tmp_path):
+    """No face landmarker model anywhere (no env var, an empty user cache); QMessageBox.question answers
+    `answer[0]` and counts the questions."""
+    from PySide6.QtWidgets import QMessageBox
+
+    monkeypatch.delenv("CELEBLOOK_FACE_LANDMARKER", raising=False)
+    monkeypatch.delenv("CELEBLOOK_MODEL_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    asked = {"answer": QMessageBox.StandardButton.No, "questions": []}
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: (asked["questions"].append(text),
+                                                                                   asked["answer"])[1])
+    return asked
+
+
+def landmarker_window(qtbot, tmp_path, fetch) -> MainWindow:
+    config = EngineConfig(threads=2, builtin_seeds=(), calibrate_keyframes=0)
+    w = MainWindow(None, config, out_dir=tmp_path, fetch=fetch)
+    qtbot.addWidget(w)
+    return w
+
+
+def fetch_bytes(data: bytes, calls: list):
+    import io
+
+    return lambda url, timeout: (calls.append(url), io.BytesIO(data))[1]
+
+
+def test_missing_landmarker_asks_before_downloading(no_landmarker, qtbot, tmp_path, landmarker_model):
+    from PySide6.QtWidgets import QMessageBox
+
+    calls = []
+    fetch = fetch_bytes(landmarker_model.read_bytes(), calls)
+    w = landmarker_window(qtbot, tmp_path, fetch)  # the user says No
+    assert len(no_landmarker["questions"]) == 1 and "face_landmarker.task" in no_landmarker["questions"][0]
+    assert calls == [] and not w.engine.isRunning(), "nothing downloaded, the engine not started"
+    assert "CELEBLOOK_FACE_LANDMARKER" in w.errors[-1]
+    w.close()
+
+    no_landmarker["answer"] = QMessageBox.StandardButton.Yes
+    w = landmarker_window(qtbot, tmp_path, fetch)
+    assert len(calls) == 1 and calls[0].startswith("https://storage.googleapis.com/mediapipe-models/")
+    cached = tmp_path / "cache" / "celeblook" / "models" / "face_landmarker.task"
+    assert cached.read_bytes() == landmarker_model.read_bytes() and "downloaded and checked" in w.views.message.text()
+    qtbot.waitUntil(lambda: w.engine.models is not None or w.engine.isFinished(), timeout=TIMEOUT_MS)
+    assert w.engine.models is not None, w.errors
+    w.close()
+
+
+def test_missing_landmarker_refuses_a_bad_download(no_landmarker, qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    no_landmarker["answer"] = QMessageBox.StandardButton.Yes
+    w = landmarker_window(qtbot, tmp_path, fetch_bytes(b"<html>a captive portal</html>", []))
+    assert "could not be downloaded" in w.errors[-1] and "sha256" in w.errors[-1]
+    assert not w.engine.isRunning()
+    folder = tmp_path / "cache" / "celeblook" / "models"
+    assert not folder.exists() or not list(folder.iterdir()), "no partial file kept"
+    w.close()
 
 
 def test_headless_command_line(qapp, tmp_path, videos_dir, landmarker_model):
-    from celeblook_desktop.app import main
+    from celeblook_desktop.app import build_parser, main
+
+    assert build_parser().parse_args(["--demo"]).demo
 
     gif, shot = tmp_path / "out.gif", tmp_path / "window.png"
     code = main(["--video", str(videos_dir / "dark_stage_clip.mp4"), "--frames", "6", "--builtin", "1",

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSlider, \
     QWidget
 
-from engine.edits import MORPH_PRESETS
+from engine.edits import MORPH_MODES
 from engine.text_edit import missing_text_models
 
 from celeblook_desktop.workers import Source
@@ -63,9 +63,10 @@ class ControlsPanel(QWidget):
         self.strength_label = QLabel("0.80")
         form.addRow("Morph strength", _with_label(self.strength, self.strength_label))
         self.preset = QComboBox()
-        self.preset.addItems(list(MORPH_PRESETS))
-        self.preset.setToolTip("identity: keep your head pose and expression; full: take everything from the target")
-        form.addRow("Morph preset", self.preset)
+        self.preset.addItems(list(MORPH_MODES))
+        self.preset.setToolTip("reenact: become the target, moving like you; identity: the target's features on your "
+                               "face shape; full / features: other mixes of the two faces")
+        form.addRow("Morph", self.preset)
         self.edit_sliders: dict[str, tuple[QSlider, QLabel]] = {}
         for name, title in SLIDER_EDITS:
             slider = QSlider(Qt.Orientation.Horizontal)

@@ -419,7 +419,7 @@ class MainWindow(QMainWindow):
             self.likeness_box.setChecked(False)
             self.likeness_box.setEnabled(False)
             self.likeness_box.setToolTip("This encoder has no identity feedback model "
-                                         "(python -m training.fit_identity_feedback)")
+                                         "(python -m training.fit.identity_feedback)")
         self.output_view.setText("waiting for frames…")
         self._settings_changed()
 

@@ -1,8 +1,8 @@
 """Latent edits in W+ (pure numpy): morph toward a target face, and calibrated attribute directions.
 
 The desktop app calls these per frame; they cost microseconds. Slot groups follow the generator's layout
-(training/mobilestylegan.py): coarse slots set head pose and face shape, middle ones features, fine ones
-colour and texture. Which group carries what was measured (docs/EDITS.md, training/evaluate_edits.py).
+(training/models/mobilestylegan.py): coarse slots set head pose and face shape, middle ones features, fine ones
+colour and texture. Which group carries what was measured (docs/EDITS.md, training/evaluate/edits.py).
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ class DirectionSet:
     def load(cls, path: str | os.PathLike = DIRECTIONS_PATH) -> "DirectionSet":
         path = Path(path)
         if not path.is_file():
-            raise ModelMissingError(f"direction file not found: {path} (regenerate: python -m training.fit_directions)")
+            raise ModelMissingError(f"direction file not found: {path} (regenerate: python -m training.fit.directions)")
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             out = {}

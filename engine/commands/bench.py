@@ -24,7 +24,7 @@ def openvino_synthesis(threads: int):
     try:
         import openvino as ov
 
-        from training.random_face_weights import ir_dir  # stdlib-only helper that locates the IR files
+        from training.convert.random_face_weights import ir_dir  # stdlib-only helper that locates the IR files
         folder = ir_dir(allow_fetch=False)
     except (ImportError, FileNotFoundError):
         return None

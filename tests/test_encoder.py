@@ -241,7 +241,7 @@ def test_refine_inversion_command(tmp_path, face_photo, capsys):
 
 def test_evaluation_video_frames_are_evenly_spaced_real_frames(videos_dir):
     """The evaluation's third set: N frames of every clip, named clip#j."""
-    from training.evaluate.encoder import video_frames
+    from training.data.face_sets import video_frames
 
     frames = video_frames(videos_dir, 2)
     clips = sorted(p.stem for p in videos_dir.glob("*.mp4"))
@@ -347,7 +347,7 @@ def test_align_pool_crops_like_the_main_process(faces_dir, landmarker):
     """The GPU recipe's worker processes cut exactly the crop a photo gets in the main process, and augment it."""
     from training.data.align_pool import AlignPool
     from training.data.samples import aligned_crop
-    from training.train.encoder import augment
+    from training.data.augment import augment
 
     img = cv2.cvtColor(cv2.imread(str(faces_dir / "obama.jpg")), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
@@ -370,7 +370,7 @@ def test_align_pool_crops_like_the_main_process(faces_dir, landmarker):
 def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir):
     """The skin-tone metric: the same face photo darkened by a multiplicative factor reads as darker (delta L* < 0)
     by a matching amount; an identical copy reads zero."""
-    from training.evaluate.encoder import skin_shift
+    from training.evaluate.image_metrics import skin_shift
 
     image = cv2.imread(str(faces_dir / "obama.jpg"))
     h, w = image.shape[:2]
@@ -385,7 +385,7 @@ def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir
 def test_augmentation_colour_strength_is_separate_from_degradations(faces_dir):
     """colour=0 keeps exposure and colour (only jitter, blur, JPEG, noise: the mean colour barely moves), while
     colour alone changes it; the default follows `strength`."""
-    from training.train.encoder import augment
+    from training.data.augment import augment
 
     crop = cv2.resize(cv2.imread(str(faces_dir / "obama.jpg"))[:, :, ::-1], (256, 256))
     crops = np.repeat(crop[None], 24, axis=0)

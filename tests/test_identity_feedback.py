@@ -53,7 +53,7 @@ def test_feedback_brings_real_faces_closer_by_dlib(landmarker, videos_dir, faces
     three frames of d20.mp4 (1, 3, 5 s) and 32bit.png, the photo the one pass misses by most (docs/ENCODER.md).
     Measured (step x1.75): d20 0.565/0.586/0.642 -> 0.386/0.421/0.463, 32bit.png 0.674 -> 0.621."""
     from engine.image_io import load_image
-    from training.evaluate.encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     gen, ident, enc = Generator.load(threads=2), DlibIdentity(), Encoder.load(threads=2)
     with VideoReader(videos_dir / "d20.mp4") as video:

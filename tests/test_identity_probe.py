@@ -10,7 +10,7 @@ pytest.importorskip("dlib")
 
 from engine.align import align_face, usable_faces  # noqa: E402
 from engine.image_io import load_image  # noqa: E402
-from training.evaluate.encoder import DlibIdentity  # noqa: E402
+from training.evaluate.dlib_judge import DlibIdentity  # noqa: E402
 from training.evaluate.probe_identity_feature import apply_correction, central_descriptor, fit_correction, shape_error  # noqa: E402
 
 

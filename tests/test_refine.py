@@ -75,7 +75,7 @@ def test_quality_mode_brings_a_real_face_closer_and_keeps_the_person(parts, face
     distance of the reconstruction below the one pass's."""
     from engine.encoder import realign_render
     from engine.generator import to_uint8_rgb
-    from training.evaluate.encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     gen, enc, refiner, lm = parts
     image = load_image(face_photo("obama.jpg"))
@@ -100,7 +100,8 @@ def test_identity_term_makes_the_quality_mode_keep_the_person(parts, face_photo)
     """On biden.jpg (the one pass's hardest photo) the same 10 quality steps with the recogniser's identity term
     end at a reconstruction dlib finds clearly closer to the photo than pixels alone do."""
     from engine.align import crop_points
-    from training.evaluate.encoder import DlibIdentity, render_aligned
+    from training.evaluate.dlib_judge import DlibIdentity
+    from training.evaluate.encoder import render_aligned
 
     gen, enc, refiner, lm = parts
     image = load_image(face_photo("biden.jpg"))
@@ -142,7 +143,7 @@ def test_domain_offset_report_compares_group_means():
 
 def test_domain_offset_probe_stays_off_the_evaluations_frames():
     """The probe's video frames are never within 6 frames of the encoder evaluation's (--video-frames 3)."""
-    from training.evaluate.encoder import frame_positions
+    from training.data.face_sets import frame_positions
     from training.evaluate.probe_domain_offset import probe_positions
 
     for n in (175, 216, 275, 282, 1000):

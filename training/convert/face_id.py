@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     out = convert(tarball, args.out, args.model, args.output, args.offset, args.scale)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     if out == OUT and args.model == MODEL:
-        from training.export.generator import update_manifest
+        from training.export.manifest import update_manifest
 
         update_manifest({"face_id": {
             "file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size,

@@ -58,7 +58,7 @@ def _init_worker(names: dict[str, str], layout: _Layout, seed: int, strength: fl
 
 def _align_one(job: tuple[int, int]) -> bool:
     from training.data.samples import aligned_crop
-    from training.train.encoder import augment
+    from training.data.augment import augment
 
     slot, i = job
     w = _WORKER

@@ -39,8 +39,10 @@ from engine.landmarks import FaceLandmarker
 from engine.refine import ANCHOR_EVERY, STEPS, Refiner, refine_latent
 from engine.skin_tone import face_oval_mask
 from engine.video import VideoReader
-from training.evaluate.encoder import PHOTOS, SIZE, VIDEOS, DlibIdentity, pairs_image, region_metrics, \
-    render_aligned
+from training.data.face_sets import PHOTOS, SIZE, VIDEOS
+from training.evaluate.dlib_judge import DlibIdentity
+from training.evaluate.encoder import pairs_image, render_aligned
+from training.evaluate.image_metrics import region_metrics
 
 METHODS = ("one pass", "calibrated, 1 keyframe", "calibrated", "quality")
 PAIR_METHODS = ["one pass", "calibrated", "quality"]

@@ -24,7 +24,7 @@ import numpy as np
 from engine.atomic import write_json_atomic
 from engine.edits import SLOT_GROUPS, DirectionSet, morph, slot_weights
 from engine.generator import Generator
-from training.evaluate.encoder import DlibIdentity
+from training.evaluate.dlib_judge import DlibIdentity
 from training.data.face_labels import EXPRESSIONS, FaceLabeler
 
 LABEL_SIZE = 384

@@ -31,7 +31,6 @@ way, as `celeblook invert` writes it):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 from pathlib import Path
 
@@ -47,74 +46,16 @@ from engine.landmarks import FaceLandmarker
 from engine.refine import ID_WEIGHT, Refiner, refine_latent
 from engine.latents import to_wplus
 from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from training.data.face_sets import PHOTOS, SIZE, VIDEOS, video_frames
 from training.data.samples import USED_SLOTS, w_stats
+from training.evaluate.dlib_judge import DlibIdentity
+from training.evaluate.image_metrics import region_metrics, skin_shift
 from training.fit.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
 
-PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
-VIDEOS = PHOTOS.parent / "video"
 HELD_OUT_SEED = 900_000
 ONE_PASS = "encoder+landmarks+identity"  # Encoder.invert_face with both corrections
 ID_LOOP = ONE_PASS + "+identity loop"  # and the closed loop of the identity feedback (no skin)
 ID_SKIN_LOOP = ONE_PASS + "+identity+skin loop"  # both closed loops: what `celeblook invert` writes
-SIZE = 256
-
-
-# ------------------------------------------------------------------------------------------------ metrics
-class DlibIdentity:
-    """dlib face-recognition descriptors of aligned face crops (models from the face_recognition_models package)."""
-
-    def __init__(self):
-        import dlib
-
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None:
-            raise SystemExit("identity needs dlib: pip install dlib-bin face-recognition-models (the `train` extra)")
-        models = Path(spec.submodule_search_locations[0]) / "models"
-        self.detector = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self.net = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
-        self.dlib = dlib
-
-    def descriptor(self, bgr: np.ndarray) -> tuple[np.ndarray, bool]:
-        rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        dets = self.detector(rgb, 1)
-        s = rgb.shape[0]
-        found = len(dets) > 0
-        rect = max(dets, key=lambda r: r.area()) if found else self.central_box(s)
-        return np.array(self.net.compute_face_descriptor(rgb, self.shape(rgb, rect))), found
-
-    def central_box(self, size: int):
-        """The face box of an aligned size x size crop when no detector is used or it finds nothing."""
-        return self.dlib.rectangle(int(0.2 * size), int(0.25 * size), int(0.8 * size), int(0.85 * size))
-
-    def distance(self, a_bgr: np.ndarray, b_bgr: np.ndarray) -> tuple[float, bool]:
-        (da, fa), (db, fb) = self.descriptor(a_bgr), self.descriptor(b_bgr)
-        return float(np.linalg.norm(da - db)), fa and fb
-
-
-def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-pixel SSIM (mean over colour channels) of two uint8 images, gaussian window sigma 1.5."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
-    ma, mb = blur(a), blur(b)
-    saa, sbb, sab = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
-    s = (2 * ma * mb + c1) * (2 * sab + c2) / ((ma * ma + mb * mb + c1) * (saa + sbb + c2))
-    return s.mean(axis=2)
-
-
-def region_metrics(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """(PSNR dB, SSIM) of uint8 images inside a boolean mask."""
-    diff = (a.astype(np.float64) - b.astype(np.float64))[mask]
-    mse = float(np.mean(diff ** 2))
-    psnr = 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
-    return psnr, float(ssim_map(a, b)[mask].mean())
-
-
-def skin_shift(input_bgr: np.ndarray, recon_bgr: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """(delta L*, delta E76) of the reconstruction's skin against the input's; delta L* > 0: came back lighter."""
-    diff = skin_lab(recon_bgr, mask) - skin_lab(input_bgr, mask)
-    return float(diff[0]), float(np.linalg.norm(diff))
 
 
 def latent_error(pred: np.ndarray, true: np.ndarray, w_avg: np.ndarray, w_std: np.ndarray) -> tuple[float, float]:
@@ -125,27 +66,6 @@ def latent_error(pred: np.ndarray, true: np.ndarray, w_avg: np.ndarray, w_std: n
 
 
 # ------------------------------------------------------------------------------------------------- driver
-def frame_positions(n: int, per_clip: int, phase: float = 0.5) -> list[int]:
-    """`per_clip` evenly spaced frame indices of an `n`-frame clip, each `phase` of the way into its share."""
-    return [int((j + phase) * n / per_clip) for j in range(per_clip)]
-
-
-def video_frames(videos: Path, per_clip: int, positions=frame_positions) -> list[tuple[str, np.ndarray]]:
-    """`per_clip` frames (BGR) of every .mp4 in `videos`, named "clip#j": more real faces (other people,
-    webcam-like). `positions(n, per_clip)` picks the frame indices of an n-frame clip (default: evenly spaced)."""
-    frames = []
-    for path in sorted(videos.glob("*.mp4")) if per_clip > 0 else []:
-        cap = cv2.VideoCapture(str(path))
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        for j, pos in enumerate(positions(n, per_clip)):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, pos)
-            ok, frame = cap.read()
-            if ok:
-                frames.append((f"{path.stem}#{j}", frame))
-        cap.release()
-    return frames
-
-
 def collect_inputs(landmarker, gen: Generator, photos: Path, n_generated: int, videos: Path | None = None,
                    per_clip: int = 0) -> list[dict]:
     """Aligned crops of every photo with a usable face (largest face), of held-out generated faces and of

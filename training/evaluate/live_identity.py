@@ -26,7 +26,8 @@ from engine.generator import Generator, to_uint8_rgb
 from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.video import VideoReader
-from training.evaluate.encoder import SIZE, VIDEOS, DlibIdentity
+from training.data.face_sets import SIZE, VIDEOS
+from training.evaluate.dlib_judge import DlibIdentity
 
 CONFIGS = {"one pass": False, "identity feedback": True}  # name -> LiveSettings.identity_feedback
 

@@ -17,7 +17,8 @@ import numpy as np
 from engine.atomic import write_json_atomic
 from engine.benchmark import format_table, machine_info, median_ms
 from engine.generator import Generator
-from training.evaluate.encoder import DlibIdentity, ssim_map
+from training.evaluate.dlib_judge import DlibIdentity
+from training.evaluate.image_metrics import ssim_map
 
 
 def main(argv: list[str] | None = None) -> None:

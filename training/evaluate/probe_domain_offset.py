@@ -28,7 +28,7 @@ from engine.landmarks import FaceLandmarker
 from engine.latents import to_wplus
 from engine.refine import Refiner, refine_latent
 from training.data.samples import USED_SLOTS, w_stats
-from training.evaluate.encoder import VIDEOS, frame_positions, video_frames
+from training.data.face_sets import VIDEOS, frame_positions, video_frames
 
 SEED = 700_000  # generated controls; the evaluation's held-out faces start at 900 000
 EVAL_PER_CLIP = 3  # the evaluation's frames: frame_positions(n, 3) of each clip (--video-frames 3)

@@ -29,7 +29,9 @@ from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
 from engine.latents import to_wplus
 from training.data.samples import USED_SLOTS, data_root, load_shards
-from training.evaluate.encoder import PHOTOS, VIDEOS, DlibIdentity, collect_inputs, render_aligned
+from training.data.face_sets import PHOTOS, VIDEOS
+from training.evaluate.dlib_judge import DlibIdentity
+from training.evaluate.encoder import collect_inputs, render_aligned
 
 SLOTS = list(USED_SLOTS)
 

@@ -16,7 +16,8 @@ import torch
 
 from engine.models import MODELS_DIR
 from training.models.encoder import InversionEncoder, count_parameters
-from training.export.generator import OPSET, entry, update_manifest
+from training.export.generator import OPSET
+from training.export.manifest import entry, update_manifest
 from training.train.encoder import load_encoder
 
 NAME = "inversion_encoder"

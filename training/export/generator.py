@@ -13,22 +13,17 @@ Outputs (resources/models/):
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.atomic import write_json_atomic
-from engine.models import MANIFEST_PATH, MODELS_DIR, sha256_file
+from engine.models import MODELS_DIR
 from training.convert.generator import load_weights
+from training.export.manifest import entry, update_manifest
 from training.models.mobilestylegan import N_SLOTS, STYLE_DIM
 
 OPSET = 17
-SOURCE = ("official MobileStyleGAN FFHQ-1024 weights (OpenVINO IR in PyPI random-face==2021.7.21.1, "
-          "by the MobileStyleGAN author), converted by training/convert/generator.py")
-LICENCE = "Apache-2.0 (random-face / MobileStyleGAN.pytorch); FFHQ-trained StyleGAN2 teacher"
-REGENERATE = "python -m training.export.generator"
 
 
 def export(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str) -> None:
@@ -38,18 +33,6 @@ def export(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: 
                       dynamic_axes={in_name: {0: "batch"}, out_name: {0: "batch"}}, opset_version=OPSET,
                       dynamo=False)
     tmp.replace(path)
-
-
-def update_manifest(entries: dict[str, dict]) -> None:
-    """Merge `entries` into resources/models/manifest.json (keeps other models)."""
-    data = json.loads(MANIFEST_PATH.read_text())
-    data["models"].update(entries)
-    write_json_atomic(MANIFEST_PATH, data)
-
-
-def entry(path: Path, description: str) -> dict:
-    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-            "source": f"{description}; {SOURCE}", "licence": LICENCE, "regenerate": REGENERATE, "shipped": True}
 
 
 class PreviewSynthesis(torch.nn.Module):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.models import MODELS_DIR
-from training.export.generator import LICENCE, SOURCE, update_manifest
+from training.export.manifest import LICENCE, SOURCE, update_manifest
 from training.fit.refine_inversion import SIZE, load_refiner
 
 aten = torch.ops.aten

@@ -32,7 +32,7 @@ from engine.atomic import write_json_atomic
 from engine.edits import DIRECTIONS_PATH, slot_weights
 from engine.generator import Generator
 from engine.models import sha256_file
-from training.export.generator import update_manifest
+from training.export.manifest import update_manifest
 from training.data.face_labels import ATTRIBUTES, POSE, FaceLabeler
 
 # Roll is labelled but gets no direction: FFHQ alignment removed it from the training data (a fit on
@@ -118,7 +118,7 @@ def select_slots(gen: Generator, labeler: FaceLabeler, ws: np.ndarray, direction
                  step: float) -> tuple[str, list[dict]]:
     """Pick the slot set that changes `name` most per unit of identity change (dlib descriptor distance)
     for a step of `step` latent units, among sets that reach at least 40 % of the all-slots change."""
-    from training.evaluate.encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     ident = DlibIdentity()
 

@@ -30,8 +30,9 @@ from engine.identity_correction import IDENTITY_CORRECTION_PATH
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from training.data.samples import USED_SLOTS, data_root, load_shards
-from training.fit.landmark_correction import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser,
-                                             fit_reduced_ridge, save_correction, ship_correction)
+from training.fit.corrections import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser, save_correction,
+                                      ship_correction)
+from training.fit.ridge import fit_reduced_ridge
 
 SLOT_SETS = {"all": list(USED_SLOTS), "shape": SHAPE_SLOTS, "colour": [s for s in USED_SLOTS if s >= 16]}
 

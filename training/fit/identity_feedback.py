@@ -34,8 +34,8 @@ from engine.landmarks import FaceLandmarker
 from engine.models import load_manifest, user_cache_dir
 from training.data.samples import USED_SLOTS, data_root
 from training.fit.identity_correction import cached_features
-from training.fit.landmark_correction import (SHAPE_SLOTS, SLOTS, fit_parser, fit_reduced_ridge, reduce_rank,
-                                             ridge_path, save_correction, ship_correction)
+from training.fit.corrections import SHAPE_SLOTS, SLOTS, fit_parser, save_correction, ship_correction
+from training.fit.ridge import fit_reduced_ridge, reduce_rank, ridge_path
 
 
 def one_pass(enc: Encoder, feats: dict) -> np.ndarray:

@@ -16,104 +16,19 @@ Writes resources/models/landmark_correction.npz (atomically) with the held-out n
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engine.atomic import atomic_path
 from engine.encoder import Encoder
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH
 from engine.models import resolve_model, sha256_file
-from training.data.samples import USED_SLOTS, data_root, load_shards
-
-SLOTS = list(USED_SLOTS)
-# the slots the correction moves: coarse, middle and fine (4-128 px), not the colour slots (256 px to the RGB
-# head, 16 17 19 20 21: skin, hair and light, which the landmarks do not see; docs/EDITS.md)
-SHAPE_SLOTS = [s for s in USED_SLOTS if s < 16]
-
-
-def encoder_predictions(enc: Encoder, crops_rgb: np.ndarray, aug: float, seed: int = 0,
-                        batch: int = 32) -> np.ndarray:
-    """The encoder's W+ (N, 16, 512) on the used slots for uint8 RGB crops, augmented at strength `aug`."""
-    from training.train.encoder import augment
-
-    rng = np.random.default_rng(seed)
-    out = np.zeros((len(crops_rgb), len(SLOTS), 512), np.float32)
-    t0 = time.time()
-    for i in range(0, len(crops_rgb), batch):
-        x = augment(crops_rgb[i:i + batch], enc.input_size, rng, aug, 0.0).numpy()
-        out[i:i + batch] = enc.session.run(None, {"image": x})[0][:, SLOTS]
-        if (i // batch) % 50 == 49:
-            print(f"encoder: {i + batch}/{len(crops_rgb)}, {(i + batch) / (time.time() - t0):.0f}/s", flush=True)
-    return out
-
-
-def ridge_path(x: np.ndarray, y: np.ndarray, lams: list[float]):
-    """Ridge fits y ≈ y_mean + (x - x_mean) @ B for every lambda from one eigendecomposition; yields
-    (lambda, x_mean, y_mean, B)."""
-    xm, ym = x.mean(0), y.mean(0)
-    xc = (x - xm).astype(np.float64)
-    evals, q = np.linalg.eigh(xc.T @ xc)
-    c = q.T @ (xc.T @ (y - ym).astype(np.float64))
-    for lam in lams:
-        yield lam, xm, ym, (q @ (c / (evals + lam)[:, None])).astype(np.float32)
-
-
-def reduce_rank(b: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """B (F, T) ≈ proj (F, k) @ coef (k, T), the best rank-k approximation: proj = the top k left singular
-    vectors (from the F x F matrix B B^T, cheaper than B's SVD when T >> F), coef = proj^T B."""
-    evals, u = np.linalg.eigh(b.astype(np.float64) @ b.T.astype(np.float64))
-    proj = u[:, ::-1][:, :rank].astype(np.float32)
-    return proj, proj.T @ b
-
-
-def fit_reduced_ridge(x: np.ndarray, err: np.ndarray, val: int, rank: int, lams: list[float],
-                      label: str = "") -> tuple[dict, dict]:
-    """err ≈ bias + ((x - x_mean) @ proj) @ coef: lambda picked by the latent MSE of the last `val` samples (fitted on
-    the rest), then refitted on all samples and cut to rank `rank`. Returns (x_mean, proj, coef, bias as float32 /
-    float16 arrays; {"lambda", "before", "after": held-out MSE without / with it, "lambdas": MSE per lambda})."""
-    tr, ho = slice(0, len(x) - val), slice(len(x) - val, None)
-    base = float((err[ho] ** 2).mean())
-    scores = []
-    for lam, xm, ym, b in ridge_path(x[tr], err[tr], lams):
-        proj, coef = reduce_rank(b, rank)
-        full = float(((err[ho] - ym - (x[ho] - xm) @ b) ** 2).mean())
-        scores.append((float(((err[ho] - ym - ((x[ho] - xm) @ proj) @ coef) ** 2).mean()), lam))
-        print(f"lambda {lam:g}: held-out latent MSE{label} {base:.4f} -> {scores[-1][0]:.4f} at rank {rank} "
-              f"({full:.4f} at full rank)", flush=True)
-    best_mse, best_lam = min(scores)
-    _, xm, ym, b = next(ridge_path(x, err, [best_lam]))
-    proj, coef = reduce_rank(b, rank)
-    arrays = {"x_mean": xm.astype(np.float32), "proj": proj.astype(np.float16), "coef": coef.astype(np.float16),
-              "bias": ym.astype(np.float32)}
-    return arrays, {"lambda": best_lam, "before": round(base, 4), "after": round(best_mse, 4),
-                    "lambdas": {f"{lam:g}": round(m, 4) for m, lam in scores}}
-
-
-def save_correction(path: Path, arrays: dict, meta: dict) -> None:
-    """Write a correction's arrays and its meta (JSON) as one npz, atomically."""
-    print(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-
-
-def ship_correction(path: Path, shipped: Path, name: str, source: str, regenerate: str) -> None:
-    """Record a correction just written to `path` in the model manifest as `name`, when `path` is its `shipped`
-    location (a development fit written elsewhere is not recorded)."""
-    if path != shipped:
-        return
-    from training.export.generator import update_manifest
-
-    update_manifest({name: {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                            "source": source, "licence": "Apache-2.0 (ours)", "shipped": True,
-                            "regenerate": regenerate}})
+from training.data.samples import data_root, load_shards
+from training.fit.corrections import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser, save_correction,
+                                      ship_correction)
+from training.fit.ridge import fit_reduced_ridge
 
 
 def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float], threads: int,
@@ -141,20 +56,6 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
             "encoder_sha256": sha256_file(model),
             "seconds": round(time.time() - t0)}
     return {**arrays, "w_std": w_std.astype(np.float32), "slots": slots}, meta
-
-
-def fit_parser(doc: str, data: str, rank: int, lambdas: str, out: Path) -> argparse.ArgumentParser:
-    """The command line the correction fits share (data folders, held-out count, rank, the encoder input's
-    augmentation, lambdas, threads, output); each script adds its own options."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    ap.add_argument("--data", default=data, help="cache folders (with landmarks) under the encoder-data root")
-    ap.add_argument("--val", type=int, default=500, help="last N samples held out to pick lambda")
-    ap.add_argument("--rank", type=int, default=rank)
-    ap.add_argument("--encoder-aug", type=float, default=0.5, help="augmentation strength of the encoder's input")
-    ap.add_argument("--lambdas", default=lambdas)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=out)
-    return ap
 
 
 def main(argv: list[str] | None = None) -> None:

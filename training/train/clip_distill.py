@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from training.train.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, crops_to_images, load_teacher,
                                 make_source, setup_distributed)
 from training.models.encoder import EncoderConfig, ImageEncoder, count_parameters
-from training.train.encoder import augment
+from training.data.augment import augment
 
 
 @dataclass

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     save_file(state, str(tmp))
     tmp.replace(args.out)
     if args.out == HEADS_PATH:
-        from training.export.generator import update_manifest
+        from training.export.manifest import update_manifest
 
         update_manifest({"preview_heads": {
             "file": args.out.name, "sha256": sha256_file(args.out), "bytes": args.out.stat().st_size,

@@ -185,7 +185,7 @@ def train(cfg: StrengthConfig, out: Path, generator=None, teacher=None, mapper=N
 def evaluate(predictor, mapper, teacher, render, wplus: torch.Tensor, prompts=PROMPTS[:8],
              fixed=(0.2, 0.4, 0.6, 0.8), target_sim: float = 0.7, identity=None) -> dict:
     """Learned C vs fixed C on every (face, prompt) pair. Returns {method: metrics}; `identity`: an object with
-    .distance(bgr_a, bgr_b) (training.evaluate.encoder.DlibIdentity) to add the dlib identity distance."""
+    .distance(bgr_a, bgr_b) (training.evaluate.dlib_judge.DlibIdentity) to add the dlib identity distance."""
     device = wplus.device
     table = prompt_table(teacher, mapper, prompts, device)
     x = render(wplus)
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                             mapper.w_std.cpu().numpy(), n_faces, SampleRecipe(psi_min=0.5, psi_max=0.9))
     identity = None
     if use_id:
-        from training.evaluate.encoder import DlibIdentity
+        from training.evaluate.dlib_judge import DlibIdentity
         identity = DlibIdentity()
     render = make_render(g, cfg.out_block, cfg.render_size)
     results = {}

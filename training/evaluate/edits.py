@@ -1,6 +1,6 @@
 """Measure what the latent edits do, on generated faces, with MediaPipe and dlib.
 
-    python -m training.evaluate.edits [--faces 12] [--json docs/edits_eval.json]
+    python -m training.evaluate.edits [--faces 12] [--json docs/results/edits_eval.json]
 
 1. Slot groups (engine/edits.py SLOT_GROUPS): for pairs of faces (A, B), copy one group of B's slots into A
    and measure the change from A: head pose (|d yaw| + |d pitch|, degrees), expression (|d smile|, |d jaw|),
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--psi", type=float, default=0.7)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=Path("docs/edits_eval.json"))
+    ap.add_argument("--json", type=Path, default=Path("docs/results/edits_eval.json"))
     ap.add_argument("--morph-only", action="store_true", help="skip the directions table")
     args = ap.parse_args(argv)
     t0 = time.time()

@@ -1,6 +1,6 @@
 """Quality and speed of the preview generators (256 / 512 px heads) against the 1024-px output.
 
-    python -m training.evaluate.preview [--faces 16] [--json docs/preview_eval.json]
+    python -m training.evaluate.preview [--faces 16] [--json docs/results/preview_eval.json]
 
 For held-out generated faces: PSNR and SSIM of each preview render against the 1024-px render downscaled
 (INTER_AREA) to the same size, dlib identity distance between them (256-px crops), and median synthesis ms
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--faces", type=int, default=16)
     ap.add_argument("--seed", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--json", type=Path, default=Path("docs/preview_eval.json"))
+    ap.add_argument("--json", type=Path, default=Path("docs/results/preview_eval.json"))
     args = ap.parse_args(argv)
     full = Generator.load(2)
     ident = DlibIdentity()

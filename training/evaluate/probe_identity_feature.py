@@ -1,6 +1,6 @@
 """Probe: does a face-recognition descriptor trained on real faces carry identity the inversion encoder misses?
 
-    python -m training.evaluate.probe_identity_feature --json docs/identity_probe.json
+    python -m training.evaluate.probe_identity_feature --json docs/results/identity_probe.json
 
 On cached generated samples (training.data.samples shards) it computes dlib's 128-d face descriptor of each
 aligned crop (a fixed central box: the crops are aligned) and the shipped encoder's W+, fits a ridge regression

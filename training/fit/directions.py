@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--expr-step", type=float, default=4.0, help="largest calibration step for expressions")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=DIRECTIONS_PATH)
-    ap.add_argument("--report", type=Path, default=Path("docs/directions_fit.json"))
+    ap.add_argument("--report", type=Path, default=Path("docs/results/directions_fit.json"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--select-faces", type=int, default=6, help="faces per slot-set trial")
     ap.add_argument("--from", dest="from_npz", type=Path,

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crop", type=int, default=64, help="feature crop per step (px of the feature map)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, default=HEADS_PATH)
-    ap.add_argument("--report", type=Path, default=Path("docs/preview_heads_train.json"))
+    ap.add_argument("--report", type=Path, default=Path("docs/results/preview_heads_train.json"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)

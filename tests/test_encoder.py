@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from engine.cli import main as cli_main  # noqa: E402
 from training.models.encoder import (EncoderConfig, InversionEncoder, USED_SLOTS, count_parameters,  # noqa: E402
-                              image_losses, latent_losses, ms_ssim)
+                                     image_losses, latent_losses, ms_ssim)
 
 TINY = EncoderConfig(backbone="mobilenetv3_small_050", input_size=64, mapper_hidden=64, mapper_layers=1, slot_rank=4)
 

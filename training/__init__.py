@@ -1,1 +1,1 @@
-"""Model code, weight conversion, training, fits, evaluation and ONNX export behind the engine (needs the `train` extra)."""
+"""Model code, weight conversion, training, fits, evaluation and ONNX export behind the engine (the `train` extra)."""

@@ -3,7 +3,7 @@
 On a GPU the generator renders a batch far faster than one CPU core can run MediaPipe on it, so the batch goes
 to `workers` processes through shared memory: each takes sample indices, runs the same FFHQ-style
 aligned crop a real photo gets (training.data.samples.aligned_crop) and the training augmentation
-(training.train.encoder.augment), and writes the encoder input back into shared memory. Two buffer slots let
+(training.data.augment), and writes the encoder input back into shared memory. Two buffer slots let
 the workers prepare the next batch while the GPU trains on the current one:
 
     pool = AlignPool(workers=15, batch=64, input_size=160)

@@ -1,7 +1,8 @@
 """Evaluate the personal calibration (engine/calibration.py): does one refinement of a few keyframes of a person
 make the one pass of *other* frames of that person the same person by dlib's measure?
 
-    python -m training.evaluate.calibration --json docs/results/calibration_eval.json --pairs docs/images/calibration_pairs.jpg
+    python -m training.evaluate.calibration --json docs/results/calibration_eval.json \
+        --pairs docs/images/calibration_pairs.jpg
     python -m training.evaluate.calibration --test-frames 3 --quality-steps 0     # quicker: no per-frame baseline
 
 Per clip of ../shared/data/video (a stand-in for a webcam session): the calibration takes its keyframes the way the

@@ -1,6 +1,7 @@
 """Evaluate the live loop's likeness: is the face the live pipeline makes of the user the same person, by dlib?
 
-    python -m training.evaluate.live_identity --json docs/results/live_identity.json      # d18, d20, s18: ~4 min on 2 cores
+    # d18, d20, s18: ~4 min on 2 cores
+    python -m training.evaluate.live_identity --json docs/results/live_identity.json
 
 Per clip of ../shared/data/video (a stand-in for a webcam), the live pipeline (engine.live.LivePipeline with the
 app's defaults and no morph; `reuse` off, so every frame is encoded) runs on the first --frames frames, once with

@@ -8,7 +8,7 @@ E_I is training.models.encoder.ImageEncoder (the inversion encoder's backbone an
 crop in [0, 1] (B, 3, S, S) -> unit embedding) with embed_dim set to the teacher's (512 for ViT-B/32, 768 for
 ViT-L/14). Each step: a batch of faces rendered by MobileStyleGAN (z -> w -> W+ near W -> G, cropped as a photo
 would be); the teacher embeds the clean crop, the student the augmented crop (colour, blur, JPEG, small
-misalignment: train_encoder.augment), and
+misalignment: training.data.augment), and
     loss = w_cos (1 - cos(s, t)) + w_mse |s - t|^2 + w_rel MSE(S S^T, T T^T)
 on unit embeddings s, t. Generated faces all sit in a narrow cone of CLIP space (high pairwise cosine), so the
 first two terms are satisfied early by the mean face; the relational term (in-batch similarity matrices) keeps
@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from training.train.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, crops_to_images, load_teacher,
-                                make_source, setup_distributed)
+                                      make_source, setup_distributed)
 from training.models.encoder import EncoderConfig, ImageEncoder, count_parameters
 from training.data.augment import augment
 

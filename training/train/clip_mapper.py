@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.train.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, load_teacher, make_source,
-                                setup_distributed)
+                                      setup_distributed)
 from training.models.encoder import N_SLOTS, STYLE_DIM, USED_SLOTS, count_parameters, latent_losses
 
 

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from training.data.augment import augment
 from training.models.encoder import (USED_SLOTS, EncoderConfig, InversionEncoder, count_parameters, image_losses,
-                              latent_losses)
+                                     latent_losses)
 from training.models.face_id import identity_loss
 
 

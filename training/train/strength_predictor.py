@@ -33,7 +33,7 @@ from torch import nn
 
 from engine.atomic import write_json_atomic
 from training.train.clip_runs import (ClipRunConfig, Run, build_config, common_args, read_checkpoint, images_to, load_teacher,
-                                make_source, setup_distributed)
+                                      make_source, setup_distributed)
 from training.models.encoder import STYLE_DIM, USED_SLOTS, count_parameters
 
 # attribute prompts for training and evaluation (the seed's four examples first)

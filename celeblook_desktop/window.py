@@ -290,7 +290,7 @@ class MainWindow(QMainWindow):
             self.controls.likeness_box.setChecked(False)
             self.controls.likeness_box.setEnabled(False)
             self.controls.likeness_box.setToolTip("This encoder has no identity feedback model "
-                                         "(python -m training.fit_identity_feedback)")
+                                                  "(python -m training.fit.identity_feedback)")
         self.views.output_view.setText("waiting for frames…")
         self._settings_changed()
 

@@ -3,7 +3,7 @@
 The engine runs the CLIP text tower as ONNX (clip_text_encoder.onnx, input `tokens` (B, 77) int64), so it has
 to tokenise by itself: open_clip's SimpleTokenizer imports torch (and ftfy, regex), which the engine must not
 need. This is the same algorithm (OpenAI CLIP, MIT licence, as copied into open_clip) reading the same
-vocabulary file, `bpe_simple_vocab_16e6.txt.gz` (exported beside the text encoder by training/export_clip.py,
+vocabulary file, `bpe_simple_vocab_16e6.txt.gz` (exported beside the text encoder by training/export/clip.py,
 a verbatim copy of open_clip's). Differences, both irrelevant for typed prompts: ftfy's mojibake repair is not
 applied, and the `\\p{L}` / `\\p{N}` classes are spelled with Python's `re` (letters = `[^\\W\\d_]`, numbers
 = `\\d`). tests/test_clip.py checks ids against open_clip's tokenizer.

@@ -1,8 +1,8 @@
 """Latent edits in W+ (pure numpy): morph toward a target face, and calibrated attribute directions.
 
 The desktop app calls these per frame; they cost microseconds. Slot groups follow the generator's layout
-(training/mobilestylegan.py): coarse slots set head pose and face shape, middle ones features, fine ones
-colour and texture. Which group carries what was measured (docs/EDITS.md, training/evaluate_edits.py).
+(training/models/mobilestylegan.py): coarse slots set head pose and face shape, middle ones features, fine ones
+colour and texture. Which group carries what was measured (docs/EDITS.md, training/evaluate/edits.py).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ MORPH_PRESETS: dict[str, np.ndarray] = {
 
 
 # Slots that carry head pose and expression (4-32 px features, slots 0-9): a reenactment takes the user's motion on
-# these and everything else from the target. Chosen by `python -m training.evaluate_live_morph` (docs/MORPH.md).
+# these and everything else from the target. Chosen by `python -m training.evaluate.live_morph` (docs/MORPH.md).
 MOTION_SLOTS: np.ndarray = slot_weights(coarse=1.0, middle=1.0)
 # The default morph: the target's face moving like the user (reenact); the per-slot presets mix the two faces.
 MORPH_MODES: tuple[str, ...] = ("reenact", *MORPH_PRESETS)
@@ -150,7 +150,7 @@ class DirectionSet:
     def load(cls, path: str | os.PathLike = DIRECTIONS_PATH) -> "DirectionSet":
         path = Path(path)
         if not path.is_file():
-            raise ModelMissingError(f"direction file not found: {path} (regenerate: python -m training.fit_directions)")
+            raise ModelMissingError(f"direction file not found: {path} (regenerate: python -m training.fit.directions)")
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             out = {}

@@ -1,6 +1,6 @@
 """Inversion encoder over onnxruntime: an aligned face crop -> W+ (23 x 512) in one pass; photo -> reconstruction.
 
-The model (`inversion_encoder.onnx`, training/export_encoder.py) takes `image` (B, 3, S, S) RGB in [0, 1], the
+The model (`inversion_encoder.onnx`, training/export/encoder.py) takes `image` (B, 3, S, S) RGB in [0, 1], the
 FFHQ-style aligned crop of engine.align resized to S, and returns `wplus` (B, 23, 512) and `embedding` (B, 512),
 the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCODER.md).
 

@@ -1,5 +1,5 @@
 """Face identity embedding from a recogniser trained on real faces (`face_id.onnx`: HSE FaceRes, a MobileNet
-trained on VGGFace2 for face identification; training/convert_face_id.py).
+trained on VGGFace2 for face identification; training/convert/face_id.py).
 
 The inversion encoder learned faces from the generator alone; a face-recognition network learned what tells real
 people apart. Its embedding feeds the identity correction (engine/identity_correction.py). The network takes a

@@ -2,7 +2,7 @@
 
 The feature is the face-recognition embedding of engine/face_id.py (HSE FaceRes, trained on VGGFace2 photos), of
 the same aligned crop the encoder sees. A linear model fitted on generated faces
-(training/fit_identity_correction.py) maps it to what the encoder's one pass (with the landmark correction) still
+(training/fit/identity_correction.py) maps it to what the encoder's one pass (with the landmark correction) still
 gets wrong, in w_std units (engine/linear_correction.py). It is fitted for one encoder and one landmark
 correction: its meta names both sha256s, and engine.encoder.Encoder.load uses it only with those.
 """
@@ -19,5 +19,5 @@ class IdentityCorrection(LinearCorrection):
 
     PATH = IDENTITY_CORRECTION_PATH
     WHAT = "identity-correction"
-    REGENERATE = "python -m training.fit_identity_correction"
+    REGENERATE = "python -m training.fit.identity_correction"
     FEATURE = "a finite {f}-d face embedding"

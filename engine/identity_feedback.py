@@ -3,7 +3,7 @@
 The one pass (engine/encoder.py: the encoder and its two corrections) predicts W+ from the input alone. The
 face recogniser (engine/face_id.py, trained on real photos) can also read the reconstruction: the difference of
 the two embeddings, input minus reconstruction, says what identity the render still misses. A linear model fitted
-on generated faces (training/fit_identity_feedback.py) maps that difference to what the one pass still gets wrong
+on generated faces (training/fit/identity_feedback.py) maps that difference to what the one pass still gets wrong
 on the shape slots, in w_std units (engine/linear_correction.py). One step costs one render, a landmark pass on
 it and the recogniser. It is fitted for one one pass (Encoder.one_pass_id, in its meta): Encoder.load uses it
 only with that one.
@@ -23,7 +23,7 @@ class IdentityFeedback(LinearCorrection):
 
     PATH = IDENTITY_FEEDBACK_PATH
     WHAT = "identity-feedback"
-    REGENERATE = "python -m training.fit_identity_feedback"
+    REGENERATE = "python -m training.fit.identity_feedback"
     FEATURE = "the difference of two finite {f}-d face embeddings"
 
 

@@ -2,7 +2,7 @@
 
 The inversion encoder was trained on generated faces only, and on real photos it misses much of what makes a face
 that person's (docs/ENCODER.md). MediaPipe's FaceLandmarker was trained on real faces and already runs on every
-photo and frame to cut the crop. A linear model fitted on generated faces (training/fit_landmark_correction.py)
+photo and frame to cut the crop. A linear model fitted on generated faces (training/fit/landmark_correction.py)
 maps the face's 478 landmarks in crop units (engine.align.crop_points) to the encoder's remaining W+ error on the
 slots it corrects (`slots`: the used ones up to 128 px, not the colour slots; in w_std units): a reduced-rank ridge
 regression, `x_mean` (F,), `proj` (F, k),
@@ -21,5 +21,5 @@ class LandmarkCorrection(LinearCorrection):
 
     PATH = LANDMARK_CORRECTION_PATH
     WHAT = "landmark-correction"
-    REGENERATE = "python -m training.fit_landmark_correction"
+    REGENERATE = "python -m training.fit.landmark_correction"
     FEATURE = "{f} finite values: 478 3-D landmarks in crop units"

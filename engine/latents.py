@@ -1,6 +1,6 @@
 """Latent codes: shapes, validation and (safe) .npy loading.
 
-W is a (512,) code; W+ is (23, 512), one code per generator slot (training/mobilestylegan.py documents which
+W is a (512,) code; W+ is (23, 512), one code per generator slot (training/models/mobilestylegan.py documents which
 slot drives what). A W is used for every slot.
 """
 from __future__ import annotations

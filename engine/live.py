@@ -195,7 +195,7 @@ def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tup
         resolved = resolve_model(ENCODER_MODEL) if _in_manifest(ENCODER_MODEL) else None
         if resolved is None:
             raise ModelMissingError(f"the inversion encoder ({ENCODER_MODEL}.onnx) is not in resources/models yet: "
-                                    f"export one (python -m training.export_encoder --checkpoint CKPT --out-dir DIR) "
+                                    f"export one (python -m training.export.encoder --checkpoint CKPT --out-dir DIR) "
                                     f"and pass --encoder DIR/{ENCODER_MODEL}.onnx or set {ENCODER_ENV}")
         return Encoder.load(threads), resolved
     path = Path(path)

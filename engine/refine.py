@@ -1,6 +1,6 @@
 """Quality mode for stills without torch: refine an inversion's W+ by latent optimisation over onnxruntime.
 
-The objective (`refiner_256.onnx`, training/export_refiner.py) gives the loss L1 + (1 - MS-SSIM) of the 256-px
+The objective (`refiner_256.onnx`, training/export/refiner.py) gives the loss L1 + (1 - MS-SSIM) of the 256-px
 preview render against the aligned crop, plus, given the face's landmarks, ID_WEIGHT x (1 - cosine) of the face
 recogniser's embeddings of the two (engine/face_id.py's network, read through engine.face_id.separable_warp), and
 its gradient with respect to W+; Adam (numpy) moves the whole W+. The identity term is what makes the result look
@@ -8,7 +8,7 @@ like the person and not only match the pixels (docs/ENCODER.md, "Quality mode").
 Every `anchor_every` steps the full 1024-px generator renders the current W+ once and the low-pass of
 (full - preview), in ANCHOR_CELL-px cells, is added to the preview from then on: the colour anchor, which keeps
 the optimisation from walking to codes where the preview head renders darker than the full network
-(docs/ENCODER.md, "Quality mode"). The same recipe as training/refine_inversion.py, which runs it in torch.
+(docs/ENCODER.md, "Quality mode"). The same recipe as training/fit/refine_inversion.py, which runs it in torch.
 """
 from __future__ import annotations
 

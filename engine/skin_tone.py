@@ -2,7 +2,7 @@
 
 The encoder follows skin lightness on real photos but hardly the yellow-blue axis (docs/ENCODER.md: over 16 real
 faces, reconstruction b* against input b* has slope 0.28; on generated faces it is followed). A linear model
-fitted on generated faces (training/fit_skin_tone.py) predicts the skin's median CIELAB from the mean W residual
+fitted on generated faces (training/fit/skin_tone.py) predicts the skin's median CIELAB from the mean W residual
 of the used slots; matching solves for the smallest change of that mean that makes the predicted a* and b* equal
 the photo's, and adds it to every used slot. No render, no torch: a 512 x 3 matrix.
 """
@@ -58,7 +58,7 @@ class SkinToneModel:
     def load(cls, path: str | os.PathLike = SKIN_TONE_PATH) -> "SkinToneModel":
         path = Path(path)
         if not path.is_file():
-            raise ModelMissingError(f"skin-tone model not found: {path} (regenerate: python -m training.fit_skin_tone)")
+            raise ModelMissingError(f"skin-tone model not found: {path} (regenerate: python -m training.fit.skin_tone)")
         with np.load(path, allow_pickle=False) as d:
             return cls(d["x_mean"], d["coef"], d["lab_mean"], d["w_avg"], d["w_std"], d["slots"].astype(bool),
                        json.loads(str(d["meta"])))

@@ -1,6 +1,6 @@
 """Text-driven faces over onnxruntime: prompt -> ΔW+ through CLIP's text tower and the mapper f; W+' = W+ + C ΔW+.
 
-Models (training/export_clip.py writes them; none ships: they need real CLIP weights, docs/TEXT.md):
+Models (training/export/clip.py writes them; none ships: they need real CLIP weights, docs/TEXT.md):
   clip_text_encoder.onnx   `tokens` (B, 77) int64 -> `embedding` (B, D) unit   (OpenCLIP text tower)
   clip_bpe_vocab.txt.gz    CLIP's BPE vocabulary (engine/clip_tokenizer.py tokenises without torch)
   clip_wplus_mapper.onnx   `embedding` (B, D) -> `wplus` (B, 23, 512)         (f, CSLA-style, around w_avg)

@@ -74,3 +74,17 @@ def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsy
     cv2.imwrite(str(wall), np.full((200, 200, 3), 128, np.uint8))
     assert cli_main(["bench", "refine", "--threads", "1", "--photo", str(wall)]) == 2
     assert "no face" in capsys.readouterr().err
+
+
+def test_bench_generator_times_onnxruntime_and_training_adds_the_openvino_ir(tmp_path):
+    """`celeblook bench generator` times the shipped ONNX alone (the engine never needs openvino); the comparison with
+    the official IR is training's command, which adds an IR row per thread count (n/a without openvino or the IR)."""
+    from training.evaluate.bench_openvino import main as bench_openvino
+
+    out = tmp_path / "generator.json"
+    assert cli_main(["bench", "generator", "--threads", "1", "--repeats", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["runtime"] for r in rows] == ["onnxruntime fp32"] and rows[0]["median_ms"] > 0
+    bench_openvino(["--threads", "1", "--repeats", "1", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["runtime"], r["threads"]) for r in rows] == [("onnxruntime fp32", 1), ("openvino IR f32", 1)]

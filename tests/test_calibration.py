@@ -69,7 +69,7 @@ def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, video
     nearer that frame by dlib's measure than the one pass alone (at 1024 px), and well under the 0.6 threshold.
     (Measured 0.571 -> 0.487 with the identity correction in the one pass; 0.1 more before it.)"""
     from engine.align import align_face
-    from training.evaluate_encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     gen, enc, refiner, lm = parts
     (key, _), (later, _) = frames_of(videos_dir / "d20.mp4", [0.0, 4.0])

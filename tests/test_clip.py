@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from engine.cli import main as cli_main  # noqa: E402
-from training.clip_runs import read_log  # noqa: E402
+from training.train.clip_runs import read_log  # noqa: E402
 
 N_FACES = 8
 PROMPTS = ("man with glasses", "old woman", "smiling child", "bald man")
@@ -21,13 +21,13 @@ PROMPTS = ("man with glasses", "old woman", "smiling child", "bald man")
 
 @pytest.fixture(scope="module")
 def teacher():
-    from training.clip_teacher import tiny_clip
+    from training.models.clip_teacher import tiny_clip
     return tiny_clip()
 
 
 @pytest.fixture(scope="module")
 def generator():
-    from training.convert_weights import load_weights
+    from training.convert.generator import load_weights
     return load_weights().eval().requires_grad_(False)
 
 
@@ -75,13 +75,13 @@ def test_engine_tokenizer_does_not_import_torch():
 
 
 def test_missing_weights_one_clear_message(tmp_path, monkeypatch):
-    from training.clip_teacher import ClipWeightsMissing, load_clip
+    from training.models.clip_teacher import ClipWeightsMissing, load_clip
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ClipWeightsMissing) as err:
         load_clip("ViT-B-32", "laion2b_s34b_b79k", cache_dir=str(tmp_path / "hf"))
     msg = str(err.value)
-    assert "ViT-B-32/laion2b_s34b_b79k" in msg and "python -m training.clip_teacher --fetch" in msg
+    assert "ViT-B-32/laion2b_s34b_b79k" in msg and "python -m training.models.clip_teacher --fetch" in msg
     with pytest.raises(ClipWeightsMissing, match="not found"):
         load_clip("ViT-B-32", local_path=tmp_path / "nope.safetensors")
     with pytest.raises(ClipWeightsMissing, match="no pretrained tag"):
@@ -91,7 +91,7 @@ def test_missing_weights_one_clear_message(tmp_path, monkeypatch):
 def test_local_weights_safetensors_and_weights_only(tmp_path, teacher):
     from safetensors.torch import save_file
 
-    from training.clip_teacher import TINY_NAME, load_clip
+    from training.models.clip_teacher import TINY_NAME, load_clip
 
     state = {k: v.contiguous() for k, v in teacher.model.state_dict().items()}
     save_file(state, str(tmp_path / "tiny.safetensors"))
@@ -116,7 +116,7 @@ def test_prompt_ensemble(teacher):
 
 # ----------------------------------------------------------------------------------------------- training
 def test_distill_steps_and_resume(tmp_path, face_cache, teacher):
-    from training.clip_distill import load_student, make_config, train
+    from training.train.clip_distill import load_student, make_config, train
 
     cfg = make_config("tiny", data=str(face_cache), batch=N_FACES, steps=10)
     train(cfg, tmp_path / "run", teacher=teacher, limit=N_FACES)
@@ -131,7 +131,7 @@ def test_distill_steps_and_resume(tmp_path, face_cache, teacher):
 
 
 def test_mapper_model_and_steps(tmp_path, face_cache, teacher, generator):
-    from training.clip_mapper import ClipMapper, load_mapper, make_config, train
+    from training.train.clip_mapper import ClipMapper, load_mapper, make_config, train
 
     m = ClipMapper(32, hidden=16, layers=6, slot_rank=2)
     assert sum(isinstance(x, torch.nn.Linear) for x in m.modules()) == 7  # 5 trunk + shared W + slot code heads
@@ -151,7 +151,7 @@ def test_mapper_model_and_steps(tmp_path, face_cache, teacher, generator):
 
 @pytest.fixture(scope="module")
 def mapper(tmp_path_factory, face_cache, teacher, generator):
-    from training.clip_mapper import load_mapper, make_config, train
+    from training.train.clip_mapper import load_mapper, make_config, train
 
     run = tmp_path_factory.mktemp("mapper")
     train(make_config("tiny", data=str(face_cache), batch=N_FACES, steps=10, w_style=0.0), run, generator=generator,
@@ -160,7 +160,7 @@ def mapper(tmp_path_factory, face_cache, teacher, generator):
 
 
 def test_strength_steps_and_evaluation(tmp_path, face_cache, teacher, generator, mapper):
-    from training.strength_predictor import evaluate, load_predictor, make_config, make_render, train
+    from training.train.strength_predictor import evaluate, load_predictor, make_config, make_render, train
 
     # the tiny random CLIP barely tells faces apart (similarity ~0.99999 after any edit), so the loss moves in the
     # 6th digit; what is checked is the direction of the gradient through CLIP and the generator: above the
@@ -190,9 +190,9 @@ def test_strength_steps_and_evaluation(tmp_path, face_cache, teacher, generator,
 # -------------------------------------------------------------------------------------- export, engine, CLI
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, teacher, mapper):
-    from training.clip_distill import make_config as distill_config, student_for
-    from training.export_clip import export_all
-    from training.strength_predictor import StrengthPredictor
+    from training.train.clip_distill import make_config as distill_config, student_for
+    from training.export.clip import export_all
+    from training.train.strength_predictor import StrengthPredictor
 
     torch.manual_seed(0)
     student = student_for(distill_config("tiny"), teacher.embed_dim).eval()

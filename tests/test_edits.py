@@ -85,7 +85,7 @@ def generator_session():
 
 @pytest.fixture(scope="module")
 def labeler():
-    from training.face_labels import FaceLabeler
+    from training.data.face_labels import FaceLabeler
 
     lab = FaceLabeler()
     yield lab

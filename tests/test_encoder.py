@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from engine.cli import main as cli_main  # noqa: E402
-from training.encoder import (EncoderConfig, InversionEncoder, USED_SLOTS, count_parameters,  # noqa: E402
-                              image_losses, latent_losses, ms_ssim)
+from training.models.encoder import (EncoderConfig, InversionEncoder, USED_SLOTS, count_parameters,  # noqa: E402
+                                     image_losses, latent_losses, ms_ssim)
 
 TINY = EncoderConfig(backbone="mobilenetv3_small_050", input_size=64, mapper_hidden=64, mapper_layers=1, slot_rank=4)
 
@@ -33,7 +33,7 @@ def test_thumbnail_path_ridge_recovers_a_low_rank_linear_map():
     module then predicts them from images (unused slots stay untouched)."""
     from dataclasses import replace
 
-    from training.encoder import ThumbnailRegressor
+    from training.models.encoder import ThumbnailRegressor
 
     cfg = replace(TINY, thumb_size=4, thumb_rank=3)
     w_std = torch.rand(512) + 0.5
@@ -54,7 +54,7 @@ def test_thumbnail_path_truncates_a_higher_rank_map_to_its_best_approximation():
     (Eckart-Young); at equal or higher rank the map is unchanged."""
     from dataclasses import replace
 
-    from training.encoder import ThumbnailRegressor
+    from training.models.encoder import ThumbnailRegressor
 
     g = torch.Generator().manual_seed(1)
     down, up = torch.randn(8, 48, generator=g), torch.randn(16 * 512, 8, generator=g)
@@ -92,7 +92,7 @@ def _tiny_cache(folder, n=8, seed=0):
 
 
 def test_training_steps_decrease_loss_and_resume(tmp_path):
-    from training.train_encoder import make_config, train
+    from training.train.encoder import make_config, train
 
     data = _tiny_cache(tmp_path / "cache")
     cfg = make_config("tiny", data=str(data), steps=12, batch=4, aug_strength=0.0, threads=2, val=2)
@@ -110,14 +110,14 @@ def test_training_steps_decrease_loss_and_resume(tmp_path):
 
 
 def test_training_initialises_the_thumbnail_path_by_ridge(tmp_path, capsys):
-    from training.train_encoder import make_config, train
+    from training.train.encoder import make_config, train
 
     data = _tiny_cache(tmp_path / "cache", n=12)
     cfg = make_config("tiny", data=str(data), steps=2, batch=4, aug_strength=0.0, threads=2, val=2,
                       encoder={"thumb_size": 4, "thumb_rank": 8})
     train(cfg, tmp_path / "run")
     assert "thumbnail path: ridge on 10 samples" in capsys.readouterr().out
-    from training.train_encoder import load_encoder
+    from training.train.encoder import load_encoder
 
     model = load_encoder(tmp_path / "run" / "last.pt")
     assert model.thumb is not None and model.thumb.up.weight.abs().sum() > 0
@@ -133,7 +133,7 @@ def test_training_initialises_the_thumbnail_path_by_ridge(tmp_path, capsys):
 def test_onnx_export_parity(tmp_path, thumb_size):
     from dataclasses import replace
 
-    from training.export_encoder import export_encoder, parity
+    from training.export.encoder import export_encoder, parity
 
     model = InversionEncoder(replace(TINY, thumb_size=thumb_size, thumb_rank=16), torch.randn(512),
                              torch.rand(512) + 0.5).eval()
@@ -146,12 +146,12 @@ def test_onnx_export_parity(tmp_path, thumb_size):
 
 def test_shipped_encoder_budget_and_torch_parity():
     """The shipped ONNX: within the parameter budget, and equal to the torch model it was exported from (torch's
-    outputs for a fixed input are stored beside it by training/export_encoder.py)."""
+    outputs for a fixed input are stored beside it by training/export/encoder.py)."""
     import onnx
 
     from engine.encoder import Encoder
     from engine.models import MODELS_DIR, resolve_model
-    from training.export_encoder import PARITY_FILE, parity_input
+    from training.export.encoder import PARITY_FILE, parity_input
 
     proto = onnx.load(str(resolve_model("inversion_encoder")))
     assert sum(int(np.prod(t.dims)) for t in proto.graph.initializer) <= 15e6
@@ -197,9 +197,9 @@ def test_refinement_through_the_preview_head_with_the_colour_anchor_matches_the_
     faces the anchor fixes)."""
     import torch.nn.functional as F
 
-    from training.convert_weights import load_weights
-    from training.refine_inversion import optimise_latent
-    from training.train_preview_heads import load_preview_heads
+    from training.convert.generator import load_weights
+    from training.fit.refine_inversion import optimise_latent
+    from training.train.preview_heads import load_preview_heads
 
     model = load_preview_heads(load_weights()).requires_grad_(False)
     with torch.no_grad():
@@ -227,7 +227,7 @@ def test_refine_inversion_command(tmp_path, face_photo, capsys):
     is not an image is one line and exit code 2."""
     from engine.image_io import load_image
     from engine.latents import load_latent
-    from training.refine_inversion import main
+    from training.fit.refine_inversion import main
 
     out, latent = tmp_path / "refined.png", tmp_path / "me.npy"
     assert main([str(face_photo("obama.jpg")), "--out", str(out), "--latent", str(latent), "--steps", "2", "--side-by-side"]) == 0
@@ -241,7 +241,7 @@ def test_refine_inversion_command(tmp_path, face_photo, capsys):
 
 def test_evaluation_video_frames_are_evenly_spaced_real_frames(videos_dir):
     """The evaluation's third set: N frames of every clip, named clip#j."""
-    from training.evaluate_encoder import video_frames
+    from training.data.face_sets import video_frames
 
     frames = video_frames(videos_dir, 2)
     clips = sorted(p.stem for p in videos_dir.glob("*.mp4"))
@@ -254,7 +254,7 @@ def test_evaluation_video_frames_are_evenly_spaced_real_frames(videos_dir):
 def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
     """--stop-step replays a run cut short by --max-minutes: it stops there, with the learning rate of the longer
     schedule."""
-    from training.train_encoder import lr_at, make_config, train
+    from training.train.encoder import lr_at, make_config, train
 
     data = _tiny_cache(tmp_path / "cache")
     cfg = make_config("tiny", data=str(data), steps=10, stop_step=3, batch=4, aug_strength=0.0, threads=2)
@@ -268,7 +268,7 @@ def test_stop_step_ends_early_on_the_full_schedule(tmp_path):
 def test_anneal_minutes_compresses_the_schedule_to_the_time_budget(tmp_path, capsys):
     """--anneal-minutes: the cosine runs on training time when that runs out before the steps do, and the run ends
     annealed (lr at its floor) with a checkpoint."""
-    from training.train_encoder import lr_at, make_config, train
+    from training.train.encoder import lr_at, make_config, train
 
     cfg = make_config("tiny", steps=1000, warmup=0, lr=1e-3, anneal_minutes=2.0)
     assert lr_at(10, cfg, 0.0) > 0.99e-3
@@ -283,7 +283,7 @@ def test_anneal_minutes_compresses_the_schedule_to_the_time_budget(tmp_path, cap
 
 
 def test_slim_checkpoint_loads_and_warm_starts(tmp_path):
-    from training.train_encoder import load_encoder, make_config, slim_checkpoint, train
+    from training.train.encoder import load_encoder, make_config, slim_checkpoint, train
 
     data = _tiny_cache(tmp_path / "cache")
     cfg = make_config("tiny", data=str(data), steps=2, batch=4, aug_strength=0.0, threads=2)
@@ -303,10 +303,10 @@ def test_slim_checkpoint_loads_and_warm_starts(tmp_path):
 def test_identity_loss_reads_the_generators_framing(tmp_path):
     """--w-id: the recogniser's crop is found on the generator's own render of w_avg; the loss is 0 for the same
     face, clearly above 0 for another and reaches W+; a training step with it logs it."""
-    from training.convert_weights import load_weights
-    from training.face_id_torch import identity_loss
-    from training.train_encoder import identity_term, make_config, train
-    from training.train_preview_heads import load_preview_heads
+    from training.convert.generator import load_weights
+    from training.models.face_id import identity_loss
+    from training.train.encoder import identity_term, make_config, train
+    from training.train.preview_heads import load_preview_heads
 
     torch.set_num_threads(2)
     gen = load_preview_heads(load_weights()).eval().requires_grad_(False)
@@ -334,7 +334,7 @@ def test_identity_loss_reads_the_generators_framing(tmp_path):
 def test_online_source_with_align_workers_trains_and_logs_the_wait(tmp_path):
     """The GPU recipe's data path end to end on the CPU: torch renders, MediaPipe crops on 2 worker processes one
     batch ahead, the share of renders with a face and the time the step waited for the workers in the log."""
-    from training.train_encoder import make_config, train
+    from training.train.encoder import make_config, train
 
     cfg = make_config("tiny", source="online", align_workers=2, align_res=256, batch=2, steps=2, image_every=0,
                       aug_strength=0.0, threads=2)
@@ -345,9 +345,9 @@ def test_online_source_with_align_workers_trains_and_logs_the_wait(tmp_path):
 
 def test_align_pool_crops_like_the_main_process(faces_dir, landmarker):
     """The GPU recipe's worker processes cut exactly the crop a photo gets in the main process, and augment it."""
-    from training.align_pool import AlignPool
-    from training.encoder_data import aligned_crop
-    from training.train_encoder import augment
+    from training.data.align_pool import AlignPool
+    from training.data.samples import aligned_crop
+    from training.data.augment import augment
 
     img = cv2.cvtColor(cv2.imread(str(faces_dir / "obama.jpg")), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
@@ -370,7 +370,7 @@ def test_align_pool_crops_like_the_main_process(faces_dir, landmarker):
 def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir):
     """The skin-tone metric: the same face photo darkened by a multiplicative factor reads as darker (delta L* < 0)
     by a matching amount; an identical copy reads zero."""
-    from training.evaluate_encoder import skin_shift
+    from training.evaluate.image_metrics import skin_shift
 
     image = cv2.imread(str(faces_dir / "obama.jpg"))
     h, w = image.shape[:2]
@@ -385,7 +385,7 @@ def test_evaluation_skin_shift_reads_a_darker_skin_as_negative_delta_l(faces_dir
 def test_augmentation_colour_strength_is_separate_from_degradations(faces_dir):
     """colour=0 keeps exposure and colour (only jitter, blur, JPEG, noise: the mean colour barely moves), while
     colour alone changes it; the default follows `strength`."""
-    from training.train_encoder import augment
+    from training.data.augment import augment
 
     crop = cv2.resize(cv2.imread(str(faces_dir / "obama.jpg"))[:, :, ::-1], (256, 256))
     crops = np.repeat(crop[None], 24, axis=0)
@@ -400,7 +400,7 @@ def test_augmentation_colour_strength_is_separate_from_degradations(faces_dir):
 def test_exposure_sweep_shipped_encoder_follows_exposure(tmp_path, faces_dir):
     """The shipped encoder (trained without colour jitter) makes a darker input's face darker: skin L* of the
     reconstruction rises with the input's brightness factor."""
-    from training.evaluate_encoder import exposure_sweep
+    from training.evaluate.encoder import exposure_sweep
 
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "obama.jpg").symlink_to(faces_dir / "obama.jpg")

@@ -1,6 +1,6 @@
-"""engine/face_id.py and training/convert_face_id.py: the TF.js -> ONNX converter, the shipped recogniser's parity
+"""engine/face_id.py and training/convert/face_id.py: the TF.js -> ONNX converter, the shipped recogniser's parity
 with TensorFlow.js itself, its recognition crop, and that it tells the test photos' people apart; the torch copy
-that the quality mode differentiates (training/face_id_torch.py) and its separable warp."""
+that the quality mode differentiates (training/models/face_id.py) and its separable warp."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +13,14 @@ from engine.align import align_face, crop_points
 from engine.errors import BadInputError
 from engine.face_id import TEMPLATE_112, FaceId, five_points, recognition_crop, separable_warp, similarity_fit
 from engine.image_io import load_image
-from training.convert_face_id import graph_to_onnx
+from training.convert.face_id import graph_to_onnx
 
 TFJS_REFERENCE = Path(__file__).parent / "data" / "face_id_tfjs.npz"
 
 
 def test_shipped_recogniser_matches_tensorflow_js():
     """face_id.onnx against the output of TF.js 4.22 (CPU backend) on the same two crops
-    (training/tfjs_reference.js; generated faces, seeds 0 and 1)."""
+    (training/convert/tfjs_reference.js; generated faces, seeds 0 and 1)."""
     ref = np.load(TFJS_REFERENCE)
     fid = FaceId.load(threads=1)
     raw = fid.session.run(None, {"image": (ref["image"] / 255.0).transpose(0, 3, 1, 2).astype(np.float32)})[0]
@@ -121,11 +121,11 @@ def test_recogniser_tells_the_test_photos_people_apart(landmarker, face_photo):
 
 
 def test_torch_recogniser_matches_the_shipped_onnx():
-    """training/face_id_torch.py runs face_id.onnx's graph in torch (the quality mode's identity term): same
+    """training/models/face_id.py runs face_id.onnx's graph in torch (the quality mode's identity term): same
     output as onnxruntime on a random crop."""
     import torch
 
-    from training.face_id_torch import FaceIdNet
+    from training.models.face_id import FaceIdNet
 
     x = np.random.default_rng(0).uniform(0, 1, (2, 3, 224, 224)).astype(np.float32)
     want = FaceId.load(threads=1).session.run(None, {"image": x})[0]

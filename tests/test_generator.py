@@ -24,7 +24,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak_to_peak: float = 2.0) -> float:
 @pytest.fixture(scope="module")
 def torch_model():
     pytest.importorskip("torch")
-    from training.convert_weights import load_official
+    from training.convert.generator import load_official
 
     return load_official()
 
@@ -32,7 +32,7 @@ def torch_model():
 @pytest.fixture(scope="module")
 def openvino_models():
     ov = pytest.importorskip("openvino")
-    from training.random_face_weights import ir_dir
+    from training.convert.random_face_weights import ir_dir
 
     folder = ir_dir()
     core = ov.Core()

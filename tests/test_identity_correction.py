@@ -53,7 +53,7 @@ def test_delta_touches_only_the_used_slots_and_rejects_bad_embeddings():
 
 
 def test_missing_model_names_the_command_that_makes_it(tmp_path):
-    with pytest.raises(ModelMissingError, match="training.fit_identity_correction"):
+    with pytest.raises(ModelMissingError, match="training.fit.identity_correction"):
         IdentityCorrection.load(tmp_path / "none.npz")
     assert IDENTITY_CORRECTION_PATH.is_file()
 
@@ -62,7 +62,7 @@ def test_correction_brings_real_frames_closer_by_dlib(landmarker, videos_dir):
     """Three frames of d20.mp4 (1, 3, 5 s): the one pass with the identity correction is nearer each frame by dlib's
     face-recognition distance (an independent recogniser: the correction reads another network) than without it.
     Measured 0.648/0.668/0.703 -> 0.564/0.582/0.637."""
-    from training.evaluate_encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     gen, ident = Generator.load(threads=2), DlibIdentity()
     with_id, without = Encoder.load(threads=2), Encoder.load(threads=2, identity_correction=False)

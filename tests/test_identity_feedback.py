@@ -30,7 +30,7 @@ def test_shipped_model_belongs_to_the_shipped_one_pass():
 
 
 def test_missing_model_names_the_command_that_makes_it(tmp_path):
-    with pytest.raises(ModelMissingError, match="training.fit_identity_feedback"):
+    with pytest.raises(ModelMissingError, match="training.fit.identity_feedback"):
         IdentityFeedback.load(tmp_path / "none.npz")
     assert IDENTITY_FEEDBACK_PATH.is_file()
 
@@ -53,7 +53,7 @@ def test_feedback_brings_real_faces_closer_by_dlib(landmarker, videos_dir, faces
     three frames of d20.mp4 (1, 3, 5 s) and 32bit.png, the photo the one pass misses by most (docs/ENCODER.md).
     Measured (step x1.75): d20 0.565/0.586/0.642 -> 0.386/0.421/0.463, 32bit.png 0.674 -> 0.621."""
     from engine.image_io import load_image
-    from training.evaluate_encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     gen, ident, enc = Generator.load(threads=2), DlibIdentity(), Encoder.load(threads=2)
     with VideoReader(videos_dir / "d20.mp4") as video:
@@ -130,9 +130,9 @@ def test_live_loop_with_background_rendering_measures_off_the_frame_thread(landm
 
 
 def test_live_likeness_evaluation_scores_both_settings(tmp_path, videos_dir):
-    """training.evaluate_live_identity: one clip, one scored frame per setting and renderer, dlib distances in the
+    """training.evaluate.live_identity: one clip, one scored frame per setting and renderer, dlib distances in the
     JSON; a frame count below the scoring period is refused."""
-    from training.evaluate_live_identity import CONFIGS, main
+    from training.evaluate.live_identity import CONFIGS, main
 
     out = tmp_path / "live.json"
     main(["--clips", "d20.mp4", "--videos", str(videos_dir), "--frames", "8", "--every", "8", "--json", str(out)])

@@ -1,4 +1,4 @@
-"""training.probe_identity_feature: its descriptor, its ridge correction and its dlib-independent shape metric."""
+"""training.evaluate.probe_identity_feature: its descriptor, its ridge correction and its dlib-independent shape metric."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -10,8 +10,8 @@ pytest.importorskip("dlib")
 
 from engine.align import align_face, usable_faces  # noqa: E402
 from engine.image_io import load_image  # noqa: E402
-from training.evaluate_encoder import DlibIdentity  # noqa: E402
-from training.probe_identity_feature import apply_correction, central_descriptor, fit_correction, shape_error  # noqa: E402
+from training.evaluate.dlib_judge import DlibIdentity  # noqa: E402
+from training.evaluate.probe_identity_feature import apply_correction, central_descriptor, fit_correction, shape_error  # noqa: E402
 
 
 def test_central_descriptor_tells_the_same_person_from_another(face_photo, landmarker):

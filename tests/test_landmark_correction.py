@@ -13,7 +13,7 @@ from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image
 from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.models import resolve_model, sha256_file
-from training.probe_identity_feature import shape_error
+from training.evaluate.probe_identity_feature import shape_error
 
 
 def test_crop_points_are_the_landmarks_the_crop_itself_shows(landmarker, face_photo):
@@ -61,7 +61,7 @@ def test_delta_touches_only_the_used_slots_and_rejects_bad_points():
 
 
 def test_missing_model_names_the_command_that_makes_it(tmp_path):
-    with pytest.raises(ModelMissingError, match="training.fit_landmark_correction"):
+    with pytest.raises(ModelMissingError, match="training.fit.landmark_correction"):
         LandmarkCorrection.load(tmp_path / "none.npz")
     assert LANDMARK_CORRECTION_PATH.is_file()
 

@@ -75,7 +75,7 @@ def test_cli_morph_writes_photo_and_sweep_gif(tmp_path, parts, faces_dir, monkey
 
 
 def test_cli_edit_turns_the_head(tmp_path, parts, faces_dir):
-    from training.face_labels import FaceLabeler
+    from training.data.face_labels import FaceLabeler
 
     out_l, out_r = tmp_path / "l.png", tmp_path / "r.png"
     for yaw, out in ((-15, out_l), (15, out_r)):

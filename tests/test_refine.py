@@ -1,4 +1,4 @@
-"""engine/refine.py: the quality mode over onnxruntime, its exported objective (training/export_refiner.py)
+"""engine/refine.py: the quality mode over onnxruntime, its exported objective (training/export/refiner.py)
 against torch's own gradient, the colour anchor, and `celeblook invert --quality`."""
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ def test_exported_gradient_matches_torch_autograd():
     recogniser, on an input it was not exported with, with the identity term on and off."""
     import torch
 
-    from training.export_refiner import example_inputs, loss_and_grad
-    from training.face_id_torch import FaceIdNet
-    from training.refine_inversion import load_refiner
+    from training.export.refiner import example_inputs, loss_and_grad
+    from training.models.face_id import FaceIdNet
+    from training.fit.refine_inversion import load_refiner
 
     model = load_refiner(2)
     objective, refiner = loss_and_grad(model.synthesis, FaceIdNet()), Refiner.load(2)
@@ -75,7 +75,7 @@ def test_quality_mode_brings_a_real_face_closer_and_keeps_the_person(parts, face
     distance of the reconstruction below the one pass's."""
     from engine.encoder import realign_render
     from engine.generator import to_uint8_rgb
-    from training.evaluate_encoder import DlibIdentity
+    from training.evaluate.dlib_judge import DlibIdentity
 
     gen, enc, refiner, lm = parts
     image = load_image(face_photo("obama.jpg"))
@@ -100,7 +100,8 @@ def test_identity_term_makes_the_quality_mode_keep_the_person(parts, face_photo)
     """On biden.jpg (the one pass's hardest photo) the same 10 quality steps with the recogniser's identity term
     end at a reconstruction dlib finds clearly closer to the photo than pixels alone do."""
     from engine.align import crop_points
-    from training.evaluate_encoder import DlibIdentity, render_aligned
+    from training.evaluate.dlib_judge import DlibIdentity
+    from training.evaluate.encoder import render_aligned
 
     gen, enc, refiner, lm = parts
     image = load_image(face_photo("biden.jpg"))
@@ -126,9 +127,9 @@ def test_cli_invert_quality(tmp_path, face_photo, capsys):
 
 
 def test_domain_offset_report_compares_group_means():
-    """training.probe_domain_offset: groups whose quality-mode changes share a direction get cosine 1, opposite
+    """training.evaluate.probe_domain_offset: groups whose quality-mode changes share a direction get cosine 1, opposite
     ones -1; RMS of the mean is below the RMS of the changes when they scatter around it."""
-    from training.probe_domain_offset import offset_report
+    from training.evaluate.probe_domain_offset import offset_report
 
     rng = np.random.default_rng(0)
     common = rng.normal(size=(16, 512))
@@ -142,8 +143,8 @@ def test_domain_offset_report_compares_group_means():
 
 def test_domain_offset_probe_stays_off_the_evaluations_frames():
     """The probe's video frames are never within 6 frames of the encoder evaluation's (--video-frames 3)."""
-    from training.evaluate_encoder import frame_positions
-    from training.probe_domain_offset import probe_positions
+    from training.data.face_sets import frame_positions
+    from training.evaluate.probe_domain_offset import probe_positions
 
     for n in (175, 216, 275, 282, 1000):
         taken = frame_positions(n, 3)

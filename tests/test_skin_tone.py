@@ -79,7 +79,7 @@ def test_matching_brings_a_real_face_skin_colour_closer(parts, face_photo):
 
 
 def test_missing_model_file_says_how_to_regenerate(tmp_path):
-    with pytest.raises(ModelMissingError, match="fit_skin_tone"):
+    with pytest.raises(ModelMissingError, match=r"training\.fit\.skin_tone"):
         SkinToneModel.load(tmp_path / "skin_tone.npz")
 
 

@@ -2,7 +2,8 @@
 
   celeblook bench [pipeline]  per-stage latency and end-to-end fps of the live pipeline on the dev videos,
                               at 1 thread and 2; params and MACs per model; --check tests resources/budgets.json
-  celeblook bench generator   1024-px synthesis latency, onnxruntime vs the OpenVINO IR, 1 and 2 threads
+  celeblook bench generator   1024-px synthesis latency (onnxruntime), 1 and 2 threads; against the official
+                              OpenVINO IR: python -m training.evaluate.bench_openvino (needs `train`)
   celeblook bench encoder     inversion encoder latency per aligned face
   celeblook bench refine      quality mode for stills (engine/refine.py): one objective step, one colour
                               anchor and the whole --steps run on a photo's aligned face
@@ -19,33 +20,14 @@ from engine.errors import CelebLookError
 from engine.generator import Generator
 
 
-def openvino_synthesis(threads: int):
-    """Compiled OpenVINO IR synthesis (f32) or None when openvino / the IR files are not available."""
-    try:
-        import openvino as ov
-
-        from training.random_face_weights import ir_dir  # stdlib-only helper that locates the IR files
-        folder = ir_dir(allow_fetch=False)
-    except (ImportError, FileNotFoundError):
-        return None
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    return ov.Core().compile_model(str(folder / "SynthesisNetwork.xml"), "CPU", config)
-
-
 def bench_generator(args: argparse.Namespace) -> dict:
+    """1024-px synthesis latency of the shipped ONNX generator per thread count (--threads, --repeats)."""
     w = Generator.load(threads=1).sample_w(0, 0.7)[None].astype(np.float32)
     rows = []
     for threads in args.threads:
         gen = Generator.load(threads=threads)
         ms = median_ms(lambda: gen.synthesize(w), args.repeats)
         rows.append({"runtime": "onnxruntime fp32", "threads": threads, "median_ms": round(ms, 1),
-                     "fps": round(1000 / ms, 1)})
-        ov_model = openvino_synthesis(threads)
-        if ov_model is None:
-            rows.append({"runtime": "openvino IR f32", "threads": threads, "median_ms": "n/a (openvino absent)"})
-            continue
-        ms = median_ms(lambda: ov_model(w), args.repeats)
-        rows.append({"runtime": "openvino IR f32", "threads": threads, "median_ms": round(ms, 1),
                      "fps": round(1000 / ms, 1)})
     return {"benchmark": "generator", "resolution": 1024, "batch": 1, "repeats": args.repeats,
             "machine": machine_info(), "rows": rows}

@@ -1,0 +1,1 @@
+"""Import of third-party weights (OpenVINO IR, TF.js) into our torch modules and ONNX files."""

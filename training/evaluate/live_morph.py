@@ -1,0 +1,227 @@
+"""Evaluate the live morph as a user sees it: is the face on screen the target, and does it move like the user?
+
+    python -m training.evaluate.live_morph --json docs/results/live_morph.json     # 3 clips x 3 targets, ~10 min
+
+Per clip of --videos (stand-ins for a webcam) and per target (a photo inverted the way the app inverts a dropped
+photo, or `seed:N`, a built-in generated face), the live pipeline (engine.live.LivePipeline with the app's
+settings) runs the first --frames frames at strength 1 with each --presets morph, and once at strength 0. Every
+output frame (the pasted-back frame the window shows) is judged:
+- likeness: dlib's descriptor distance (< 0.6: the same person) between the output face, aligned by its own
+  landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
+- motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and blendshapes (jawOpen,
+  smile = mean of mouthSmileLeft/Right) on the input frame and on the output frame; Pearson correlation over the
+  clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise).
+`--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
+background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
+for (what a webcam user sees; depends on the machine's load). `--record DIR` writes input | output GIFs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.align import align_face
+from engine.atomic import atomic_path
+from engine.gif import write_gif
+from engine.image_io import load_image
+from engine.landmarks import FaceLandmarker
+from engine.live import LiveModels, LivePipeline, LiveSettings
+from engine.models import resolve_model
+from engine.targets import TargetCache, builtin_targets
+from engine.video import VideoReader
+from training.data.face_sets import PHOTOS, SIZE, VIDEOS
+from training.evaluate.dlib_judge import DlibIdentity
+
+MOTION = ("yaw", "pitch", "jawOpen", "smile")
+SAME = 0.6  # dlib's threshold for the same person
+
+
+@dataclass
+class Reading:
+    """MediaPipe's view of one face: pose in degrees, blendshape scores, the aligned crop (for dlib)."""
+
+    motion: dict[str, float]
+    crop: np.ndarray
+
+
+class MotionReader:
+    """MediaPipe FaceLandmarker (IMAGE mode) with blendshapes and the facial transformation matrix."""
+
+    def __init__(self):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=resolve_model("face_landmarker").read_bytes()),
+            running_mode=vision.RunningMode.IMAGE, num_faces=1, output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True)
+        self._mp = vision.FaceLandmarker.create_from_options(options)
+        self._faces = FaceLandmarker()  # the engine's wrapper, for the aligned crop
+
+    def read(self, bgr: np.ndarray) -> Reading | None:
+        import mediapipe as mp
+
+        rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        result = self._mp.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        faces = self._faces.detect(bgr)
+        if not result.face_landmarks or not faces:
+            return None
+        r = np.array(result.facial_transformation_matrixes[0])[:3, :3]
+        yaw = math.degrees(math.atan2(r[0, 2], r[2, 2]))
+        pitch = math.degrees(math.atan2(-r[1, 2], math.hypot(r[0, 2], r[2, 2])))
+        shapes = {c.category_name: c.score for c in result.face_blendshapes[0]}
+        motion = {"yaw": yaw, "pitch": pitch, "jawOpen": shapes["jawOpen"],
+                  "smile": 0.5 * (shapes["mouthSmileLeft"] + shapes["mouthSmileRight"])}
+        return Reading(motion, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
+
+    def close(self) -> None:
+        self._mp.close()
+        self._faces.close()
+
+
+def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int) -> dict[str, tuple]:
+    """{name: (W+, reference crop for dlib)}: photos inverted like the app's dropped photos; `seed:N` built-in."""
+    out = {}
+    with FaceLandmarker(max_faces=4) as lm:
+        cache = TargetCache(models.encoder, models.generator, lm, models.encoder_sha, folder=cache_dir,
+                            quality_steps=quality)
+        for spec in specs:
+            if spec.startswith("seed:"):
+                t = builtin_targets(models.generator, (int(spec[5:]),))[0]
+                render = cv2.cvtColor(models.generator.render(t.wplus), cv2.COLOR_RGB2BGR)
+                faces = lm.detect(render)
+                out[spec] = (t.wplus, align_face(render, faces[0], SIZE, blur_padding=False).image)
+            else:
+                photo = Path(spec)
+                image = load_image(photo)
+                faces = lm.detect(image)
+                if not faces:
+                    raise SystemExit(f"no face in target photo {photo}")
+                out[photo.stem] = (cache.load(photo).wplus, align_face(image, faces[0], SIZE, blur_padding=False).image)
+    return out
+
+
+def run_clip(models: LiveModels, path: Path, settings: LiveSettings, frames: int, mode: str) -> list[tuple]:
+    """[(input frame, output frame)] of the frames the live loop showed a face on."""
+    shown = []
+    with VideoReader(path) as reader, LivePipeline(models, background_render=mode == "app") as pipe:
+        start, busy_until = None, 0.0
+        for frame in reader.frames(frames):
+            if mode == "app":  # a webcam does not wait: frames that arrive while the loop is busy are lost
+                now = time.perf_counter()
+                start = now - frame.timestamp_ms / 1000.0 if start is None else start
+                due = start + frame.timestamp_ms / 1000.0
+                if due < busy_until:
+                    continue
+                time.sleep(max(0.0, due - now))
+            result = pipe.process(frame.image, frame.timestamp_ms, settings)
+            busy_until = time.perf_counter()
+            if result.face_found:
+                shown.append((frame.image, result.frame))
+    return shown
+
+
+def judge(pairs: list[tuple], reader: MotionReader, ident: DlibIdentity, reference: np.ndarray | None) -> dict:
+    """Likeness (dlib distance per frame; to `reference`, else to the input's own crop) and motion correlations."""
+    dist, ins, outs = [], [], []
+    for frame_in, frame_out in pairs:
+        a, b = reader.read(frame_in), reader.read(frame_out)
+        if a is None or b is None:
+            continue
+        dist.append(ident.distance(b.crop, reference if reference is not None else a.crop)[0])
+        ins.append(a.motion)
+        outs.append(b.motion)
+    d = np.array(dist)
+    row = {"frames": len(pairs), "judged": int(d.size), "same": int((d < SAME).sum()),
+           "share": round(float((d < SAME).mean()), 3) if d.size else 0.0,
+           "mean": round(float(d.mean()), 4) if d.size else float("nan")}
+    for k in MOTION:
+        x, y = np.array([m[k] for m in ins]), np.array([m[k] for m in outs])
+        ok = d.size > 2 and x.std() > 1e-6 and y.std() > 1e-6
+        row[f"corr_{k}"] = round(float(np.corrcoef(x, y)[0, 1]), 3) if ok else float("nan")
+        row[f"range_{k}"] = round(float(np.percentile(x, 95) - np.percentile(x, 5)), 3) if d.size else 0.0
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    head = "| clip | target | morph | recognised (dlib < 0.6) | mean distance | " + " | ".join(
+        f"corr {k}" for k in MOTION) + " |"
+    lines = [head, "|" + "---|" * (5 + len(MOTION))]
+    for r in rows:
+        lines.append(f"| {r['clip']} | {r['target']} | {r['morph']} | {r['same']} / {r['judged']} | {r['mean']:.3f} | "
+                     + " | ".join(f"{r[f'corr_{k}']:.2f}" for k in MOTION) + " |")
+    return "\n".join(lines)
+
+
+def totals(rows: list[dict]) -> list[dict]:
+    """Per morph over all clips and targets: frames recognised, mean distance, mean correlations."""
+    out = []
+    for morph in dict.fromkeys(r["morph"] for r in rows):
+        rs = [r for r in rows if r["morph"] == morph]
+        judged = sum(r["judged"] for r in rs)
+        row = {"clip": "all", "target": "all", "morph": morph, "judged": judged, "same": sum(r["same"] for r in rs),
+               "mean": round(sum(r["mean"] * r["judged"] for r in rs) / max(judged, 1), 4)}
+        for k in MOTION:
+            row[f"corr_{k}"] = round(float(np.nanmean([r[f"corr_{k}"] for r in rs])), 3)
+        out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", default="d18.mp4,d20.mp4,s18.mp4", help="clips in --videos")
+    ap.add_argument("--videos", type=Path, default=VIDEOS)
+    ap.add_argument("--targets", default=f"{PHOTOS / 'biden.jpg'},{PHOTOS / 'obama.jpg'},seed:0",
+                    help="target photos and/or seed:N built-in faces, comma-separated")
+    ap.add_argument("--presets", default="reenact,identity", help="morphs to compare at strength 1")
+    ap.add_argument("--frames", type=int, default=60, help="frames of each clip to run")
+    ap.add_argument("--mode", choices=("sync", "app"), default="sync")
+    ap.add_argument("--target-quality", type=int, default=0, help="quality-mode steps for target photos (app: 0)")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (the app's: 1)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/live_morph_targets"), help="target inversion cache")
+    ap.add_argument("--record", type=Path, help="write input | output GIFs here")
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args(argv)
+    clips = [args.videos / c for c in args.clips.split(",")]
+    missing = [str(c) for c in clips if not c.is_file()]
+    if missing:
+        raise SystemExit(f"clip not found: {', '.join(missing)}")
+    t0 = time.time()
+    models = LiveModels.load(args.threads)
+    targets = load_targets(args.targets.split(","), models, args.cache, args.target_quality)
+    reader, ident, rows = MotionReader(), DlibIdentity(), []
+    runs = [("you (strength 0)", None, None, 0.0)] + [
+        (preset, name, t, 1.0) for name, t in targets.items() for preset in args.presets.split(",")]
+    for clip in clips:
+        for morph, name, target, strength in runs:
+            settings = LiveSettings(strength=strength) if target is None else \
+                LiveSettings(target=target[0], strength=strength, preset=morph)
+            pairs = run_clip(models, clip, settings, args.frames, args.mode)
+            row = {"clip": clip.name, "target": name or "you", "morph": morph,
+                   **judge(pairs, reader, ident, None if target is None else target[1])}
+            rows.append(row)
+            print(markdown([row]).splitlines()[-1], flush=True)
+            if args.record:
+                args.record.mkdir(parents=True, exist_ok=True)
+                fit = lambda im: cv2.resize(im, (round(240 * im.shape[1] / im.shape[0]), 240))  # noqa: E731
+                side = [cv2.cvtColor(np.hstack([fit(a), fit(b)]), cv2.COLOR_BGR2RGB) for a, b in pairs]
+                write_gif(args.record / f"{clip.stem}_{row['target']}_{morph.split()[0]}.gif", side, fps=10)
+    reader.close()
+    summary = totals([r for r in rows if r["target"] != "you"]) + totals([r for r in rows if r["target"] == "you"])
+    print(markdown(rows + summary))
+    print(f"{time.time() - t0:.0f} s, mode {args.mode}, {args.frames} frames per clip")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps({"rows": rows, "summary": summary, "mode": args.mode,
+                                             "frames": args.frames, "seconds": round(time.time() - t0)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Torch model code (generator, encoder, face recogniser, CLIP teacher) that training, conversion and export build on."""

@@ -1,0 +1,1 @@
+"""Training runs (inversion encoder, preview heads, CLIP student, mapper and strength predictor)."""

@@ -1,0 +1,528 @@
+"""Train the inversion encoder (E_I + f) data-free on MobileStyleGAN; single process, or several GPUs with torchrun.
+
+    # full recipe (GPU defaults; samples are rendered on the fly by the torch generator on each GPU)
+    # (--align-workers is per process: give each rank about cores / ranks - 1)
+    torchrun --standalone --nproc_per_node=8 -m training.train.encoder --out runs/encoder_gpu --align-workers 7
+    # the shipped model's last leg: one H100, warm start, 15 min of training (docs/ENCODER.md)
+    python -m training.train.encoder --out runs/enc_gpu1 --init enc_ef2_slim.pt --thumb-size 32 --thumb-rank 128 \
+        --align-workers 14 --align-res 512 --batch 64 --image-batch 16 --lr 4e-4 --warmup 300 --steps 200000 \
+        --anneal-minutes 15 --aug-strength 0.5 --colour-strength 0
+    # CPU scale: from a sample cache built by training.data.samples
+    python -m training.train.encoder --preset cpu --data ~/.cache/celeblook/encoder_data/cpu2k --out runs/enc_cpu
+
+Each step: a batch of (aligned crop, W+ target, 256-px target render) either from the cache or rendered on the
+fly (source "online": the training recipe of training.data.samples, z -> w (psi mix) -> W+ near W -> render on
+the device -> MediaPipe crop, on `align_workers` CPU processes one batch ahead: training.data.align_pool), augmented on
+the fly (colour, gamma, grayscale, blur, noise, JPEG, small similarity
+jitter) and resized to the encoder's input. Loss =
+    w_mse * MSE(residual / w_std) + w_cos * (1 - cos(residual)) + w_spread * slot spread   (every step)
+  + w_l1 * L1(G(W+)_256, target_256) + w_msssim * (1 - MS-SSIM at 256 px)                (every `image_every`
+  + w_id * (1 - cos of the face recogniser's embeddings of G(W+)_256 and target_256)         steps, on `image_batch` samples)
+where G is the frozen torch generator with the official weights (gradients reach W+ only) and the recogniser is the
+engine's face_id.onnx run in torch (training/models/face_id.py, frozen; off by default, w_id 0), read through one
+fixed recognition crop: the five points MediaPipe finds on the generator's render of w_avg (the generator's
+framing is FFHQ's, so faces sit within a few pixels of it).
+
+Progress: a log line every `log_every` steps (losses, samples/s, lr) to stdout and <out>/log.jsonl. Checkpoints:
+<out>/last.pt every `ckpt_every` steps and at the end (model, optimiser, scheduler, step, config); a run restarted
+with the same --out resumes from last.pt. --anneal-minutes fits the cosine schedule to a time budget (a lent GPU's
+minutes); slim_checkpoint() drops the optimiser state to carry weights between machines. DDP: torchrun sets
+RANK/WORLD_SIZE/LOCAL_RANK; gradients are averaged by torch's DistributedDataParallel, each rank draws its own
+samples (distinct seeds / cache shards), rank 0 logs and checkpoints, every rank follows rank 0's clock.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from training.data.augment import augment
+from training.models.encoder import (USED_SLOTS, EncoderConfig, InversionEncoder, count_parameters, image_losses,
+                                     latent_losses)
+from training.models.face_id import identity_loss
+
+
+@dataclass
+class TrainConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    source: str = "online"  # "online" (render on the device with the torch generator) or "cache"
+    data: str = ""  # cache folder(s), comma-separated (source "cache")
+    batch: int = 32  # per process
+    steps: int = 200_000
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 2000
+    w_mse: float = 1.0
+    w_cos: float = 0.5
+    w_spread: float = 0.1
+    w_l1: float = 1.0
+    w_msssim: float = 1.0
+    w_id: float = 0.0  # recogniser identity loss on the image-loss samples (0: off)
+    image_every: int = 1  # image loss every N steps (0: never)
+    image_batch: int = 8  # samples of the batch that go through the generator for the image loss
+    image_res: int = 256
+    # generator output for the image loss: -1 the full 1024-px network; 4 (5) the distilled 256 (512)-px preview
+    # head (training/train/preview_heads.py), ~4x (2x) cheaper, the CPU choice; its gradient reaches slots <= head's
+    image_block: int = -1
+    init: str = ""  # start from this checkpoint's model weights (fresh optimiser and schedule), e.g. a CPU run
+    online_align: str = "mediapipe"  # online source: "mediapipe" (as for photos) or "jitter" (generator framing)
+    align_workers: int = 0  # online source: CPU processes per rank for MediaPipe + augmentation (0: in the main one)
+    align_res: int = 1024  # online source: renders are area-downsampled to this size before MediaPipe and the crop
+    aug_strength: float = 1.0
+    colour_strength: float = -1.0  # colour/exposure augmentation (negative: aug_strength); 0 keeps skin tone readable
+    log_every: int = 50
+    ckpt_every: int = 2000
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    max_minutes: float = 0.0  # stop (and checkpoint) after this wall time (0: no limit)
+    anneal_minutes: float = 0.0  # the cosine reaches its floor after this much training time (resumes counted)
+    # or at `steps`, whichever comes first, and training ends there: a fixed-time run that still anneals (0: off)
+    stop_step: int = 0  # stop at this step, the schedule still planned for `steps` (0: at `steps`); replays a
+    # run that --max-minutes cut short
+    val: int = 0  # cache source: hold out the last N samples; their latent MSE (no augmentation) is logged
+    thumb_ridge: float = 1000.0  # ridge strength of the thumbnail path's closed-form initialisation
+
+
+PRESETS = {
+    # the full recipe, one GPU or several (torchrun); rendering on the fly
+    "gpu": {"colour_strength": 0.0},  # colour jitter with an unchanged target erases exposure/skin tone (ENCODER.md)
+    # what fits a shared 2-core CPU: cached samples, smaller input, image loss on a few steps
+    "cpu": {"source": "cache", "batch": 16, "steps": 1400, "lr": 1e-3, "warmup": 50, "image_every": 10,
+            "image_batch": 1, "log_every": 20, "ckpt_every": 100, "threads": 2},
+    # unit tests
+    "tiny": {"source": "cache", "batch": 4, "steps": 6, "lr": 1e-3, "warmup": 0, "image_every": 0, "log_every": 1,
+             "ckpt_every": 1000, "encoder": {"backbone": "mobilenetv3_small_050", "input_size": 64,
+                                              "mapper_hidden": 64, "mapper_layers": 1, "slot_rank": 4}},
+}
+
+
+def make_config(preset: str = "gpu", **overrides) -> TrainConfig:
+    values = json.loads(json.dumps(PRESETS[preset]))
+    enc = values.pop("encoder", {})
+    enc.update(overrides.pop("encoder", {}) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(encoder=EncoderConfig(**enc), **values)
+
+
+# -------------------------------------------------------------------------------------------------- data
+class CacheSource:
+    """Random batches from training.data.samples caches (this rank's share of the samples); `folders` is one
+    folder or several joined by commas (e.g. 1024-px and 256-px renders)."""
+
+    def __init__(self, folders: str, rank: int, world: int, seed: int, limit: int | None = None, val: int = 0):
+        from training.data.samples import load_shards
+
+        d = load_shards([Path(f).expanduser() for f in folders.split(",") if f], limit)
+        n = len(d["wplus"]) - val
+        self.val_crop, self.val_wplus = d["crop"][n:], torch.from_numpy(d["wplus"][n:])
+        share = slice(rank, n, world)  # a strided view: no copy of the (many GB of) images
+        self.crop, self.target, self.wplus = d["crop"][share], d["target"][share], d["wplus"][share]
+        self.w_avg, self.w_std = torch.from_numpy(d["w_avg"]), torch.from_numpy(d["w_std"])
+        self.rng = np.random.default_rng([seed, rank])
+
+    def __len__(self) -> int:
+        return len(self.wplus)
+
+    def train_batch(self, n: int, size: int, aug_rng: np.random.Generator, strength: float, colour: float | None):
+        """(augmented encoder inputs (n, 3, size, size), 256-px targets in [-1, 1], W+ targets)."""
+        crops, target, wplus = self.batch(n)
+        return augment(crops, size, aug_rng, strength, colour), target, wplus
+
+    def batch(self, n: int):
+        i = self.rng.choice(len(self.wplus), n, replace=False) if n <= len(self.wplus) else \
+            self.rng.integers(0, len(self.wplus), n)
+        return self.crop[i], torch.from_numpy(self.target[i]).permute(0, 3, 1, 2).float() / 127.5 - 1, \
+            torch.from_numpy(self.wplus[i])
+
+
+class OnlineSource:
+    """Samples rendered on the fly by the torch generator (the GPU recipe); crops by MediaPipe or jitter.
+    With `workers` > 0, MediaPipe and the augmentation run on that many CPU processes (training.data.align_pool),
+    one batch ahead of the training step."""
+
+    def __init__(self, generator, device, rank: int, seed: int, align: str = "mediapipe", workers: int = 0,
+                 batch: int = 32, input_size: int = 160, strength: float = 1.0, colour: float | None = None,
+                 align_res: int = 1024):
+        from training.data.samples import SampleRecipe, w_stats
+
+        self.g, self.device, self.align, self.align_res = generator, device, align, align_res
+        self.recipe = SampleRecipe()
+        self.rng = np.random.default_rng([seed, rank, 1])
+        self.map = lambda z: generator.mapping(torch.from_numpy(z).to(device)).detach().cpu().numpy()
+        self.w_avg_np = generator.w_avg.detach().cpu().numpy()
+        _, w_std = w_stats(self.map)
+        self.w_avg, self.w_std = torch.from_numpy(self.w_avg_np), torch.from_numpy(w_std)
+        self.landmarker, self.pool, self.ahead = None, None, None
+        if align == "mediapipe" and workers > 0:
+            from training.data.align_pool import AlignPool
+            self.pool = AlignPool(workers, batch, input_size, res=align_res, seed=seed * 1000 + rank,
+                                  strength=strength, colour=colour)
+        elif align == "mediapipe":
+            from engine.landmarks import FaceLandmarker
+            self.landmarker = FaceLandmarker()
+
+    def close(self) -> None:
+        if self.landmarker is not None:
+            self.landmarker.close()
+            self.landmarker = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    @torch.no_grad()
+    def _render(self, n: int) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+        """n samples of the recipe: (W+ (n, 23, 512), 256-px targets on the device, uint8 RGB renders at
+        align_res)."""
+        from training.data.samples import CROP, sample_wplus
+
+        wplus, _ = sample_wplus(self.rng, self.map, self.w_avg_np, self.w_std.numpy(), n, self.recipe)
+        img = self.g.synthesis(torch.from_numpy(wplus).to(self.device)).clamp(-1, 1)
+        target = F.interpolate(img, size=(CROP, CROP), mode="area")
+        if img.shape[-1] != self.align_res:
+            img = F.interpolate(img, size=(self.align_res, self.align_res), mode="area")
+        u8 = ((img + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        return wplus, target, u8
+
+    def batch(self, n: int):
+        """(un-augmented aligned crops (n, 256, 256, 3) uint8, 256-px targets, W+): used for the thumbnail fit."""
+        from training.data.samples import aligned_crop
+
+        wplus, target, u8 = self._render(n)
+        if self.pool is not None:
+            step = self.pool.layout.batch
+            crops = []
+            for i in range(0, n, step):
+                self.pool.submit(u8[i:i + step])
+                crops.append(self.pool.collect()[1])
+            crops = np.concatenate(crops)
+        elif self.landmarker is not None:
+            crops = np.stack([aligned_crop(self.landmarker, im)[0] for im in u8])
+        else:
+            crops = ((target + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        return crops, target.cpu(), torch.from_numpy(wplus)
+
+    def train_batch(self, n: int, size: int, aug_rng: np.random.Generator, strength: float, colour: float | None):
+        """(augmented encoder inputs, 256-px targets, W+). With workers: returns the batch prepared during the
+        previous step and starts the next one (the workers' own augmentation settings apply)."""
+        if self.pool is None:
+            crops, target, wplus = self.batch(n)
+            return augment(crops, size, aug_rng, strength, colour), target, wplus
+        if self.ahead is None:
+            self.ahead = self._submit(n)
+        wplus, target = self.ahead
+        t0 = time.perf_counter()
+        x, _, aligned = self.pool.collect()
+        self.align_wait_ms = 1000 * (time.perf_counter() - t0)  # logged: > 0 means the CPU workers hold the step back
+        self.aligned_share = float(aligned.mean())  # logged: MediaPipe found the face in this share of renders
+        self.ahead = self._submit(n)
+        return torch.from_numpy(x), target, torch.from_numpy(wplus)
+
+    def _submit(self, n: int) -> tuple[np.ndarray, torch.Tensor]:
+        wplus, target, u8 = self._render(n)
+        self.pool.submit(u8)
+        return wplus, target
+
+
+# -------------------------------------------------------------------------------------------------- train
+def progress(step: int, seconds: float, cfg) -> float:
+    """Fraction of the schedule done: by steps, or by training time when `anneal_minutes` runs out first (any
+    config with steps / warmup / lr; the CLIP runs share this schedule and have no time budget)."""
+    t = step / max(1, cfg.steps)
+    minutes = getattr(cfg, "anneal_minutes", 0.0)
+    return max(t, seconds / (minutes * 60)) if minutes else t
+
+
+def lr_at(step: int, cfg, seconds: float = 0.0) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from lr to 0.05 lr over the rest of the schedule."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t0 = cfg.warmup / max(1, cfg.steps)
+    t = (progress(step, seconds, cfg) - t0) / max(1e-9, 1 - t0)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, t)))))
+
+
+def setup_distributed() -> tuple[int, int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device.index or 0, device
+
+
+def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None) -> dict:
+    """Run (or resume) training; returns the last logged metrics. `generator`: an already loaded MobileStyleGAN."""
+    if cfg.w_id > 0 and not cfg.image_every:
+        raise SystemExit("--w-id needs the image loss (--image-every > 0): the identity loss reads its renders")
+    rank, world, _, device = setup_distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    need_g = cfg.source == "online" or cfg.image_every > 0
+    if need_g and generator is None:
+        from training.convert.generator import load_weights
+        generator = load_weights()
+    if generator is not None and cfg.image_block >= 0 and str(cfg.image_block) not in generator.synthesis.preview_heads:
+        from training.train.preview_heads import load_preview_heads
+        generator = load_preview_heads(generator)
+    if generator is not None:
+        generator = generator.to(device).eval().requires_grad_(False)
+    colour = cfg.colour_strength if cfg.colour_strength >= 0 else None
+    source = CacheSource(cfg.data, rank, world, cfg.seed, limit, cfg.val) if cfg.source == "cache" else \
+        OnlineSource(generator, device, rank, cfg.seed, cfg.online_align, cfg.align_workers, cfg.batch,
+                     cfg.encoder.input_size, cfg.aug_strength, colour, cfg.align_res)
+    model = InversionEncoder(cfg.encoder, source.w_avg, source.w_std).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    step, t_train = 0, 0.0
+    ckpt = out / "last.pt"
+    fit_thumb = model.thumb is not None and not ckpt.is_file()
+    if cfg.init and not ckpt.is_file():
+        init_state = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
+        fit_thumb = fit_thumb and not any(k.startswith("thumb.") for k in init_state)
+        other_rank = model.thumb is not None and "thumb.down.weight" in init_state and \
+            init_state["thumb.down.weight"].shape != model.thumb.down.weight.shape
+        if other_rank:  # --thumb-rank differs from the init's: start from its map (truncated SVD when lower)
+            down, up = init_state.pop("thumb.down.weight"), init_state.pop("thumb.up.weight")
+        model.load_state_dict(init_state, strict=not (fit_thumb or other_rank))
+        if other_rank:
+            model.thumb.set_truncated(down, up)
+        if rank == 0:
+            print(f"initialised from {cfg.init}", flush=True)
+    if fit_thumb and rank == 0:  # DDP copies rank 0's parameters and buffers to every rank when it wraps the model
+        init_thumbnail_path(model, source, cfg, device, blend=0.5 if cfg.init else 1.0)
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, t_train = state["step"], state.get("train_seconds", 0.0)
+        source.rng = np.random.default_rng([cfg.seed, rank, step])
+        if rank == 0:
+            print(f"resumed from {ckpt} at step {step}", flush=True)
+    # find_unused_parameters: timm keeps its classifier-side head (e.g. MobileNetV3 conv_head), unused here
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    if rank == 0:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        print(f"encoder {count_parameters(model) / 1e6:.2f} M parameters, {world} process(es) on {device}, "
+              f"source {cfg.source}" + (f" ({len(source)} cached samples per rank)" if cfg.source == "cache" else ""),
+              flush=True)
+    w_avg, w_std = model.w_avg, model.mapper.w_std
+    identity = identity_term(generator, cfg, device) if cfg.w_id > 0 and cfg.image_every else None
+    aug_rng = np.random.default_rng([cfg.seed, rank, 7, step])
+    t0, seen, last = time.time(), 0, {}
+    start_wall = time.time()
+    log_file = open(out / "log.jsonl", "a") if rank == 0 else None
+    sums: dict[str, float] = {}
+    last_step = min(cfg.stop_step or cfg.steps, cfg.steps)
+
+    def clock() -> tuple[float, float]:
+        """(training seconds, resumes counted; this run's wall seconds): rank 0's values on every rank, so that
+        all ranks use the same learning rate and stop at the same step."""
+        now = torch.tensor([t_train + time.time() - t0, time.time() - start_wall], dtype=torch.float64, device=device)
+        if world > 1:
+            dist.broadcast(now, 0)
+        return tuple(now.tolist())
+
+    train_s = t_train
+    while step < last_step and progress(step, train_s, cfg) < 1:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg, train_s)
+        x, target_img, target_w = source.train_batch(cfg.batch, cfg.encoder.input_size, aug_rng, cfg.aug_strength,
+                                                     colour)
+        x, target_w = x.to(device), target_w.to(device)
+        pred, _ = net(x)
+        parts = latent_losses(pred, target_w, w_avg, w_std)
+        if getattr(source, "aligned_share", None) is not None:
+            parts["aligned"] = torch.tensor(source.aligned_share)
+            parts["align_wait_ms"] = torch.tensor(source.align_wait_ms)
+        loss = cfg.w_mse * parts["mse"] + cfg.w_cos * parts["cos"] + cfg.w_spread * parts["spread"]
+        if cfg.image_every and step % cfg.image_every == 0:
+            k = min(cfg.image_batch, cfg.batch)
+            render = generator.synthesis(pred[:k], None if cfg.image_block < 0 else cfg.image_block)
+            render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
+            tgt = target_img[:k].to(device)
+            if tgt.shape[-1] != cfg.image_res:
+                tgt = F.interpolate(tgt, size=(cfg.image_res, cfg.image_res), mode="area")
+            parts.update(image_losses(render, tgt))
+            loss = loss + cfg.w_l1 * parts["l1"] + cfg.w_msssim * parts["msssim"]
+            if identity is not None:
+                parts["id"] = identity_loss(identity[0], render, tgt, *identity[1:])
+                loss = loss + cfg.w_id * parts["id"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        seen += cfg.batch * world
+        for k_, v in parts.items():
+            sums[k_] = sums.get(k_, 0.0) + float(v.detach())
+            sums["n_" + k_] = sums.get("n_" + k_, 0.0) + 1
+        sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+        sums["n_loss"] = sums.get("n_loss", 0.0) + 1
+        train_s, wall_s = clock()
+        annealed = bool(cfg.anneal_minutes) and progress(step, train_s, cfg) >= 1
+        out_of_time = annealed or bool(cfg.max_minutes) and wall_s > cfg.max_minutes * 60
+        if rank == 0 and (step % cfg.log_every == 0 or step == last_step or out_of_time):
+            dt = time.time() - t0
+            t_train += dt
+            last = {"step": step, "lr": round(lr_at(step - 1, cfg, t_train), 6), "samples_per_s": round(seen / dt, 2),
+                    "train_seconds": round(t_train, 1),
+                    **{k_: round(sums[k_] / sums["n_" + k_], 5) for k_ in sums if not k_.startswith("n_")}}
+            if getattr(source, "val_crop", None) is not None and len(source.val_crop):
+                last["val_mse"] = round(validate(model, source, cfg, device), 5)
+            print("  ".join(f"{k_} {v}" for k_, v in last.items()), flush=True)
+            log_file.write(json.dumps(last) + "\n")
+            log_file.flush()
+            t0, seen, sums = time.time(), 0, {}
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == last_step or out_of_time):
+            save_checkpoint(ckpt, model, opt, step, cfg, t_train)
+        if out_of_time:
+            if rank == 0:
+                why = "schedule done (--anneal-minutes)" if annealed else f"--max-minutes {cfg.max_minutes} reached"
+                print(f"stopping at step {step}: {why}", flush=True)
+            break
+    if log_file:
+        log_file.close()
+    if hasattr(source, "close"):
+        source.close()
+    if world > 1:
+        dist.barrier()
+    return last
+
+
+@torch.no_grad()
+def identity_term(generator, cfg: TrainConfig, device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The identity loss's frozen recogniser and its fixed recognition crop (separable warp rows, cols) in the
+    image loss's framing: the five points MediaPipe finds on the generator's render of w_avg at `cfg.image_res`."""
+    from engine.face_id import five_points, separable_warp
+    from engine.landmarks import FaceLandmarker
+    from training.models.face_id import FaceIdNet
+
+    w = generator.w_avg.detach().reshape(1, 1, -1).expand(1, 23, -1).to(device)
+    render = generator.synthesis(w, None if cfg.image_block < 0 else cfg.image_block)
+    render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
+    rgb = ((render[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    with FaceLandmarker() as lm:
+        faces = lm.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not faces:
+        raise SystemExit("the identity loss needs a face in the render of w_avg; MediaPipe found none")
+    rows, cols = (torch.from_numpy(m).to(device) for m in separable_warp(five_points(faces[0].xy),
+                                                                         cfg.image_res))
+    return FaceIdNet().to(device).eval().requires_grad_(False), rows, cols
+
+
+@torch.no_grad()
+def init_thumbnail_path(model: InversionEncoder, source, cfg: TrainConfig, device, blend: float = 1.0,
+                        online_samples: int = 8192) -> None:
+    """Set the thumbnail path to the closed-form ridge regression on un-augmented training samples (all cached
+    ones, or `online_samples` rendered). blend < 1 starts from an even mix with an already trained CNN path:
+    both outputs are scaled by `blend` (0.5: their average, better than either alone)."""
+    t0 = time.time()
+    chunks = [(source.crop[i:i + 256], source.wplus[i:i + 256]) for i in range(0, len(source.crop), 256)] \
+        if isinstance(source, CacheSource) else \
+        [(c, w) for c, _, w in (source.batch(256) for _ in range(online_samples // 256))]
+    thumbs, resid = [], []
+    slots = list(USED_SLOTS)
+    for crops, wplus in chunks:
+        x = augment(crops, cfg.encoder.input_size, np.random.default_rng(0), 0.0)
+        thumbs.append(model.thumb.thumbnail(x))
+        resid.append(((torch.as_tensor(wplus)[:, slots] - source.w_avg) / source.w_std).float())
+    mse = model.thumb.fit_ridge(torch.cat(thumbs), torch.cat(resid), cfg.thumb_ridge)
+    for layer in (model.thumb.up, model.mapper.w_head, model.mapper.slot_code):
+        layer.weight.mul_(blend)
+        layer.bias.mul_(blend)
+    model.to(device)
+    print(f"thumbnail path: ridge on {sum(len(c) for c, _ in chunks)} samples, training MSE {mse:.4f}, "
+          f"blend {blend}, {time.time() - t0:.0f} s", flush=True)
+
+
+@torch.no_grad()
+def validate(model: InversionEncoder, source: CacheSource, cfg: TrainConfig, device) -> float:
+    """Latent MSE (w_std units, used slots) on the held-out cached samples, without augmentation."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(source.val_crop), 64):
+        x = augment(source.val_crop[i:i + 64], cfg.encoder.input_size, np.random.default_rng(0), 0.0).to(device)
+        target = source.val_wplus[i:i + 64].to(device)
+        total += float(latent_losses(model(x)[0], target, model.w_avg, model.mapper.w_std)["mse"]) * len(target)
+    model.train()
+    return total / len(source.val_crop)
+
+
+def save_checkpoint(path: Path, model: InversionEncoder, opt, step: int, cfg: TrainConfig, t_train: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "config": dataclasses.asdict(cfg), "train_seconds": t_train}, tmp)
+    tmp.replace(path)
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path, half: bool = False) -> Path:
+    """Copy a checkpoint without its optimiser state (model, config, step): what --init, load_encoder and
+    export_encoder need, at a third of the size; `half` stores float16 weights (to carry a warm start)."""
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    model = {k: v.half() if half and v.is_floating_point() else v for k, v in state["model"].items()}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp")
+    torch.save({"model": model, "config": state["config"], "step": state["step"],
+                "train_seconds": state.get("train_seconds", 0.0)}, tmp)
+    tmp.replace(dst)
+    return dst
+
+
+def load_encoder(path: str | Path) -> InversionEncoder:
+    """An InversionEncoder (eval mode) from a training checkpoint."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = InversionEncoder(EncoderConfig(**state["config"]["encoder"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, log); resumes from last.pt")
+    ap.add_argument("--data", help="sample cache folder (source cache)")
+    ap.add_argument("--source", choices=["online", "cache"])
+    for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
+                 "threads", "seed", "val", "stop_step", "align_workers", "align_res"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=int)
+    for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "w_id", "aug_strength", "colour_strength", "max_minutes",
+                 "anneal_minutes", "thumb_ridge"):
+        ap.add_argument(f"--{name.replace('_', '-')}", type=float)
+    ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
+    ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimiser and schedule)")
+    ap.add_argument("--backbone")
+    ap.add_argument("--input-size", type=int)
+    ap.add_argument("--thumb-size", type=int, help="add the linear thumbnail path (e.g. 32; 0: off)")
+    ap.add_argument("--thumb-rank", type=int)
+    args = vars(ap.parse_args(argv))
+    out, preset = args.pop("out"), args.pop("preset")
+    enc_keys = ("backbone", "input_size", "thumb_size", "thumb_rank")
+    enc = {k: args.pop(k) for k in enc_keys if args.get(k) is not None}
+    for k in enc_keys:
+        args.pop(k, None)
+    cfg = make_config(preset, encoder=enc, **args)
+    train(cfg, out)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

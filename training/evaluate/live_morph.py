@@ -107,8 +107,9 @@ def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality:
     return out
 
 
-def run_clip(models: LiveModels, path: Path, settings: LiveSettings, frames: int, mode: str) -> list[tuple]:
-    """[(input frame, output frame)] of the frames the live loop showed a face on."""
+def run_clip(models: LiveModels, path: Path, settings: LiveSettings, frames: int, mode: str,
+             every: int = 1) -> list[tuple]:
+    """[(input frame, output frame)] of every `every`-th frame the live loop showed a face on."""
     shown = []
     with VideoReader(path) as reader, LivePipeline(models, background_render=mode == "app") as pipe:
         start, busy_until = None, 0.0
@@ -122,7 +123,7 @@ def run_clip(models: LiveModels, path: Path, settings: LiveSettings, frames: int
                 time.sleep(max(0.0, due - now))
             result = pipe.process(frame.image, frame.timestamp_ms, settings)
             busy_until = time.perf_counter()
-            if result.face_found:
+            if result.face_found and frame.index % every == 0:
                 shown.append((frame.image, result.frame))
     return shown
 
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="target photos and/or seed:N built-in faces, comma-separated")
     ap.add_argument("--presets", default="reenact,identity", help="morphs to compare at strength 1")
     ap.add_argument("--frames", type=int, default=60, help="frames of each clip to run")
+    ap.add_argument("--every", type=int, default=1, help="judge every N-th frame (the loop runs them all)")
     ap.add_argument("--mode", choices=("sync", "app"), default="sync")
     ap.add_argument("--target-quality", type=int, default=0, help="quality-mode steps for target photos (app: 0)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (the app's: 1)")
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         for morph, name, target, strength in runs:
             settings = LiveSettings(strength=strength) if target is None else \
                 LiveSettings(target=target[0], strength=strength, preset=morph)
-            pairs = run_clip(models, clip, settings, args.frames, args.mode)
+            pairs = run_clip(models, clip, settings, args.frames, args.mode, args.every)
             row = {"clip": clip.name, "target": name or "you", "morph": morph,
                    **judge(pairs, reader, ident, None if target is None else target[1])}
             rows.append(row)

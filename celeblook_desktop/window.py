@@ -18,9 +18,10 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from engine.edits import MORPH_PRESETS
 from engine.errors import CelebLookError
+from engine.inversion.inverter import InversionOptions
 from engine.live import LiveSettings
 from engine.models import MODELS_DIR
-from engine.targets import IMAGE_SUFFIXES, Target
+from engine.inversion.targets import IMAGE_SUFFIXES, Target
 
 from celeblook_desktop.recorder import Recorder, default_gif_path, save_gif, side_by_side
 from celeblook_desktop.workers import CaptureWorker, EngineConfig, EngineOutput, EngineWorker, LatestFrame, Source
@@ -439,8 +440,8 @@ class MainWindow(QMainWindow):
                             preset=self.preset.currentText(), amounts=amounts,
                             smooth_latents=self.smoothing_box.isChecked(),
                             smooth_landmarks=self.smoothing_box.isChecked(), reuse=self.reuse_box.isChecked(),
-                            match_skin=self.skin_box.isChecked(),
-                            identity_feedback=self.likeness_box.isChecked())
+                            inversion=InversionOptions(match_skin=self.skin_box.isChecked(),
+                                                       identity_feedback=self.likeness_box.isChecked()))
 
     def _settings_changed(self, *_) -> None:
         self.engine.set_settings(self.settings())

@@ -10,7 +10,8 @@ The UI thread only draws: it peeks at the mailbox for the input view and receive
 The generator itself runs on a fourth thread owned by the pipeline (engine.background_render), so the engine
 thread keeps tracking the head at frame rate while the face refreshes as fast as the generator can go.
 The sweep GIF runs in the engine thread between frames; target photos and the personal calibration's
-keyframes (engine.calibration: a few frames of the user refined once, seconds each) on a thread of their own.
+keyframes (engine.inversion.calibration.KeyframeSchedule decides which frames and keeps the calibration: a few
+frames of the user refined once, seconds each) on a thread of their own.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from engine.calibration import KEYFRAMES, IdentityCalibration, KeyframePicker, keyframe_offset, keyframe_problem
+from engine.inversion.calibration import IdentityCalibration, KeyframeSchedule
 from engine.errors import CelebLookError, NoFaceError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
@@ -197,10 +198,10 @@ class EngineConfig:
     builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)
     target_cache_dir: Path | None = None
     background_render: bool = True  # generator on its own thread (engine.background_render)
-    # dropped photos: quality-mode steps (engine/refine.py), once per photo. Off by default: the live loop's 256-px
-    # preview head renders the refined targets blurred (docs/ENCODER.md, "Personal calibration")
+    # dropped photos: quality-mode steps (engine/inversion/refine.py), once per photo. Off by default: the live
+    # loop's 256-px preview head renders the refined targets blurred (docs/ENCODER.md, "Personal calibration")
     target_quality_steps: int = 0
-    calibrate_keyframes: int = 3  # personal calibration (engine/calibration.py) from this many frames; 0: off
+    calibrate_keyframes: int = 3  # personal calibration (engine/inversion/calibration.py) from this many frames; 0: off
     calibration_steps: int = 20  # quality-mode steps per keyframe
     calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected
 
@@ -215,10 +216,9 @@ class EngineWorker(QThread):
     """Loads the models, then processes the newest frame from the mailbox whenever it is free. Dropped target
     photos are inverted (with the quality mode, seconds each) on a thread of their own, so the live view runs on.
 
-    Personal calibration: while calibrating is on and the calibration has fewer than `calibrate_keyframes`
-    keyframes, a processed frame with a face at least engine.calibration.MIN_GAP_S after the last keyframe is
-    refined on the slow-job thread; every finished keyframe updates the calibration that the following frames get
-    (LiveSettings.calibration). A new source starts it again (it may be someone else).
+    Personal calibration: `schedule` (engine.inversion.calibration.KeyframeSchedule) says which processed frames
+    are keyframes; they are refined on the slow-job thread, and every finished keyframe updates the calibration
+    that the following frames get (LiveSettings.inversion.calibration). A new source starts it again.
 
     Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
     bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user,
@@ -239,11 +239,8 @@ class EngineWorker(QThread):
         self._settings = LiveSettings()
         self._jobs: queue.Queue[_Job] = queue.Queue()
         self._target_jobs: queue.Queue[tuple] = queue.Queue()  # ("photo", path, select) / ("keyframe", ...)
-        self.calibrating = config.calibrate_keyframes > 0 or config.calibration is not None
-        self.calibration: IdentityCalibration | None = None
-        self._picker = KeyframePicker(max(0, config.calibrate_keyframes))
-        self._keyframe_pending = False
-        self._stream = None
+        self.schedule = KeyframeSchedule(config.calibrate_keyframes, config.calibration_steps,
+                                         on=config.calibrate_keyframes > 0 or config.calibration is not None)
         self._stop = threading.Event()
         self.models: LiveModels | None = None
         self.processed = 0
@@ -256,14 +253,21 @@ class EngineWorker(QThread):
     def load_target(self, photo: str | os.PathLike, select: bool = True) -> None:
         self._target_jobs.put(("photo", Path(photo), select))
 
+    @property
+    def calibrating(self) -> bool:
+        return self.schedule.on
+
+    @property
+    def calibration(self) -> IdentityCalibration | None:
+        return self.schedule.calibration
+
     def set_calibrating(self, on: bool) -> None:
         """Use (and collect) the personal calibration, or not."""
-        self.calibrating = on
+        self.schedule.on = on
 
     def recalibrate(self) -> None:
         """Forget the calibration and collect it again from the next frames (a saved one is dropped too)."""
-        self.calibration = None
-        self._picker = KeyframePicker(self.config.calibrate_keyframes or KEYFRAMES)
+        self.schedule.restart()
 
     def sweep(self, out_path: str | os.PathLike, steps: int = 12) -> None:
         self._jobs.put(_Job("sweep", (Path(out_path), steps)))
@@ -282,8 +286,7 @@ class EngineWorker(QThread):
             return
         if self.config.calibration is not None:
             try:
-                self.calibration = IdentityCalibration.load(self.config.calibration, self.models.encoder_sha)
-                self._picker = KeyframePicker(0)
+                self.schedule.use(IdentityCalibration.load(self.config.calibration, self.models.encoder_sha))
                 self.calibrated.emit(self.calibration.keyframes, self.calibration.keyframes)
             except CelebLookError as exc:
                 self.error.emit(str(exc))
@@ -309,13 +312,12 @@ class EngineWorker(QThread):
                     if pipeline is not None:
                         pipeline.close()
                     pipeline = LivePipeline(self.models, background_render=self.config.background_render)
-                    if stream is not None and self.config.calibration is None:
-                        self.recalibrate()  # another source may show someone else
-                    stream = self._stream = frame.stream
+                    self.schedule.new_stream(frame.stream)  # another source may show someone else
+                    stream = frame.stream
                 self._last = frame
                 settings = self._settings
-                if self.calibrating and self.calibration is not None:
-                    settings = settings.with_(calibration=self.calibration)
+                if self.schedule.applied is not None:
+                    settings = settings.with_(calibration=self.schedule.applied)
                 try:
                     result = pipeline.process(frame.image, frame.timestamp_ms, settings)
                 except CelebLookError as exc:
@@ -325,7 +327,9 @@ class EngineWorker(QThread):
                     self.error.emit(f"engine error: {type(exc).__name__}: {exc}")
                     pipeline.reset()
                     result = LiveResult(frame.image, False, {}, message="engine error")
-                self._maybe_keyframe(frame, result)
+                keyframe = self.schedule.keyframe(result.face, result.crop, frame.timestamp_ms / 1000.0)
+                if keyframe is not None:
+                    self._target_jobs.put(("keyframe", keyframe))
                 self.processed += 1
                 self.result_ready.emit(EngineOutput(frame, result, self.processed, self.mailbox.captured,
                                                     self.mailbox.dropped))
@@ -339,21 +343,13 @@ class EngineWorker(QThread):
 
     _image_landmarker = None
 
-    def _maybe_keyframe(self, frame: SourceFrame, result: LiveResult) -> None:
-        """Hand this frame to the slow-job thread as a calibration keyframe when the picker wants one."""
-        t = frame.timestamp_ms / 1000.0
-        if (self.calibrating and result.face_found and result.crop is not None and not self._keyframe_pending
-                and self._picker.wants(t) and keyframe_problem(result.face, result.crop) is None):
-            self._picker.take(t)
-            self._keyframe_pending = True
-            self._target_jobs.put(("keyframe", result.crop, result.face, frame.stream, self._picker))
-
     def _run_target_jobs(self) -> None:
         """The slow-job thread: inverts dropped photos and refines calibration keyframes, one at a time, with its
         own landmarker and cache (the models' onnxruntime sessions are safe to share), until the engine stops."""
         from engine.landmarks import FaceLandmarker
-        from engine.refine import Refiner
-        from engine.targets import TargetCache
+        from engine.inversion.inverter import InversionOptions
+        from engine.inversion.refine import Refiner
+        from engine.inversion.targets import TargetCache
 
         m, cache, refiner = self.models, None, None
         try:
@@ -364,27 +360,21 @@ class EngineWorker(QThread):
                     continue
                 try:
                     if job[0] == "keyframe":
-                        _, crop, face, stream, picker = job
-                        try:
-                            if refiner is None:
-                                refiner = cache.refiner if cache is not None and cache.refiner else \
-                                    Refiner.load(self.config.threads)
-                            wanted = picker.wanted
-                            self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{wanted}…")
-                            offset = keyframe_offset(m.encoder, refiner, crop, face, self.config.calibration_steps)
-                            if stream == self._stream and picker is self._picker:  # still the same person
-                                base = self.calibration or IdentityCalibration.empty(m.encoder_sha,
-                                                                                     self.config.calibration_steps)
-                                self.calibration = base.add(offset)
-                                self.calibrated.emit(self.calibration.keyframes, wanted)
-                        finally:
-                            self._keyframe_pending = False
+                        keyframe = job[1]
+                        if refiner is None:
+                            refiner = cache.inverter.refiner if cache is not None and cache.inverter.refiner else \
+                                Refiner.load(self.config.threads)
+                        picker = keyframe.picker
+                        self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{picker.wanted}…")
+                        if self.schedule.refine(keyframe, m.encoder, refiner, m.encoder_sha):
+                            self.calibrated.emit(self.calibration.keyframes, picker.wanted)
                         continue
                     _, photo, select = job
                     if cache is None:
                         kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
                         cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
-                                            m.encoder_sha, quality_steps=self.config.target_quality_steps, **kwargs)
+                                            m.encoder_sha, options=InversionOptions(
+                                                quality_steps=self.config.target_quality_steps), **kwargs)
                     self.busy.emit(f"Inverting {photo.name}…")
                     self.target_ready.emit(cache.load(photo), select)
                 except CelebLookError as exc:
@@ -403,7 +393,7 @@ class EngineWorker(QThread):
         return self._image_landmarker
 
     def _builtin_target(self, seed: int) -> None:
-        from engine.targets import builtin_targets
+        from engine.inversion.targets import builtin_targets
 
         try:
             for target in builtin_targets(self.models.generator, (seed,)):
@@ -431,6 +421,7 @@ class EngineWorker(QThread):
         """A GIF of the current edit from none to full on the current source frame (boomerang)."""
         from engine.gif import write_gif
         from engine.edits import morph
+        from engine.inversion.inverter import InversionOptions, Inverter
         from engine.photo_edit import PhotoEditor
 
         if self._last is None:
@@ -439,8 +430,8 @@ class EngineWorker(QThread):
         self.busy.emit(f"Rendering a {steps}-frame sweep GIF…")
         s = self._settings
         m = self.models
-        editor = PhotoEditor.open(self._last.image, self._landmarker(), m.encoder, m.generator,
-                                  source="the current frame", skin_tone=m.skin_tone if s.match_skin else None)
+        editor = PhotoEditor.open(self._last.image, self._landmarker(), Inverter(m.encoder, m.generator, m.skin_tone),
+                                  InversionOptions(match_skin=s.inversion.match_skin), source="the current frame")
 
         def edit(t: float) -> np.ndarray:
             w = editor.wplus

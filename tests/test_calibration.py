@@ -1,4 +1,4 @@
-"""engine/calibration.py: the personal calibration's file (atomic, checked, no pickle), that a calibration from one
+"""engine/inversion/calibration.py: the personal calibration's file (atomic, checked, no pickle), that a calibration from one
 keyframe of a clip brings a *later* frame of the same person closer by dlib's measure, the live loop adding it, and
 `celeblook calibrate` with `invert --calibration`."""
 from __future__ import annotations
@@ -7,14 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.calibration import LIVE_SLOTS, IdentityCalibration, KeyframePicker, calibrate, keyframe_problem
+from engine.inversion.calibration import LIVE_SLOTS, IdentityCalibration, KeyframePicker, calibrate, keyframe_problem
 from engine.cli import main as cli_main
-from engine.encoder import Encoder, realign_render
+from engine.inversion.encoder import Encoder, realign_render
 from engine.errors import BadInputError, CelebLookError, NoFaceError
 from engine.generator import Generator, to_uint8_rgb
 from engine.landmarks import FaceLandmarker
+from engine.inversion.inverter import InversionOptions
 from engine.live import LiveModels, LivePipeline, LiveSettings
-from engine.refine import Refiner
+from engine.inversion.refine import Refiner
 from engine.video import VideoReader
 
 
@@ -117,7 +118,8 @@ def test_live_loop_adds_the_calibration(landmarker_model, videos_dir):
     (frame, t), = frames_of(videos_dir / "d18.mp4", [0.5])
     offset = np.random.default_rng(0).normal(0, 0.05, (23, 512)).astype(np.float32)
     cal = IdentityCalibration.empty(models.encoder_sha).add(offset)
-    plain = LiveSettings(smooth_latents=False, match_skin=False, reuse=False, identity_feedback=False)
+    plain = LiveSettings(smooth_latents=False, reuse=False,
+                         inversion=InversionOptions(match_skin=False, identity_feedback=False))
     out = {}
     # the identity feedback is asked for, but a calibration replaces it (it was fitted for the one pass alone)
     for name, s in {"plain": plain, "calibrated": plain.with_(calibration=cal, identity_feedback=True)}.items():

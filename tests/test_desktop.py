@@ -15,7 +15,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from celeblook_desktop.window import MainWindow, missing_text_models  # noqa: E402
 from celeblook_desktop.workers import EngineConfig, Source  # noqa: E402
-from engine.calibration import IdentityCalibration  # noqa: E402
+from engine.inversion.calibration import IdentityCalibration  # noqa: E402
 
 TIMEOUT_MS = 90_000  # generous: the 2-core CI machine is shared
 
@@ -52,9 +52,9 @@ def drop(window: MainWindow, path) -> None:
 def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_photo, tmp_path):
     w = make_window(Source(video=videos_dir / "d18.mp4"))
     qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)
-    assert w.likeness_box.isEnabled() and w.engine._settings.identity_feedback  # the shipped model has it
+    assert w.likeness_box.isEnabled() and w.engine._settings.inversion.identity_feedback  # the shipped model has it
     w.likeness_box.setChecked(False)
-    assert not w.engine._settings.identity_feedback, "the box reaches the engine thread's settings"
+    assert not w.engine._settings.inversion.identity_feedback, "the box reaches the engine thread's settings"
     w.likeness_box.setChecked(True)
     before = w.last_output.processed
     drop(w, face_photo("biden.jpg"))

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from engine.errors import BadInputError, CelebLookError
+from engine.inversion.inverter import InversionOptions
 from engine.live import STAGES, LatentSmoothing, LiveModels, LivePipeline, LiveSettings, rms
-from engine.skin_tone import face_oval_mask, skin_lab
+from engine.inversion.skin_tone import face_oval_mask, skin_lab
 from engine.video import VideoReader
 
 RENDER_ONCE = dict(reuse=True, reuse_threshold=1e9)  # generator on the first face only
@@ -96,7 +97,8 @@ def test_skin_match_moves_the_users_code_to_the_cameras_skin_chroma(models, d18)
     if models.skin_tone is None:
         pytest.fail(f"skin-tone model missing: {models.skin_tone_error}", pytrace=False)
     f = d18[0]
-    plain_settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, match_skin=False, **RENDER_ONCE)
+    plain_settings = LiveSettings(smooth_latents=False, smooth_landmarks=False,
+                                  inversion=InversionOptions(match_skin=False), **RENDER_ONCE)
     with LivePipeline(models) as pipe:  # the same frame twice (VIDEO mode wants increasing timestamps)
         plain = pipe.process(f.image, f.timestamp_ms, plain_settings)
         matched = pipe.process(f.image, f.timestamp_ms + 1, plain_settings.with_(match_skin=True))

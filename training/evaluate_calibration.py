@@ -30,14 +30,14 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
-from engine.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
+from engine.inversion.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
     keyframe_problem, stream_keyframes
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import ANCHOR_EVERY, STEPS, Refiner, refine_latent
-from engine.skin_tone import face_oval_mask
+from engine.inversion.refine import ANCHOR_EVERY, STEPS, Refiner, refine_latent
+from engine.inversion.skin_tone import face_oval_mask
 from engine.video import VideoReader
 from training.evaluate_encoder import PHOTOS, SIZE, VIDEOS, DlibIdentity, pairs_image, region_metrics, \
     render_aligned

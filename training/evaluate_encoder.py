@@ -40,13 +40,13 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
-from engine.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
+from engine.inversion.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import ID_WEIGHT, Refiner, refine_latent
+from engine.inversion.refine import ID_WEIGHT, Refiner, refine_latent
 from engine.latents import to_wplus
-from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from engine.inversion.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from training.encoder_data import USED_SLOTS, w_stats
 from training.refine_inversion import REFINE_ANCHOR_EVERY, REFINE_LR, load_refiner, optimise_latent
 

@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.face_id import FaceId, recognition_crop
-from engine.identity_correction import IDENTITY_CORRECTION_PATH
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH
+from engine.inversion.corrections.identity import IDENTITY_CORRECTION_PATH
+from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from training.encoder_data import USED_SLOTS, data_root, load_shards
 from training.fit_landmark_correction import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser,

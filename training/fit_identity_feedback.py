@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.face_id import FaceId
 from engine.generator import Generator, to_uint8_rgb
-from engine.identity_feedback import IDENTITY_FEEDBACK_PATH, reconstruction_embedding
+from engine.inversion.corrections.feedback import IDENTITY_FEEDBACK_PATH, reconstruction_embedding
 from engine.landmarks import FaceLandmarker
 from engine.models import load_manifest, user_cache_dir
 from training.encoder_data import USED_SLOTS, data_root

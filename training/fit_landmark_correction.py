@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH
+from engine.inversion.encoder import Encoder
+from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH
 from engine.models import resolve_model, sha256_file
 from training.encoder_data import USED_SLOTS, data_root, load_shards
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.atomic import atomic_path
 from engine.landmarks import FACE_OVAL, FaceLandmarker
-from engine.skin_tone import SKIN_TONE_PATH, skin_lab
+from engine.inversion.skin_tone import SKIN_TONE_PATH, skin_lab
 from training.encoder_data import USED_SLOTS, data_root, load_shards
 
 

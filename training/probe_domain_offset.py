@@ -22,11 +22,11 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
 from engine.latents import to_wplus
-from engine.refine import Refiner, refine_latent
+from engine.inversion.refine import Refiner, refine_latent
 from training.encoder_data import USED_SLOTS, w_stats
 from training.evaluate_encoder import VIDEOS, frame_positions, video_frames
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.latents import to_wplus
 # the recipe's constants live with its engine version (engine/refine.py), so the two cannot drift apart
-from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE, IdentityTerm
+from engine.inversion.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE, IdentityTerm
 
 
 def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,
@@ -96,14 +96,15 @@ def load_refiner(threads: int = 2):
 
 def main(argv: list[str] | None = None) -> int:
     from engine.align import crop_points, face_warnings
-    from engine.encoder import ClosedLoop, Encoder, invert_photo, render_closed_loop
+    from engine.inversion.encoder import ClosedLoop, Encoder, render_closed_loop
+    from engine.inversion.inverter import invert_photo
     from engine.errors import CelebLookError
     from engine.generator import Generator
     from engine.image_io import load_image, save_image
     from engine.landmarks import FaceLandmarker
     from engine.latents import save_latent
     from engine.paste import paste_back
-    from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+    from engine.inversion.skin_tone import SkinToneModel, face_oval_mask, skin_lab
     from training.face_id_torch import FaceIdNet
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

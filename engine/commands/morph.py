@@ -9,7 +9,7 @@ from engine.edits import MORPH_PRESETS, DirectionSet, morph
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
-from engine.targets import TargetCache
+from engine.inversion.targets import TargetCache
 
 
 def run(args: argparse.Namespace) -> int:

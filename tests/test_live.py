@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import BadInputError, CelebLookError
-from engine.inversion.inverter import InversionOptions
+from engine.inversion.inverter import InversionOptions, Inverter
 from engine.live import STAGES, LatentSmoothing, LiveModels, LivePipeline, LiveSettings, rms
 from engine.inversion.skin_tone import face_oval_mask, skin_lab
 from engine.video import VideoReader
@@ -138,3 +138,20 @@ def test_flicker_command(tmp_path, videos_dir, landmarker_model, capsys):
     row = report["results"][0]
     assert row["frames"] == 4 and row["frames_with_face"] == 4 and row["fps"] > 0 and row["flicker"] > 0
     assert main(["flicker", str(tmp_path / "missing.mp4")]) == 2
+
+
+def test_the_live_loop_and_a_still_share_the_inverter(models, d18, landmarker):
+    """The live loop inverts through an Inverter (engine.inversion.inverter) and a still of the same frame through
+    another one over the same models: on the same crop, without the per-frame extras (smoothing, identity feedback,
+    skin match, closed-loop passes), both give the same one pass."""
+    f = d18[0]
+    bare = InversionOptions(identity_feedback=False, match_skin=False, identity_passes=0, skin_passes=0)
+    settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, inversion=bare, **RENDER_ONCE)
+    with LivePipeline(models) as pipe:
+        assert isinstance(pipe.inverter, Inverter)
+        live = pipe.process(f.image, f.timestamp_ms, settings)
+    still = Inverter(models.encoder, models.generator, models.skin_tone).invert_photo(f.image, landmarker, bare,
+                                                                                      face=live.face)
+    np.testing.assert_array_equal(still.crop.image, live.crop.image)
+    # the live loop reads the recogniser's running mean embedding, renormalised: float noise
+    np.testing.assert_allclose(still.wplus, live.wplus, atol=1e-5)

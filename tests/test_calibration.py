@@ -149,3 +149,28 @@ def test_cli_calibrate_then_invert(tmp_path, face_photo, capsys):
     assert cli_main(["calibrate", str(blank), "--out", str(tmp_path / "x.npz"), "--steps", "1"]) == 2
     assert "no usable face" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_keyframe_schedule_decides_the_live_keyframes(monkeypatch):
+    """The live calibration's schedule (what the desktop worker runs): one keyframe at a time, MIN_GAP_S apart,
+    until `wanted`; a keyframe of a stream that has since changed is refined but not added; a saved calibration
+    is used as is and survives a new stream."""
+    from engine.inversion import calibration as cal_module
+
+    monkeypatch.setattr(cal_module, "keyframe_problem", lambda face, crop: None)
+    monkeypatch.setattr(cal_module, "keyframe_offset", lambda *a, **k: np.ones((23, 512), np.float32))
+    s = cal_module.KeyframeSchedule(wanted=2, steps=3)
+    s.new_stream(1)
+    assert s.keyframe(None, None, 0.0) is None, "no face, no keyframe"
+    k = s.keyframe("face", "crop", 0.0)
+    assert k is not None and s.pending and s.keyframe("face", "crop", 5.0) is None, "one at a time"
+    assert s.refine(k, None, None, "sha") and s.calibration.keyframes == 1 and not s.pending
+    assert s.keyframe("face", "crop", 0.5) is None, "too close to the last keyframe"
+    k = s.keyframe("face", "crop", 1.5)
+    s.new_stream(2)  # another source: someone else, maybe
+    assert not s.refine(k, None, None, "sha") and s.calibration is None and not s.pending
+    s.use(IdentityCalibration.empty("sha"))
+    s.new_stream(3)
+    assert s.applied is not None and s.keyframe("face", "crop", 9.0) is None
+    s.on = False
+    assert s.applied is None

@@ -16,9 +16,10 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QHBoxLayout, QLabel, QM
     QWidget
 
 from engine.errors import CelebLookError
+from engine.inversion.inverter import InversionOptions
 from engine.live import LiveSettings
 from engine.models import Fetch, ModelEntry, download_model, missing_download, user_cache_dir
-from engine.targets import IMAGE_SUFFIXES, Target
+from engine.inversion.targets import IMAGE_SUFFIXES, Target
 
 from celeblook_desktop.panels.controls import ControlsPanel
 from celeblook_desktop.panels.gallery import GalleryPanel
@@ -311,8 +312,8 @@ class MainWindow(QMainWindow):
                             preset=c.preset.currentText(), amounts=amounts,
                             smooth_latents=c.smoothing_box.isChecked(),
                             smooth_landmarks=c.smoothing_box.isChecked(), reuse=c.reuse_box.isChecked(),
-                            match_skin=c.skin_box.isChecked(),
-                            identity_feedback=c.likeness_box.isChecked())
+                            inversion=InversionOptions(match_skin=c.skin_box.isChecked(),
+                                                       identity_feedback=c.likeness_box.isChecked()))
 
     def _settings_changed(self, *_) -> None:
         self.engine.set_settings(self.settings())
@@ -403,7 +404,7 @@ class MainWindow(QMainWindow):
 
     def save_calibration(self, path: str | os.PathLike | None = None) -> Path | None:
         """Write the engine's calibration (atomically) to `path` (default: calibration.npz in the output folder)."""
-        cal = self.engine.calibration
+        cal = self.engine.inversion.calibration
         if cal is None:
             self.show_error("No calibration yet: it is collected from the first frames with your face")
             return None

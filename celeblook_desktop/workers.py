@@ -11,8 +11,9 @@ The UI thread only draws: it peeks at the mailbox for the input view and receive
 The generator itself runs on a fourth thread owned by the pipeline (engine.background_render), so the engine
 thread keeps tracking the head at frame rate while the face refreshes as fast as the generator can go.
 Work besides the frames is one type, Job (a kind and a call), in two queues: the sweep GIF runs in the engine
-thread between frames; target photos and the personal calibration's keyframes (engine.calibration: a few frames
-of the user refined once, seconds each) on a thread of their own.
+thread between frames; target photos and the personal calibration's keyframes (engine.inversion.calibration.
+KeyframeSchedule decides which frames and keeps the calibration: a few frames of the user refined once, seconds
+each) on a thread of their own.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QThread, Signal
 
-from engine.calibration import KEYFRAMES, IdentityCalibration, KeyframePicker, keyframe_offset, keyframe_problem
+from engine.inversion.calibration import IdentityCalibration, KeyframeSchedule
 from engine.errors import CelebLookError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
@@ -228,10 +229,10 @@ class EngineConfig:
     builtin_seeds: tuple[int, ...] = (0, 3, 4, 7)
     target_cache_dir: Path | None = None
     background_render: bool = True  # generator on its own thread (engine.background_render)
-    # dropped photos: quality-mode steps (engine/refine.py), once per photo in the background and cached: the target
-    # is recognised as the person far more often live (docs/MORPH.md)
+    # dropped photos: quality-mode steps (engine/inversion/refine.py), once per photo in the background and cached:
+    # the target is recognised as the person far more often live (docs/MORPH.md)
     target_quality_steps: int = 20
-    calibrate_keyframes: int = 3  # personal calibration (engine/calibration.py) from this many frames; 0: off
+    calibrate_keyframes: int = 3  # personal calibration (engine/inversion/calibration.py) from this many frames; 0: off
     calibration_steps: int = 20  # quality-mode steps per keyframe
     calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected
 
@@ -249,10 +250,9 @@ class EngineWorker(QThread):
     """Loads the models, then processes the newest frame from the mailbox whenever it is free. Dropped target
     photos are inverted (with the quality mode, seconds each) on a thread of their own, so the live view runs on.
 
-    Personal calibration: while calibrating is on and the calibration has fewer than `calibrate_keyframes`
-    keyframes, a processed frame with a face at least engine.calibration.MIN_GAP_S after the last keyframe is
-    refined on the slow-job thread; every finished keyframe updates the calibration that the following frames get
-    (LiveSettings.calibration). A new source starts it again (it may be someone else).
+    Personal calibration: `schedule` (engine.inversion.calibration.KeyframeSchedule) says which processed frames
+    are keyframes; they are refined on the slow-job thread, and every finished keyframe updates the calibration
+    that the following frames get (LiveSettings.inversion.calibration). A new source starts it again.
 
     Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
     bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user,
@@ -274,11 +274,8 @@ class EngineWorker(QThread):
         self._jobs: queue.Queue[Job] = queue.Queue()  # run by the engine thread between frames
         self._target_jobs: queue.Queue[Job] = queue.Queue()  # run by the slow-job thread (photos, keyframes)
         self._cache = self._refiner = None  # the slow-job thread's target cache and refiner, made on first use
-        self.calibrating = config.calibrate_keyframes > 0 or config.calibration is not None
-        self.calibration: IdentityCalibration | None = None
-        self._picker = KeyframePicker(max(0, config.calibrate_keyframes))
-        self._keyframe_pending = False
-        self._stream = None
+        self.schedule = KeyframeSchedule(config.calibrate_keyframes, config.calibration_steps,
+                                         on=config.calibrate_keyframes > 0 or config.calibration is not None)
         self._stop = threading.Event()
         self.models: LiveModels | None = None
         self._pipeline: LivePipeline | None = None  # the current stream's (the engine thread's)
@@ -292,14 +289,21 @@ class EngineWorker(QThread):
     def load_target(self, photo: str | os.PathLike, select: bool = True) -> None:
         self._target_jobs.put(Job("photo", self._invert_photo, (Path(photo), select)))
 
+    @property
+    def calibrating(self) -> bool:
+        return self.schedule.on
+
+    @property
+    def calibration(self) -> IdentityCalibration | None:
+        return self.schedule.calibration
+
     def set_calibrating(self, on: bool) -> None:
         """Use (and collect) the personal calibration, or not."""
-        self.calibrating = on
+        self.schedule.on = on
 
     def recalibrate(self) -> None:
         """Forget the calibration and collect it again from the next frames (a saved one is dropped too)."""
-        self.calibration = None
-        self._picker = KeyframePicker(self.config.calibrate_keyframes or KEYFRAMES)
+        self.schedule.restart()
 
     def sweep(self, out_path: str | os.PathLike, steps: int = 12) -> None:
         self._jobs.put(Job("sweep", self._sweep, (Path(out_path), steps)))
@@ -318,8 +322,7 @@ class EngineWorker(QThread):
             return
         if self.config.calibration is not None:
             try:
-                self.calibration = IdentityCalibration.load(self.config.calibration, self.models.encoder_sha)
-                self._picker = KeyframePicker(0)
+                self.schedule.use(IdentityCalibration.load(self.config.calibration, self.models.encoder_sha))
                 self.calibrated.emit(self.calibration.keyframes, self.calibration.keyframes)
             except CelebLookError as exc:
                 self.error.emit(str(exc))
@@ -346,13 +349,12 @@ class EngineWorker(QThread):
                         pipeline.close()
                     pipeline = self._pipeline = LivePipeline(self.models,
                                                              background_render=self.config.background_render)
-                    if stream is not None and self.config.calibration is None:
-                        self.recalibrate()  # another source may show someone else
-                    stream = self._stream = frame.stream
+                    self.schedule.new_stream(frame.stream)  # another source may show someone else
+                    stream = frame.stream
                 self._last = frame
                 settings = self._settings
-                if self.calibrating and self.calibration is not None:
-                    settings = settings.with_(calibration=self.calibration)
+                if self.schedule.applied is not None:
+                    settings = settings.with_(calibration=self.schedule.applied)
                 try:
                     result = pipeline.process(frame.image, frame.timestamp_ms, settings)
                 except CelebLookError as exc:
@@ -362,7 +364,9 @@ class EngineWorker(QThread):
                     self.error.emit(f"engine error: {type(exc).__name__}: {exc}")
                     pipeline.reset()
                     result = LiveResult(frame.image, False, {}, message="engine error")
-                self._maybe_keyframe(frame, result)
+                keyframe = self.schedule.keyframe(result.face, result.crop, frame.timestamp_ms / 1000.0)
+                if keyframe is not None:
+                    self._target_jobs.put(Job("keyframe", self._keyframe, (keyframe,)))
                 self.processed += 1
                 self.result_ready.emit(EngineOutput(frame, result, self.processed, self.mailbox.captured,
                                                     self.mailbox.dropped))
@@ -375,16 +379,6 @@ class EngineWorker(QThread):
                 self._image_landmarker.close()
 
     _image_landmarker = None
-
-    def _maybe_keyframe(self, frame: SourceFrame, result: LiveResult) -> None:
-        """Hand this frame to the slow-job thread as a calibration keyframe when the picker wants one."""
-        t = frame.timestamp_ms / 1000.0
-        if (self.calibrating and result.face_found and result.crop is not None and not self._keyframe_pending
-                and self._picker.wants(t) and keyframe_problem(result.face, result.crop) is None):
-            self._picker.take(t)
-            self._keyframe_pending = True
-            job = Job("keyframe", self._keyframe, (result.crop, result.face, frame.stream, self._picker))
-            self._target_jobs.put(job)
 
     def _run_target_jobs(self) -> None:
         """The slow-job thread: inverts dropped photos and refines calibration keyframes, one at a time, with its
@@ -399,33 +393,33 @@ class EngineWorker(QThread):
             if self._cache is not None:
                 self._cache.landmarker.close()
 
-    def _keyframe(self, crop, face, stream: int, picker: KeyframePicker) -> None:
-        from engine.refine import Refiner
+    def _keyframe(self, keyframe) -> None:
+        """Refine one calibration keyframe (engine.inversion.calibration.KeyframeSchedule.refine, seconds)."""
+        from engine.inversion.refine import Refiner
 
-        m, cache = self.models, self._cache
+        cache, picker = self._cache, keyframe.picker
         try:
             if self._refiner is None:
-                self._refiner = cache.refiner if cache is not None and cache.refiner else \
+                self._refiner = cache.inverter.refiner if cache is not None and cache.inverter.refiner else \
                     Refiner.load(self.config.threads)
-            wanted = picker.wanted
-            self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{wanted}…")
-            offset = keyframe_offset(m.encoder, self._refiner, crop, face, self.config.calibration_steps)
-            if stream == self._stream and picker is self._picker:  # still the same person
-                base = self.calibration or IdentityCalibration.empty(m.encoder_sha, self.config.calibration_steps)
-                self.calibration = base.add(offset)
-                self.calibrated.emit(self.calibration.keyframes, wanted)
-        finally:
-            self._keyframe_pending = False
+        except Exception:
+            self.schedule.pending = False  # no refinement: the next good frame may try again
+            raise
+        self.busy.emit(f"Calibrating to your face: keyframe {picker.taken}/{picker.wanted}…")
+        if self.schedule.refine(keyframe, self.models.encoder, self._refiner, self.models.encoder_sha):
+            self.calibrated.emit(self.calibration.keyframes, picker.wanted)
 
     def _invert_photo(self, photo: Path, select: bool) -> None:
         from engine.landmarks import FaceLandmarker
-        from engine.targets import TargetCache
+        from engine.inversion.inverter import InversionOptions
+        from engine.inversion.targets import TargetCache
 
         m = self.models
         if self._cache is None:
             kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
             self._cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
-                                      m.encoder_sha, quality_steps=self.config.target_quality_steps, **kwargs)
+                                      m.encoder_sha, options=InversionOptions(
+                                          quality_steps=self.config.target_quality_steps), **kwargs)
         self.busy.emit(f"Inverting {photo.name}…")
         self.target_ready.emit(self._cache.load(photo), select)
 
@@ -437,7 +431,7 @@ class EngineWorker(QThread):
         return self._image_landmarker
 
     def _builtin_target(self, seed: int) -> None:
-        from engine.targets import builtin_targets
+        from engine.inversion.targets import builtin_targets
 
         try:
             for target in builtin_targets(self.models.generator, (seed,)):
@@ -465,6 +459,7 @@ class EngineWorker(QThread):
     def _sweep(self, out_path: Path, steps: int) -> None:
         """A GIF of the current edit from none to full on the current source frame (boomerang)."""
         from engine.gif import write_gif
+        from engine.inversion.inverter import InversionOptions, Inverter
         from engine.photo_edit import PhotoEditor
 
         if self._last is None or self._pipeline is None:
@@ -472,8 +467,8 @@ class EngineWorker(QThread):
             return
         self.busy.emit(f"Rendering a {steps}-frame sweep GIF…")
         s, m, pipeline = self._settings, self.models, self._pipeline
-        editor = PhotoEditor.open(self._last.image, self._landmarker(), m.encoder, m.generator,
-                                  source="the current frame", skin_tone=m.skin_tone if s.match_skin else None)
+        editor = PhotoEditor.open(self._last.image, self._landmarker(), Inverter(m.encoder, m.generator, m.skin_tone),
+                                  InversionOptions(match_skin=s.inversion.match_skin), source="the current frame")
         # each frame's latent by the live view's own edit (pose lock and all), t of the way
         frames = editor.sweep(lambda t: pipeline.edit(editor.wplus, s.partial(t)),
                               np.linspace(0.0, 1.0, max(2, steps)))

@@ -2,7 +2,7 @@
 trained on VGGFace2 for face identification; training/convert/face_id.py).
 
 The inversion encoder learned faces from the generator alone; a face-recognition network learned what tells real
-people apart. Its embedding feeds the identity correction (engine/identity_correction.py). The network takes a
+people apart. Its embedding feeds the identity correction (engine/inversion/corrections/identity.py). The network takes a
 224-px recognition crop: a similarity warp of five points (eye centres, nose tip, mouth corners, from the
 MediaPipe landmarks) onto the standard ArcFace template, scaled to 224 px (measured on the test photos, this
 framing told their people apart: docs/ENCODER.md). The embedding is the network's 1024-d pooled features, L2-normalised.
@@ -61,7 +61,7 @@ def separable_warp(five: np.ndarray, size: int, out: int = 224) -> tuple[np.ndar
     `cols` (out, size), crop (C, size, size) -> rows @ crop @ cols.T. The `five` recognition points (five_points,
     in pixels of the crop) are fitted to the template by scale and shift alone (no rotation: the aligned crop is
     upright), so the warp, and its gradient, are matrix products (the quality mode's identity term,
-    engine/refine.py)."""
+    engine/inversion/refine.py)."""
     src, dst = np.asarray(five, np.float64), TEMPLATE_112.astype(np.float64) * (out / 112.0)
     s, d = src - src.mean(0), dst - dst.mean(0)
     if (s ** 2).sum() < 1e-12:

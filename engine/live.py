@@ -1,11 +1,11 @@
 """The live per-frame pipeline of the desktop app (and of any other front end): plain dataclasses, no Qt.
 
-    frame --VIDEO-mode landmarks--> One-Euro (landmarks) --> FFHQ crop (256 px) --> encoder --> W+
-          --> landmark correction (W+ moved by what the landmarks say the encoder missed, engine.landmark_correction)
-          --> identity correction (what a face recogniser says it missed, engine.identity_correction) and identity
-              feedback (what the recogniser sees differ between the face and its reconstruction, measured every
-              FEEDBACK_EVERY frames, engine.identity_feedback)
-          --> skin-tone match (W+ moved so the skin's chroma matches the crop's, engine.skin_tone)
+    frame --VIDEO-mode landmarks--> One-Euro (landmarks) --> FFHQ crop (256 px)
+          --> Inverter.invert_frame (engine.inversion.inverter, the live order): encoder --> W+
+              --> landmark correction (W+ moved by what the landmarks say the encoder missed)
+              --> identity correction (what a face recogniser says it missed) and identity feedback (what the
+                  recogniser sees differ between the face and its reconstruction, measured every FEEDBACK_EVERY
+                  frames) --> calibration --> skin-tone match (W+ moved so the skin's chroma matches the crop's)
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
           --> generator (256-px preview model when shipped, else 1024 px; skipped when the edited W+ barely
               moved: the last face is reused)
@@ -30,36 +30,31 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from engine.align import Crop, align_face, usable_faces
-from engine.calibration import LIVE_SLOTS, IdentityCalibration
 from engine.background_render import BackgroundRenderer
 from engine.edits import MORPH_MODES, DirectionSet, MotionReference, morph, motion_reference_step, reenact
-from engine.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
+from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
 from engine.generator import Generator
+from engine.inversion.inverter import InversionOptions, Inverter
 from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
 from engine.models import resolve_model, sha256_file
 from engine.onnx_session import make_session
 from engine.paste import PasteOptions, paste_back
-from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from engine.inversion.skin_tone import SkinToneModel
 from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_face
 
 STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
 ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked against the manifest)
 LATENT_SMOOTHING_MODES = ("one_euro", "ema")
-IDENTITY_EVERY = 8  # frames between refreshes of the face's recognition embedding (LivePipeline._identity_embedding)
-IDENTITY_WINDOW = 8  # refreshes the running mean of that embedding spans
-FEEDBACK_EVERY = 32  # frames between identity-feedback measurements (a render each; LivePipeline._identity_feedback)
 MORPH_GROW = 0.08  # the paste-back's face oval grows by this share at full morph strength (PasteOptions.grow)
 MOTION_WINDOW = 120  # frames the user's resting latent averages over (~8 s; the reenactment's reference)
 
@@ -89,13 +84,10 @@ class LiveSettings:
     user's head pose along the yaw/pitch directions while morphing (docs/EDITS.md); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
-    `reuse_threshold` (RMS, W units) since the last render; `match_skin`: move the user's W+ so the skin's
-    chroma matches the camera's (engine.skin_tone; needs the shipped model, LiveModels.skin_tone);
-    `correct_landmarks`: add the encoder's corrections to its W+ (landmark and identity, those it has loaded;
-    Encoder.invert_face); `identity_feedback`: with those and without a calibration, also add the encoder's identity
-    feedback (a render of the one pass, compared with the face by the recogniser every FEEDBACK_EVERY frames;
-    LivePipeline._identity_feedback);
-    `calibration`: the user's personal calibration (engine.calibration), added to every frame's one pass."""
+    `reuse_threshold` (RMS, W units) since the last render; `inversion`: how the user's face is inverted
+    (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
+    (needs the shipped model, LiveModels.skin_tone), the personal calibration; the stills-only passes and quality
+    steps are not used live)."""
 
     target: np.ndarray | None = None
     strength: float = 0.8
@@ -107,10 +99,7 @@ class LiveSettings:
     latent_filter: LatentSmoothing = LatentSmoothing()
     reuse: bool = True
     reuse_threshold: float = 0.01
-    match_skin: bool = True
-    correct_landmarks: bool = True
-    identity_feedback: bool = True
-    calibration: IdentityCalibration | None = None
+    inversion: InversionOptions = InversionOptions()
 
     def __post_init__(self):
         if not 0.0 <= self.strength <= 1.0:
@@ -119,7 +108,11 @@ class LiveSettings:
             raise BadInputError(f"unknown morph preset {self.preset!r}; choose from {', '.join(MORPH_MODES)}")
 
     def with_(self, **changes) -> "LiveSettings":
-        """A copy with some fields changed."""
+        """A copy with some fields changed; the names of InversionOptions' fields change `inversion`'s."""
+        names = {f.name for f in fields(InversionOptions)}
+        inversion = {k: changes.pop(k) for k in list(changes) if k in names}
+        if inversion:
+            changes["inversion"] = replace(changes.get("inversion", self.inversion), **inversion)
         return replace(self, **changes)
 
     def partial(self, t: float) -> "LiveSettings":
@@ -234,17 +227,9 @@ def rms(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, np.float32) - np.asarray(b, np.float32)) ** 2)))
 
 
-def _lower_priority() -> None:
-    """Make the calling thread yield the CPU to the others (Linux: threads have their own nice value); elsewhere
-    nothing happens."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
-
-
 class LivePipeline:
-    """Per-stream state (VIDEO-mode landmarker, filter states, the last render) over shared LiveModels."""
+    """Per-stream state (VIDEO-mode landmarker, the Inverter with its running identity state, filter states, the
+    last render) over shared LiveModels."""
 
     def __init__(self, models: LiveModels, crop_size: int = 256, landmark_params: OneEuroParams = OneEuroParams(),
                  background_render: bool = False):
@@ -256,17 +241,10 @@ class LivePipeline:
         self.frames = 0
         self._sync_renders = 0
         self._renderer = BackgroundRenderer(self._render_bgr) if background_render else None
-        # the identity feedback's IMAGE-mode landmarker, made before the first face so it does not wait for its
-        # set-up; with background rendering the feedback's render and measurement run on their own thread, at a
-        # lower priority (the frame loop and the shown face come first), and so does the landmarker's set-up
-        self._still_landmarker: FaceLandmarker | None = None
-        self._feedback_pool = self._feedback_job = None
-        if models.encoder.feedback is not None:
-            if background_render:
-                self._feedback_pool = ThreadPoolExecutor(1, "identity-feedback", initializer=_lower_priority)
-                self._feedback_job = self._feedback_pool.submit(self._make_still_landmarker)
-            else:
-                self._make_still_landmarker()
+        # everything from the crop to the corrected W+ (with background rendering, the identity feedback's renders
+        # and measurements run on a thread of their own)
+        self.inverter = Inverter(models.encoder, models.generator, models.skin_tone,
+                                 landmarker_model=models.landmarker_model, background=background_render)
         self.reset()
 
     @property
@@ -280,13 +258,8 @@ class LivePipeline:
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
         self._submitted: np.ndarray | None = None
-        self._mean_identity: np.ndarray | None = None  # running mean of the face's recognition embeddings
-        self._identity: np.ndarray | None = None  # that mean at unit length (what the correction reads)
-        self._identity_n = 0
-        self._feedback: np.ndarray | None = None  # running mean of the identity feedback's W+ changes (23, 512)
-        self._feedback_n = 0
         self._motion_ref: MotionReference | None = None  # the user's resting W+ (the reenactment's reference)
-        self._feedback_job = None  # a measurement still running belongs to the face just lost: its result is dropped
+        self.inverter.reset()
         if self._renderer is not None:
             self._renderer.clear()
 
@@ -321,16 +294,7 @@ class LivePipeline:
         crop = align_face(frame_bgr, face, self.crop_size)
         lap("align")
 
-        enc = self.models.encoder
-        wplus = enc.invert_face(crop, face, self._identity_embedding(crop, face)) if settings.correct_landmarks \
-            else enc.invert(crop.image)
-        if settings.correct_landmarks and settings.identity_feedback and settings.calibration is None:
-            wplus = self._identity_feedback(wplus)
-        if settings.calibration is not None:  # the preview head blurs the offset's fine slots
-            slots = LIVE_SLOTS if self.models.generator.resolution < 1024 else None
-            wplus = settings.calibration.apply(wplus, slots)
-        if settings.match_skin and self.models.skin_tone is not None:
-            wplus = self.models.skin_tone.match(wplus, skin_lab(crop.image, face_oval_mask(face, crop)))
+        wplus = self.inverter.invert_frame(crop, face, self.frames, settings.inversion)
         lap("encode")
 
         wplus = self._smooth_latent(wplus, t, settings)
@@ -368,59 +332,6 @@ class LivePipeline:
         if done is None:
             raise CelebLookError("the background render did not finish within 30 s")
         return _Render(done.latent, done.face), not np.array_equal(done.latent, edited)
-
-    def _identity_embedding(self, crop, face) -> np.ndarray | None:
-        """The identity correction's input for this frame: the recogniser's embeddings of the face averaged over
-        its refreshes, one every IDENTITY_EVERY frames (a person's identity does not change between frames; the
-        recogniser costs ≈ 6-8 ms, more than the encoder): a plain mean over the first IDENTITY_WINDOW refreshes,
-        then an exponential one with that weight, renormalised to unit length as the correction was fitted on;
-        forgotten with the face (reset)."""
-        enc = self.models.encoder
-        if enc.identity is None:
-            return None
-        if self._identity is None or self.frames % IDENTITY_EVERY == 0:
-            e = enc.face_embedding(crop, face)
-            self._identity_n = min(self._identity_n + 1, IDENTITY_WINDOW)
-            self._mean_identity = e if self._identity is None else \
-                self._mean_identity + (e - self._mean_identity) / self._identity_n
-            self._identity = self._mean_identity / max(float(np.linalg.norm(self._mean_identity)), 1e-8)
-        return self._identity
-
-    def _identity_feedback(self, wplus: np.ndarray) -> np.ndarray:
-        """The one pass plus the identity feedback's change: on the face's first frame and then every FEEDBACK_EVERY
-        frames (with an embedding refresh) this frame's one pass is rendered at the live resolution and the encoder's
-        identity feedback reads the recogniser's difference between the face (its running mean embedding) and that
-        render; the changes are averaged like the embedding (plain mean over IDENTITY_WINDOW measurements, then
-        exponential). Each measurement is one more generator run, a landmark pass and the recogniser (≈ 110 ms of
-        CPU at 1 thread), hence rarer than the embedding's refresh (a person's identity does not change; on every
-        8th frame it slowed the app on 2 cores: docs/ENCODER.md); with background rendering they run on their own
-        thread (the frame loop never waits; the change arrives a few frames later), else in the frame. Forgotten
-        with the face (reset)."""
-        enc = self.models.encoder
-        if enc.feedback is None or self._identity is None:
-            return wplus
-        job = self._feedback_job
-        if job is not None and job.done():
-            self._feedback_job = None
-            self._add_feedback(job.result())
-        if (self._feedback is None or self.frames % FEEDBACK_EVERY == 0) and self._feedback_job is None:
-            if self._feedback_pool is None:
-                self._add_feedback(self._measure_feedback(wplus, self._identity))
-            else:
-                self._feedback_job = self._feedback_pool.submit(self._measure_feedback, wplus, self._identity)
-        return wplus if self._feedback is None else (wplus + self._feedback[None]).astype(np.float32)
-
-    def _make_still_landmarker(self) -> None:
-        self._still_landmarker = FaceLandmarker(self.models.landmarker_model, video=False, max_faces=1)
-
-    def _measure_feedback(self, wplus: np.ndarray, identity: np.ndarray) -> np.ndarray | None:
-        return self.models.encoder.identity_step(identity, self._render_bgr(wplus), self._still_landmarker)
-
-    def _add_feedback(self, delta: np.ndarray | None) -> None:
-        if delta is not None:
-            self._feedback_n = min(self._feedback_n + 1, IDENTITY_WINDOW)
-            self._feedback = delta if self._feedback is None else \
-                self._feedback + (delta - self._feedback) / self._feedback_n
 
     def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:
         if not settings.smooth_latents:
@@ -461,10 +372,7 @@ class LivePipeline:
         if self._renderer is not None:
             self._renderer.close()
         self.landmarker.close()
-        if self._feedback_pool is not None:
-            self._feedback_pool.shutdown(wait=True)
-        if self._still_landmarker is not None:
-            self._still_landmarker.close()
+        self.inverter.close()
 
     def __enter__(self) -> "LivePipeline":
         return self

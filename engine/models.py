@@ -18,10 +18,12 @@ import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
+
+import numpy as np
 
 from engine.atomic import atomic_path
-from engine.errors import ModelMissingError
+from engine.errors import BadInputError, ModelMissingError
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 MODELS_DIR = RESOURCES_DIR / "models"
@@ -120,6 +122,30 @@ def missing_download(name: str, explicit: str | os.PathLike | None = None,
     if not entry.url or any(origin in ("explicit path", f"${entry.env}") for origin, _ in candidates):
         return None
     return None if any(path.is_file() for _, path in candidates) else entry
+
+
+def load_npz_model(path: str | os.PathLike, required_keys: Iterable[str], what: str, remedy: str,
+                   missing_error: type[Exception] = ModelMissingError,
+                   check: Callable[[dict, dict], None] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and the JSON `meta` of an npz file with metadata (no pickle), e.g. a fitted model: `missing_error`
+    "{what} not found: path ({remedy})" when there is no file; BadInputError "path is not a CelebLook {what}
+    ({remedy})" when it is unreadable, lacks `meta` or one of `required_keys`, or `check(arrays, meta)` raises
+    ValueError or KeyError."""
+    path = Path(path)
+    if not path.is_file():
+        raise missing_error(f"{what} not found: {path} ({remedy})")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            arrays = {k: d[k] for k in d.files if k != "meta"}
+            meta = json.loads(str(d["meta"]))
+        absent = [k for k in required_keys if k not in arrays]
+        if absent:
+            raise KeyError(", ".join(absent))
+        if check is not None:
+            check(arrays, meta)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path} is not a CelebLook {what} ({remedy})") from exc
+    return arrays, meta
 
 
 Fetch = Callable[..., BinaryIO]  # fetch(url, timeout=...) -> a readable binary response (urllib's urlopen)

@@ -9,7 +9,7 @@ import onnxruntime as ort
 def make_session(path: str | os.PathLike, threads: int = 0, spin: bool = True) -> ort.InferenceSession:
     """CPU InferenceSession with all graph optimisations; `threads` = intra-op threads (0: onnxruntime's default).
     `spin` False: its threads sleep as soon as a run ends instead of spinning, for a session that runs right
-    before or after another one on the same cores (engine.encoder's recogniser: spinning threads of one session
+    before or after another one on the same cores (engine.inversion.encoder's recogniser: spinning threads of one session
     tripled the other's time at 2 threads, `celeblook bench encoder`)."""
     opts = ort.SessionOptions()
     if not spin:

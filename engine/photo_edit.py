@@ -11,8 +11,9 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from engine.encoder import Encoder, Inversion, invert_photo
 from engine.generator import Generator, to_uint8_rgb
+from engine.inversion.encoder import Inversion
+from engine.inversion.inverter import InversionOptions, Inverter
 from engine.paste import paste_back
 
 
@@ -25,19 +26,14 @@ class PhotoEditor:
     generator: Generator
 
     @classmethod
-    def open(cls, image_bgr: np.ndarray, landmarker, encoder: Encoder, generator: Generator,
-             size: int = 256, source: str = "the image", skin_tone=None, refiner=None,
-             refine_steps: int = 0, calibration=None, identity_passes: int = 1) -> "PhotoEditor":
-        """Invert the photo's largest face (NoFaceError when there is none), refined by `refine_steps` of the
-        quality mode with a `refiner` (engine.refine.Refiner) and started from the one pass plus the person's
-        `calibration` (engine.calibration) when given; with a `skin_tone` model (engine.skin_tone
-        .SkinToneModel) the inversion's skin colour is matched to the photo's (predicted, then one closed-loop
-        pass), and without the quality mode `identity_passes` of the encoder's identity feedback close the loop on
-        the recogniser's view (engine.encoder.invert_photo)."""
-        inversion = invert_photo(image_bgr, landmarker, encoder, generator, size, source, skin_tone=skin_tone,
-                                 refiner=refiner, refine_steps=refine_steps, calibration=calibration,
-                                 identity_passes=identity_passes)
-        return cls(image_bgr, inversion, generator)
+    def open(cls, image_bgr: np.ndarray, landmarker, inverter: Inverter,
+             options: InversionOptions = InversionOptions(), size: int = 256,
+             source: str = "the image") -> "PhotoEditor":
+        """Invert the photo's largest face (NoFaceError when there is none) with `inverter` and `options`
+        (Inverter.invert_photo: the one pass, the calibration, the quality mode, the skin match and the closed
+        loop); edits render with the inverter's generator."""
+        inversion = inverter.invert_photo(image_bgr, landmarker, options, size, source)
+        return cls(image_bgr, inversion, inverter.generator)
 
     @property
     def wplus(self) -> np.ndarray:

@@ -23,7 +23,7 @@ from engine.errors import BadInputError
 from engine.live import STAGES, LiveModels, LivePipeline, LiveSettings, preview_resolution
 from engine.model_stats import onnx_stats
 from engine.models import RESOURCES_DIR, resolve_model
-from engine.targets import builtin_targets
+from engine.inversion.targets import builtin_targets
 from engine.video import VideoReader
 
 BUDGETS_PATH = RESOURCES_DIR / "budgets.json"
@@ -35,13 +35,16 @@ MODES = (("sync, reuse", False, LiveSettings()), (EVERY_FRAME, False, LiveSettin
          ("background, reuse", True, LiveSettings()), (APP_MODE, True, LiveSettings(reuse=False)))
 
 
-def default_videos() -> list[Path]:
-    """The dev clips in ../shared/data/video beside the checkout."""
-    folder = RESOURCES_DIR.parent.parent / "shared" / "data" / "video"
-    clips = [folder / c for c in DEV_CLIPS if (folder / c).is_file()]
-    if not clips:
-        raise BadInputError(f"no dev clips in {folder}: give --videos PATH...")
-    return clips
+def bench_videos(videos: list[str] | None) -> list[Path]:
+    """The clips named by --videos (the budgets were measured on DEV_CLIPS of the shared data); BadInputError when
+    none is named or one is missing."""
+    if not videos:
+        raise BadInputError("bench pipeline needs the clips to run: --videos CLIP... (the budgets' clips are "
+                            f"{', '.join(DEV_CLIPS)} of the shared data, e.g. ../shared/data/video/d18.mp4)")
+    missing = [v for v in videos if not Path(v).is_file()]
+    if missing:
+        raise BadInputError(f"video not found: {', '.join(missing)}")
+    return [Path(v) for v in videos]
 
 
 def run_clips(models: LiveModels, videos: list[Path], frames: int, settings: LiveSettings,
@@ -78,7 +81,7 @@ def run_clips(models: LiveModels, videos: list[Path], frames: int, settings: Liv
 def bench_pipeline(args) -> dict:
     budgets = json.loads(BUDGETS_PATH.read_text())
     resolution = args.resolution or preview_resolution()  # the app's fast path
-    videos = [Path(v) for v in args.videos] if args.videos else default_videos()
+    videos = bench_videos(args.videos)
     runs, stage_rows, fps_rows = [], [], []
     feedback = not args.no_identity_feedback
     for threads in args.threads:

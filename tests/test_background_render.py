@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.background_render import BackgroundRenderer
+from engine.inversion.inverter import InversionOptions
 from engine.live import LiveModels, LivePipeline, LiveSettings, rms
 from engine.video import VideoReader
 
@@ -66,7 +67,7 @@ def test_live_pipeline_renders_in_the_background(landmarker_model, videos_dir):
         frames = list(reader.frames(6))
     # the identity feedback arrives later in background mode (tests/test_identity_feedback.py); off here, so the
     # first face of both loops comes from the same latent
-    settings = LiveSettings(reuse=False, identity_feedback=False)
+    settings = LiveSettings(reuse=False, inversion=InversionOptions(identity_feedback=False))
     with LivePipeline(models, background_render=True) as pipe, LivePipeline(models) as sync:
         results = [pipe.process(f.image, f.timestamp_ms, settings) for f in frames]
         first_sync = sync.process(frames[0].image, frames[0].timestamp_ms, settings)

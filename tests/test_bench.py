@@ -48,16 +48,27 @@ def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
     assert "per-stage median ms" in printed and "budgets" in printed
 
 
-def test_bench_encoder_times_a_chosen_export(tmp_path, capsys):
+def test_bench_data_paths_are_arguments(capsys):
+    """The engine does not know where the shared data is: without --videos / --photo the benchmarks say what to pass."""
+    assert cli_main(["bench", "--threads", "1"]) == 2
+    assert "--videos" in capsys.readouterr().err
+    for target in ("encoder", "refine"):
+        assert cli_main(["bench", target, "--threads", "1"]) == 2
+        assert "--photo" in capsys.readouterr().err
+
+
+def test_bench_encoder_times_a_chosen_export(tmp_path, face_photo, capsys):
     """--encoder times a development export (here: a copy of the shipped one); a missing file is a clear error."""
     export = tmp_path / "inversion_encoder.onnx"
     export.write_bytes(resolve_model("inversion_encoder").read_bytes())
     out = tmp_path / "encoder.json"
+    photo = str(face_photo("obama.jpg"))
     assert cli_main(["bench", "encoder", "--threads", "1", "--repeats", "2", "--encoder", str(export),
-                     "--json", str(out)]) == 0
+                     "--photo", photo, "--json", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["threads"] == 1 and row["input_px"] == 160 and row["median_ms"] > 0
-    assert cli_main(["bench", "encoder", "--threads", "1", "--encoder", str(tmp_path / "missing.onnx")]) == 2
+    assert cli_main(["bench", "encoder", "--threads", "1", "--photo", photo,
+                     "--encoder", str(tmp_path / "missing.onnx")]) == 2
     assert "missing.onnx" in capsys.readouterr().err
 
 

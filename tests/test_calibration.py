@@ -1,4 +1,4 @@
-"""engine/calibration.py: the personal calibration's file (atomic, checked, no pickle), that a calibration from one
+"""engine/inversion/calibration.py: the personal calibration's file (atomic, checked, no pickle), that a calibration from one
 keyframe of a clip brings a *later* frame of the same person closer by dlib's measure, the live loop adding it, and
 `celeblook calibrate` with `invert --calibration`."""
 from __future__ import annotations
@@ -7,14 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.calibration import LIVE_SLOTS, IdentityCalibration, KeyframePicker, calibrate, keyframe_problem
+from engine.inversion.calibration import LIVE_SLOTS, IdentityCalibration, KeyframePicker, calibrate, keyframe_problem
 from engine.cli import main as cli_main
-from engine.encoder import Encoder, realign_render
+from engine.inversion.encoder import Encoder, realign_render
 from engine.errors import BadInputError, CelebLookError, NoFaceError
 from engine.generator import Generator, to_uint8_rgb
 from engine.landmarks import FaceLandmarker
+from engine.inversion.inverter import InversionOptions
 from engine.live import LiveModels, LivePipeline, LiveSettings
-from engine.refine import Refiner
+from engine.inversion.refine import Refiner
 from engine.video import VideoReader
 
 
@@ -117,7 +118,8 @@ def test_live_loop_adds_the_calibration(landmarker_model, videos_dir):
     (frame, t), = frames_of(videos_dir / "d18.mp4", [0.5])
     offset = np.random.default_rng(0).normal(0, 0.05, (23, 512)).astype(np.float32)
     cal = IdentityCalibration.empty(models.encoder_sha).add(offset)
-    plain = LiveSettings(smooth_latents=False, match_skin=False, reuse=False, identity_feedback=False)
+    plain = LiveSettings(smooth_latents=False, reuse=False,
+                         inversion=InversionOptions(match_skin=False, identity_feedback=False))
     out = {}
     # the identity feedback is asked for, but a calibration replaces it (it was fitted for the one pass alone)
     for name, s in {"plain": plain, "calibrated": plain.with_(calibration=cal, identity_feedback=True)}.items():
@@ -147,3 +149,28 @@ def test_cli_calibrate_then_invert(tmp_path, face_photo, capsys):
     assert cli_main(["calibrate", str(blank), "--out", str(tmp_path / "x.npz"), "--steps", "1"]) == 2
     assert "no usable face" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_keyframe_schedule_decides_the_live_keyframes(monkeypatch):
+    """The live calibration's schedule (what the desktop worker runs): one keyframe at a time, MIN_GAP_S apart,
+    until `wanted`; a keyframe of a stream that has since changed is refined but not added; a saved calibration
+    is used as is and survives a new stream."""
+    from engine.inversion import calibration as cal_module
+
+    monkeypatch.setattr(cal_module, "keyframe_problem", lambda face, crop: None)
+    monkeypatch.setattr(cal_module, "keyframe_offset", lambda *a, **k: np.ones((23, 512), np.float32))
+    s = cal_module.KeyframeSchedule(wanted=2, steps=3)
+    s.new_stream(1)
+    assert s.keyframe(None, None, 0.0) is None, "no face, no keyframe"
+    k = s.keyframe("face", "crop", 0.0)
+    assert k is not None and s.pending and s.keyframe("face", "crop", 5.0) is None, "one at a time"
+    assert s.refine(k, None, None, "sha") and s.calibration.keyframes == 1 and not s.pending
+    assert s.keyframe("face", "crop", 0.5) is None, "too close to the last keyframe"
+    k = s.keyframe("face", "crop", 1.5)
+    s.new_stream(2)  # another source: someone else, maybe
+    assert not s.refine(k, None, None, "sha") and s.calibration is None and not s.pending
+    s.use(IdentityCalibration.empty("sha"))
+    s.new_stream(3)
+    assert s.applied is not None and s.keyframe("face", "crop", 9.0) is None
+    s.on = False
+    assert s.applied is None

@@ -15,7 +15,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from celeblook_desktop.window import MainWindow  # noqa: E402
 from celeblook_desktop.workers import EngineConfig, Source  # noqa: E402
-from engine.calibration import IdentityCalibration  # noqa: E402
+from engine.inversion.calibration import IdentityCalibration  # noqa: E402
 from engine.edits import morph  # noqa: E402
 from engine.live import MORPH_GROW  # noqa: E402
 from engine.text_edit import missing_text_models  # noqa: E402
@@ -55,9 +55,9 @@ def drop(window: MainWindow, path) -> None:
 def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_photo, tmp_path, monkeypatch):
     w = make_window(Source(video=videos_dir / "d18.mp4"))
     qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)
-    assert w.controls.likeness_box.isEnabled() and w.engine._settings.identity_feedback  # the shipped model has it
+    assert w.controls.likeness_box.isEnabled() and w.engine._settings.inversion.identity_feedback  # the shipped model has it
     w.controls.likeness_box.setChecked(False)
-    assert not w.engine._settings.identity_feedback, "the box reaches the engine thread's settings"
+    assert not w.engine._settings.inversion.identity_feedback, "the box reaches the engine thread's settings"
     w.controls.likeness_box.setChecked(True)
     before = w.last_output.processed
     drop(w, face_photo("biden.jpg"))
@@ -121,7 +121,7 @@ def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window
     w = make_window(Source(video=videos_dir / "d20.mp4"), calibrate_keyframes=2)
     assert w.controls.calib_box.isChecked()
     qtbot.waitUntil(lambda: w.calibration_keyframes == 2, timeout=TIMEOUT_MS)
-    cal = w.engine.calibration
+    cal = w.engine.inversion.calibration
     assert cal.keyframes == 2 and np.abs(cal.offset).max() > 0 and not w.errors
     assert "Calibrated to your face (2/2" in w.views.message.text()
     seen = w.last_output.processed
@@ -137,7 +137,7 @@ def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window
 
     again = make_window(Source(video=videos_dir / "d20.mp4"), calibration=saved)  # --calibration FILE
     qtbot.waitUntil(lambda: again.calibration_keyframes == 2, timeout=TIMEOUT_MS)
-    assert np.array_equal(again.engine.calibration.offset, cal.offset) and not again.errors
+    assert np.array_equal(again.engine.inversion.calibration.offset, cal.offset) and not again.errors
 
 
 def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):

@@ -149,7 +149,7 @@ def test_shipped_encoder_budget_and_torch_parity():
     outputs for a fixed input are stored beside it by training/export/encoder.py)."""
     import onnx
 
-    from engine.encoder import Encoder
+    from engine.inversion.encoder import Encoder
     from engine.models import MODELS_DIR, resolve_model
     from training.export.encoder import PARITY_FILE, parity_input
 

@@ -1,4 +1,4 @@
-"""engine/identity_correction.py: the shipped model, when the encoder loads it, and what it does to real faces."""
+"""engine/inversion/corrections/identity.py: the shipped model, when the encoder loads it, and what it does to real faces."""
 from __future__ import annotations
 
 import cv2
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from engine.align import align_face
-from engine.encoder import MODEL_NAME, Encoder, realign_render
+from engine.inversion.encoder import MODEL_NAME, Encoder, realign_render
 from engine.errors import BadInputError, ModelMissingError
 from engine.generator import Generator, to_uint8_rgb
-from engine.identity_correction import IDENTITY_CORRECTION_PATH, IdentityCorrection
-from engine.landmark_correction import LandmarkCorrection
+from engine.inversion.corrections.identity import IDENTITY_CORRECTION_PATH, IdentityCorrection
+from engine.inversion.corrections.landmark import LandmarkCorrection
 from engine.models import resolve_model, sha256_file
 from engine.video import VideoReader
 

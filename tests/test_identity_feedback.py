@@ -1,4 +1,4 @@
-"""engine/identity_feedback.py: the shipped model, when the encoder loads it, the closed loop it runs in (stills and
+"""engine/inversion/corrections/feedback.py: the shipped model, when the encoder loads it, the closed loop it runs in (stills and
 the live loop) and what it does to real faces."""
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from engine.align import align_face
-from engine.encoder import ClosedLoop, Encoder, render_closed_loop
+from engine.inversion.encoder import ClosedLoop, Encoder, render_closed_loop
 from engine.errors import ModelMissingError
 from engine.generator import Generator
-from engine.identity_feedback import IDENTITY_FEEDBACK_PATH, IdentityFeedback
-from engine.live import FEEDBACK_EVERY, IDENTITY_EVERY, LiveModels, LivePipeline, LiveSettings, rms
+from engine.inversion.corrections.feedback import IDENTITY_FEEDBACK_PATH, IdentityFeedback
+from engine.inversion.inverter import FEEDBACK_EVERY, IDENTITY_EVERY, InversionOptions
+from engine.live import LiveModels, LivePipeline, LiveSettings, rms
 from engine.video import VideoReader
 
 
@@ -83,8 +84,8 @@ def test_live_loop_adds_the_feedback_measured_every_few_frames(landmarker_model,
     models = LiveModels.load(threads=2, landmarker_model=landmarker_model)
     with VideoReader(videos_dir / "d20.mp4") as reader:
         frames = list(reader.frames(FEEDBACK_EVERY + 1))
-    settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, match_skin=False, reuse=True,
-                            reuse_threshold=1e9)
+    settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, reuse=True, reuse_threshold=1e9,
+                            inversion=InversionOptions(match_skin=False))
     with LivePipeline(models) as on, LivePipeline(models) as off:
         a = [on.process(f.image, f.timestamp_ms, settings) for f in frames]
         b = [off.process(f.image, f.timestamp_ms, settings.with_(identity_feedback=False)) for f in frames]
@@ -99,12 +100,14 @@ def test_live_loop_adds_the_feedback_measured_every_few_frames(landmarker_model,
 
 def test_target_cache_keys_tell_the_feedback_passes_apart(faces_dir):
     """A cached morph target made with the feedback is not reused without it (or with another pass count)."""
-    from engine.targets import TargetCache
+    from engine.inversion.targets import TargetCache
 
     enc, photo = Encoder.load(threads=1), faces_dir / "obama.jpg"
-    keys = {TargetCache(enc, None, None, enc.one_pass_id, identity_passes=n).key(photo) for n in (0, 1, 2)}
+    keys = {TargetCache(enc, None, None, enc.one_pass_id, options=InversionOptions(identity_passes=n))
+           .key(photo) for n in (0, 1, 2)}
     assert len(keys) == 3
-    quality = {TargetCache(enc, None, None, enc.one_pass_id, identity_passes=n, quality_steps=2).key(photo)
+    quality = {TargetCache(enc, None, None, enc.one_pass_id,
+                           options=InversionOptions(identity_passes=n, quality_steps=2)).key(photo)
                for n in (0, 1)}
     assert len(quality) == 1, "the quality mode runs without the feedback, so its passes do not split the cache"
 
@@ -116,13 +119,13 @@ def test_live_loop_with_background_rendering_measures_off_the_frame_thread(landm
     models = LiveModels.load(threads=2, landmarker_model=landmarker_model)
     with VideoReader(videos_dir / "d20.mp4") as reader:
         frames = list(reader.frames(2))
-    settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, match_skin=False)
+    settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, inversion=InversionOptions(match_skin=False))
     with LivePipeline(models, background_render=True) as bg, LivePipeline(models) as sync, \
             LivePipeline(models) as off:
         first = bg.process(frames[0].image, frames[0].timestamp_ms, settings)
         plain = off.process(frames[0].image, frames[0].timestamp_ms, settings.with_(identity_feedback=False))
         np.testing.assert_array_equal(first.wplus, plain.wplus)
-        bg._feedback_job.result(timeout=60)
+        bg.inverter._feedback_job.result(timeout=60)
         second = bg.process(frames[1].image, frames[1].timestamp_ms, settings)
         sync.process(frames[0].image, frames[0].timestamp_ms, settings)
         expected = sync.process(frames[1].image, frames[1].timestamp_ms, settings)

@@ -1,4 +1,4 @@
-"""engine/landmark_correction.py and engine.align.crop_points: landmarks in crop units, the shipped linear model,
+"""engine/inversion/corrections/landmark.py and engine.align.crop_points: landmarks in crop units, the shipped linear model,
 when the encoder loads it, and what it does to a real face."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from engine.align import align_face, crop_points
-from engine.encoder import MODEL_NAME, Encoder, realign_render
+from engine.inversion.encoder import MODEL_NAME, Encoder, realign_render
 from engine.errors import BadInputError, ModelMissingError
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
+from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.models import resolve_model, sha256_file
 from training.evaluate.probe_identity_feature import shape_error
 

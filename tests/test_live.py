@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from engine.errors import BadInputError, CelebLookError
+from engine.inversion.inverter import InversionOptions, Inverter
 from engine.live import STAGES, LatentSmoothing, LiveModels, LivePipeline, LiveSettings, rms
-from engine.skin_tone import face_oval_mask, skin_lab
+from engine.inversion.skin_tone import face_oval_mask, skin_lab
 from engine.video import VideoReader
 
 RENDER_ONCE = dict(reuse=True, reuse_threshold=1e9)  # generator on the first face only
@@ -97,7 +98,8 @@ def test_skin_match_moves_the_users_code_to_the_cameras_skin_chroma(models, d18)
     if models.skin_tone is None:
         pytest.fail(f"skin-tone model missing: {models.skin_tone_error}", pytrace=False)
     f = d18[0]
-    plain_settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, match_skin=False, **RENDER_ONCE)
+    plain_settings = LiveSettings(smooth_latents=False, smooth_landmarks=False,
+                                  inversion=InversionOptions(match_skin=False), **RENDER_ONCE)
     with LivePipeline(models) as pipe:  # the same frame twice (VIDEO mode wants increasing timestamps)
         plain = pipe.process(f.image, f.timestamp_ms, plain_settings)
         matched = pipe.process(f.image, f.timestamp_ms + 1, plain_settings.with_(match_skin=True))
@@ -149,7 +151,7 @@ def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarke
     """What the user sees: the pasted-back face is recognised as the target more the higher the strength, and at
     full strength it is closer to the target than to the user (the shipped recogniser, cosine similarity)."""
     from engine.face_id import FaceId
-    from engine.targets import builtin_targets
+    from engine.inversion.targets import builtin_targets
 
     fid = FaceId.load(1)
     target = builtin_targets(models.generator, (4,))[0]
@@ -166,3 +168,20 @@ def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarke
     assert to_target[0.0] < to_target[0.5] < to_target[1.0], to_target
     assert to_user[0.0] > to_user[1.0], to_user
     assert to_target[1.0] > to_user[1.0], (to_target, to_user)
+
+
+def test_the_live_loop_and_a_still_share_the_inverter(models, d18, landmarker):
+    """The live loop inverts through an Inverter (engine.inversion.inverter) and a still of the same frame through
+    another one over the same models: on the same crop, without the per-frame extras (smoothing, identity feedback,
+    skin match, closed-loop passes), both give the same one pass."""
+    f = d18[0]
+    bare = InversionOptions(identity_feedback=False, match_skin=False, identity_passes=0, skin_passes=0)
+    settings = LiveSettings(smooth_latents=False, smooth_landmarks=False, inversion=bare, **RENDER_ONCE)
+    with LivePipeline(models) as pipe:
+        assert isinstance(pipe.inverter, Inverter)
+        live = pipe.process(f.image, f.timestamp_ms, settings)
+    still = Inverter(models.encoder, models.generator, models.skin_tone).invert_photo(f.image, landmarker, bare,
+                                                                                      face=live.face)
+    np.testing.assert_array_equal(still.crop.image, live.crop.image)
+    # the live loop reads the recogniser's running mean embedding, renormalised: float noise
+    np.testing.assert_allclose(still.wplus, live.wplus, atol=1e-5)

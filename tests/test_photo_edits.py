@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from engine.cli import main as cli_main
-from engine.encoder import MODEL_NAME, Encoder
+from engine.inversion.encoder import MODEL_NAME, Encoder
 from engine.errors import BadInputError, NoFaceError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.models import resolve_model, sha256_file
-from engine.targets import TargetCache, builtin_targets
+from engine.inversion.targets import TargetCache, builtin_targets
 
 
 @pytest.fixture(scope="module")

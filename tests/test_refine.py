@@ -1,4 +1,4 @@
-"""engine/refine.py: the quality mode over onnxruntime, its exported objective (training/export/refiner.py)
+"""engine/inversion/refine.py: the quality mode over onnxruntime, its exported objective (training/export/refiner.py)
 against torch's own gradient, the colour anchor, and `celeblook invert --quality`."""
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 
 from engine.align import align_face
 from engine.cli import main as cli_main
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import IdentityTerm, Refiner, colour_anchor, crop_target, refine_latent
+from engine.inversion.refine import IdentityTerm, Refiner, colour_anchor, crop_target, refine_latent
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_crop_target_rejects_a_non_image():
 def test_quality_mode_brings_a_real_face_closer_and_keeps_the_person(parts, face_photo):
     """On obama.jpg the quality mode lowers its own loss step over step on average and takes dlib's identity
     distance of the reconstruction below the one pass's."""
-    from engine.encoder import realign_render
+    from engine.inversion.encoder import realign_render
     from engine.generator import to_uint8_rgb
     from training.evaluate.dlib_judge import DlibIdentity
 

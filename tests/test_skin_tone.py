@@ -1,4 +1,4 @@
-"""engine/skin_tone.py: the shipped skin-tone model, the match, and where the engine uses it."""
+"""engine/inversion/skin_tone.py: the shipped skin-tone model, the match, and where the engine uses it."""
 from __future__ import annotations
 
 import cv2
@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from engine.align import align_face
-from engine.encoder import MODEL_NAME, Encoder, invert_photo
+from engine.inversion.encoder import MODEL_NAME, Encoder
+from engine.inversion.inverter import InversionOptions, Inverter
 from engine.errors import ModelMissingError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.models import resolve_model, sha256_file
-from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
-from engine.targets import TargetCache
+from engine.inversion.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from engine.inversion.targets import TargetCache
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +66,10 @@ def test_matching_brings_a_real_face_skin_colour_closer(parts, face_photo):
     gen, enc, lm = parts
     model = SkinToneModel.load()
     image = load_image(face_photo("obama.jpg"))
-    plain = invert_photo(image, lm, enc, gen, identity_passes=0)
-    predicted = invert_photo(image, lm, enc, gen, face=plain.face, skin_tone=model, skin_passes=0, identity_passes=0)
-    closed = invert_photo(image, lm, enc, gen, face=plain.face, skin_tone=model, skin_passes=1, identity_passes=0)
-    written = invert_photo(image, lm, enc, gen, face=plain.face, skin_tone=model, skin_passes=1)
+    inverter = Inverter(enc, gen, model)
+    plain = inverter.invert_photo(image, lm, InversionOptions(match_skin=False, identity_passes=0))
+    predicted, closed, written = (inverter.invert_photo(image, lm, options, face=plain.face) for options in (
+        InversionOptions(skin_passes=0, identity_passes=0), InversionOptions(identity_passes=0), InversionOptions()))
     mask = face_oval_mask(plain.face, plain.crop)
     lab_in = skin_lab(plain.crop.image, mask)
     err_plain, err_predicted, err_closed, err_written = (np.abs(skin_lab(inv.reconstruction, mask) - lab_in)
@@ -88,7 +89,8 @@ def test_target_cache_keys_follow_the_skin_match(tmp_path, parts, face_photo):
     sha = sha256_file(resolve_model(MODEL_NAME))
     photo = face_photo("biden.jpg")
     on = TargetCache(enc, gen, lm, sha, folder=tmp_path)
-    off = TargetCache(enc, gen, lm, sha, folder=tmp_path, match_skin=False)
+    off = TargetCache(enc, gen, lm, sha, folder=tmp_path, options=InversionOptions(match_skin=False))
     assert on.key(photo) != off.key(photo) and on.key(photo).startswith(off.key(photo))
-    assert TargetCache(enc, gen, lm, sha, folder=tmp_path, skin_passes=2).key(photo) != on.key(photo)
-    assert on.skin_tone is not None and off.skin_tone is None
+    two = TargetCache(enc, gen, lm, sha, folder=tmp_path, options=InversionOptions(skin_passes=2))
+    assert two.key(photo) != on.key(photo)
+    assert on.inverter.skin_tone is not None and off.inverter.skin_tone is None

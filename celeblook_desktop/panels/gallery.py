@@ -5,7 +5,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QHBoxLayout, QListView, QListWidget, QListWidgetItem, QPushButton, QWidget
 
-from engine.targets import Target
+from engine.inversion.targets import Target
 
 from celeblook_desktop.panels.views import bgr_to_pixmap
 

@@ -5,7 +5,7 @@
   celeblook bench generator   1024-px synthesis latency (onnxruntime), 1 and 2 threads; against the official
                               OpenVINO IR: python -m training.evaluate.bench_openvino (needs `train`)
   celeblook bench encoder     inversion encoder latency per aligned face
-  celeblook bench refine      quality mode for stills (engine/refine.py): one objective step, one colour
+  celeblook bench refine      quality mode for stills (engine/inversion/refine.py): one objective step, one colour
                               anchor and the whole --steps run on a photo's aligned face
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.benchmark import format_table, machine_info, median_ms, write_json
-from engine.errors import CelebLookError
+from engine.errors import BadInputError, CelebLookError
 from engine.generator import Generator
 
 
@@ -33,11 +33,12 @@ def bench_generator(args: argparse.Namespace) -> dict:
             "machine": machine_info(), "rows": rows}
 
 
-def default_photo(args: argparse.Namespace) -> Path:
-    """--photo, else obama.jpg of the shared test photos."""
-    from engine.models import RESOURCES_DIR
-
-    return Path(args.photo) if args.photo else RESOURCES_DIR.parent.parent / "shared" / "data" / "faces" / "obama.jpg"
+def bench_photo(args: argparse.Namespace) -> Path:
+    """--photo (the documented numbers used obama.jpg of the shared test photos); BadInputError when absent."""
+    if not args.photo:
+        raise BadInputError(f"bench {args.target} needs a photo with a face: --photo PHOTO (the documented numbers "
+                            "used the shared obama.jpg, e.g. ../shared/data/faces/obama.jpg)")
+    return Path(args.photo)
 
 
 def bench_encoder(args: argparse.Namespace) -> dict:
@@ -47,12 +48,12 @@ def bench_encoder(args: argparse.Namespace) -> dict:
     feedback's measurement on the one pass's reconstruction (Encoder.identity_step: landmarks on the render, the
     recogniser, the map; the render itself is the generator's benchmark)."""
     from engine.align import align_face
-    from engine.encoder import Encoder, detect_face
+    from engine.inversion.encoder import Encoder, detect_face
     from engine.image_io import load_image
     from engine.landmarks import FaceLandmarker
 
     noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    photo = default_photo(args)
+    photo = bench_photo(args)
     with FaceLandmarker() as lm:
         image = load_image(photo)
         face = detect_face(image, lm, str(photo))
@@ -76,7 +77,7 @@ def bench_encoder(args: argparse.Namespace) -> dict:
                                              if c is not None) or "none",
                      "median_ms": round(ms, 2), "fps": round(1000 / ms, 1)})
         if enc.feedback is not None:
-            from engine.encoder import realign_render
+            from engine.inversion.encoder import realign_render
             from engine.generator import Generator, to_uint8_rgb
 
             embedding = enc.face_embedding(crop, face)
@@ -93,16 +94,16 @@ def bench_encoder(args: argparse.Namespace) -> dict:
 
 def bench_refine(args: argparse.Namespace) -> dict:
     """The quality mode's parts and the whole run (`--steps` steps from the encoder's one pass) on a photo's crop
-    (--photo; default obama.jpg of the shared test photos)."""
+    (--photo)."""
     import time
 
     from engine.align import align_face, crop_points
-    from engine.encoder import Encoder, detect_face
+    from engine.inversion.encoder import Encoder, detect_face
     from engine.image_io import load_image
     from engine.landmarks import FaceLandmarker
-    from engine.refine import IdentityTerm, Refiner, colour_anchor, crop_target, refine_latent
+    from engine.inversion.refine import IdentityTerm, Refiner, colour_anchor, crop_target, refine_latent
 
-    photo = default_photo(args)
+    photo = bench_photo(args)
     with FaceLandmarker() as lm:
         image = load_image(photo)
         face = detect_face(image, lm, str(photo))
@@ -157,7 +158,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", nargs="?", default="pipeline", help=f"what to measure: {', '.join(TARGETS)}")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to try (default 1 2)")
     p.add_argument("--repeats", type=int, default=10, help="timed runs per row (default 10)")
-    p.add_argument("--videos", nargs="+", help="pipeline: clips to run (default: the dev clips in ../shared)")
+    p.add_argument("--videos", nargs="+", help="pipeline (required): clips to run (the budgets' clips: d18.mp4 "
+                                               "d20.mp4 s18.mp4 of the shared data)")
     p.add_argument("--frames", type=int, default=30, help="pipeline: frames per clip and setting (default 30)")
     p.add_argument("--resolution", type=int, default=None, help="pipeline: generator resolution (default: budget's)")
     p.add_argument("--no-identity-feedback", action="store_true",
@@ -167,6 +169,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
     p.add_argument("--steps", type=int, default=20, help="refine: quality-mode steps of the whole run (default 20)")
-    p.add_argument("--photo", help="refine, encoder: the photo whose face is refined / inverted (default: the shared "
-                                   "obama.jpg)")
+    p.add_argument("--photo", help="refine, encoder (required): the photo whose face is refined / inverted (the "
+                                   "documented numbers: the shared obama.jpg)")
     p.set_defaults(func=run)

@@ -1,4 +1,4 @@
-"""`celeblook calibrate SOURCE... --out me.npz`: calibrate the one pass to one person (engine/calibration.py).
+"""`celeblook calibrate SOURCE... --out me.npz`: calibrate the one pass to one person (engine/inversion/calibration.py).
 
 SOURCE: a video file of the person (the first --keyframes frames with a usable face, --gap seconds apart) or one
 or more photos of them (each is a keyframe). Each keyframe is refined once with the quality mode (a few seconds);
@@ -12,14 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-from engine.calibration import KEYFRAMES, MIN_GAP_S, PHOTO_SPACING_S, IdentityCalibration, calibrate, photo_frames
-from engine.encoder import Encoder
+from engine.inversion.calibration import KEYFRAMES, MIN_GAP_S, PHOTO_SPACING_S, IdentityCalibration, calibrate, photo_frames
+from engine.inversion.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import STEPS, Refiner
-from engine.targets import IMAGE_SUFFIXES
+from engine.inversion.refine import STEPS, Refiner
+from engine.inversion.targets import IMAGE_SUFFIXES
 from engine.video import VideoReader
 
 

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     box = face_box(frames[0].image, models.landmarker_model, str(path))
     target = None
     if args.target:
-        from engine.targets import TargetCache
+        from engine.inversion.targets import TargetCache
 
         with FaceLandmarker(models.landmarker_model) as lm:
             target = TargetCache(models.encoder, models.generator, lm, models.encoder_sha).load(args.target).wplus

@@ -2,10 +2,10 @@
 
 The reconstruction has the framing of `celeblook align`'s crop; --side-by-side writes aligned input |
 reconstruction, --paste puts the reconstruction back into the photo instead, --latent saves the W+ (1, 23, 512).
-The encoder's W+ gets the landmark correction (engine/landmark_correction.py; --no-landmark-correction for the
+The encoder's W+ gets the landmark correction (engine/inversion/corrections/landmark.py; --no-landmark-correction for the
 network alone; --no-identity-correction leaves out the face recogniser's correction), then --identity-passes
-closed-loop passes of the identity feedback (engine/identity_feedback.py); --calibration adds the person's calibration (`celeblook calibrate`); --quality refines it by latent optimisation over onnxruntime (engine/refine.py, a few seconds).
-The skin's colour is matched to the photo's (engine/skin_tone.py: chroma by the linear model, then
+closed-loop passes of the identity feedback (engine/inversion/corrections/feedback.py); --calibration adds the person's calibration (`celeblook calibrate`); --quality refines it by latent optimisation over onnxruntime (engine/inversion/refine.py, a few seconds).
+The skin's colour is matched to the photo's (engine/inversion/skin_tone.py: chroma by the linear model, then
 --skin-passes closed-loop passes on the rendered skin's CIELAB, one render each) unless --no-skin-match.
 """
 from __future__ import annotations
@@ -18,30 +18,22 @@ from pathlib import Path
 import numpy as np
 
 from engine.align import CROP_SIZES, face_warnings
-from engine.commands.calibrate import load_calibration
-from engine.commands.photo_args import add_inversion_args, quality_refiner, photo_encoder
-from engine.encoder import feedback_passes, invert_photo
+from engine.commands.photo_args import add_inversion_args, photo_encoder, photo_inversion
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
 from engine.latents import save_latent
 from engine.paste import paste_back
-from engine.skin_tone import SkinToneModel
 
 
 def run(args: argparse.Namespace) -> int:
     image = load_image(args.photo)
     encoder = photo_encoder(args)
     generator = Generator.load(args.threads)
-    skin_tone = None if args.no_skin_match else SkinToneModel.load()
-    refiner = quality_refiner(args, generator)
-    calibration = load_calibration(args.calibration, encoder)
+    inverter, options = photo_inversion(args, encoder, generator)
     t0 = time.perf_counter()
     with FaceLandmarker(args.model) as landmarker:
-        inv = invert_photo(image, landmarker, encoder, generator, args.size, source=str(args.photo),
-                           skin_tone=skin_tone, skin_passes=args.skin_passes, refiner=refiner,
-                           refine_steps=args.quality, calibration=calibration,
-                           identity_passes=args.identity_passes)
+        inv = inverter.invert_photo(image, landmarker, options, args.size, source=str(args.photo))
     ms = (time.perf_counter() - t0) * 1000
     if args.paste:
         out = paste_back(image, inv.reconstruction, inv.crop, inv.face)
@@ -52,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     save_image(args.out, out)
     if args.latent:
         save_latent(args.latent, inv.wplus)
-    identity_passes = feedback_passes(encoder, args.identity_passes, args.quality > 0, calibration is not None)
-    renders = 1 + max(args.skin_passes if skin_tone is not None else 0, identity_passes)
+    renders = 1 + max(options.skin_passes if inverter.skin_tone is not None else 0, inverter.feedback_passes(options))
     quality = f"{args.quality} quality steps, " if args.quality else ""
     print(f"wrote {args.out}" + (f" and {args.latent}" if args.latent else "") + f" ({ms:.0f} ms: landmarks, "
           f"encoder, {quality}{renders} x (1024-px render, re-alignment))")
@@ -71,10 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--side-by-side", action="store_true", help="write aligned input | reconstruction")
     mode.add_argument("--paste", action="store_true", help="paste the reconstruction back into the photo")
-    p.add_argument("--no-skin-match", action="store_true",
-                   help="keep the encoder's skin colour (default: match the photo's, engine/skin_tone.py)")
-    p.add_argument("--skin-passes", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
-                   help="closed-loop skin passes after the predicted match, one render each (default 1)")
     add_inversion_args(p)
     p.add_argument("--size", type=int, default=256, choices=CROP_SIZES, help="crop/reconstruction side (default 256)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")

@@ -9,8 +9,9 @@ from engine.edits import MORPH_MODES, DirectionSet, morph, reenact
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
-from engine.refine import STEPS
-from engine.targets import TargetCache
+from engine.inversion.inverter import InversionOptions
+from engine.inversion.refine import STEPS
+from engine.inversion.targets import TargetCache
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     encoder = photo_encoder(args)
     with FaceLandmarker(args.model) as landmarker:
         target = TargetCache(encoder, generator, landmarker, encoder.one_pass_id,
-                             quality_steps=args.target_quality).load(args.to)
+                             options=InversionOptions(quality_steps=args.target_quality)).load(args.to)
         editor = open_photo(args, landmarker, encoder, generator)
     lock = None if args.no_pose_lock else DirectionSet.load()
     if args.preset == "reenact":  # a photo has no motion to average: its pose and expression go by the directions

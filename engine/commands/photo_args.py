@@ -9,22 +9,23 @@ import cv2
 import numpy as np
 
 from engine.commands.calibrate import load_calibration
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.gif import write_gif
 from engine.image_io import load_image, save_image
+from engine.inversion.inverter import InversionOptions, Inverter
 from engine.landmarks import FaceLandmarker
 from engine.photo_edit import PhotoEditor
-from engine.refine import STEPS, Refiner
-from engine.skin_tone import SkinToneModel
+from engine.inversion.refine import STEPS, Refiner
+from engine.inversion.skin_tone import SkinToneModel
 
 
 def add_inversion_args(p: argparse.ArgumentParser) -> None:
-    """--quality, --calibration, --no-landmark-correction, --no-identity-correction, --identity-passes: how a still
-    photo's face is inverted."""
+    """--quality, --calibration, --no-landmark-correction, --no-identity-correction, --identity-passes,
+    --no-skin-match, --skin-passes: how a still photo's face is inverted (photo_inversion)."""
     p.add_argument("--quality", type=int, nargs="?", const=STEPS, default=0, metavar="STEPS",
-                   help=f"refine the one pass by latent optimisation (engine/refine.py; {STEPS} steps unless given, "
+                   help=f"refine the one pass by latent optimisation (engine/inversion/refine.py; {STEPS} steps unless given, "
                         "a few seconds): closer to the photo, same person more often")
     p.add_argument("--calibration", type=Path, metavar="FILE",
                    help="the person's calibration from `celeblook calibrate` (other photos or a video of them), "
@@ -37,6 +38,10 @@ def add_inversion_args(p: argparse.ArgumentParser) -> None:
                    help="closed-loop passes of the identity feedback: the recogniser compares the reconstruction with "
                         "the photo and the W+ moves by the difference, one render each (default 1; 0: off; not "
                         "with --quality or --calibration)")
+    p.add_argument("--no-skin-match", action="store_true",
+                   help="keep the encoder's skin colour (default: match the photo's, engine/inversion/skin_tone.py)")
+    p.add_argument("--skin-passes", type=int, default=1, choices=range(0, 4), metavar="{0..3}",
+                   help="closed-loop skin passes after the predicted match, one render each (default 1)")
 
 
 def photo_encoder(args: argparse.Namespace) -> Encoder:
@@ -61,20 +66,25 @@ def add_photo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="face_landmarker.task (default: resolved as usual)")
     p.add_argument("--encoder", type=Path, help="inversion encoder ONNX (default: the shipped one)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
-    p.add_argument("--no-skin-match", action="store_true",
-                   help="keep the encoder's skin colour for the photo's face (default: match the photo's)")
     add_inversion_args(p)
+
+
+def photo_inversion(args: argparse.Namespace, encoder: Encoder,
+                    generator: Generator) -> tuple[Inverter, InversionOptions]:
+    """The Inverter and the options the flags of add_inversion_args ask for (the skin model and the quality mode's
+    objective loaded when asked for; --calibration checked against the encoder)."""
+    skin_tone = None if args.no_skin_match else SkinToneModel.load()
+    options = InversionOptions(identity_passes=args.identity_passes, match_skin=not args.no_skin_match,
+                               skin_passes=args.skin_passes, quality_steps=args.quality,
+                               calibration=load_calibration(args.calibration, encoder))
+    return Inverter(encoder, generator, skin_tone, quality_refiner(args, generator)), options
 
 
 def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: Encoder,
                generator: Generator) -> PhotoEditor:
-    """Load --photo and invert its largest face (refined with --quality; skin colour matched to the photo unless
-    --no-skin-match)."""
-    skin_tone = None if args.no_skin_match else SkinToneModel.load()
-    return PhotoEditor.open(load_image(args.photo), landmarker, encoder, generator, source=str(args.photo),
-                            skin_tone=skin_tone, refiner=quality_refiner(args, generator), refine_steps=args.quality,
-                            calibration=load_calibration(args.calibration, encoder),
-                            identity_passes=args.identity_passes)
+    """Load --photo and invert its largest face as the flags ask (photo_inversion)."""
+    inverter, options = photo_inversion(args, encoder, generator)
+    return PhotoEditor.open(load_image(args.photo), landmarker, inverter, options, source=str(args.photo))
 
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:

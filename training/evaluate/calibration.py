@@ -1,4 +1,4 @@
-"""Evaluate the personal calibration (engine/calibration.py): does one refinement of a few keyframes of a person
+"""Evaluate the personal calibration (engine/inversion/calibration.py): does one refinement of a few keyframes of a person
 make the one pass of *other* frames of that person the same person by dlib's measure?
 
     python -m training.evaluate.calibration --json docs/results/calibration_eval.json \
@@ -6,7 +6,7 @@ make the one pass of *other* frames of that person the same person by dlib's mea
     python -m training.evaluate.calibration --test-frames 3 --quality-steps 0     # quicker: no per-frame baseline
 
 Per clip of ../shared/data/video (a stand-in for a webcam session): the calibration takes its keyframes the way the
-desktop app does (engine.calibration.calibrate: the first frames with a usable face, --gap seconds apart, refined
+desktop app does (engine.inversion.calibration.calibrate: the first frames with a usable face, --gap seconds apart, refined
 with --steps quality-mode steps each); the test frames are --test-frames frames spread evenly from --after seconds
 past the last keyframe to the end of the clip, none of them a keyframe. Methods per test frame: "one pass" (the
 encoder with its landmark correction, what the live loop has without calibration), "calibrated, 1 keyframe" (the
@@ -15,7 +15,7 @@ on that very frame, seconds per frame: the reference the calibration tries to re
 
 --album A1+A2,B1,... (photos of one person, in ../shared/data/faces unless a path; '+' joins versions of one
 photograph: obama_partial_face.jpg is cut from obama.jpg, obama-240p.jpg a small version of it): each photo
-calibrated by the photos of the *other* photographs that make good keyframes (engine.calibration
+calibrated by the photos of the *other* photographs that make good keyframes (engine.inversion.calibration
 .keyframe_problem, as `celeblook calibrate` takes them; leave one photograph out): the "photos of a friend" case.
 
 Metrics as in training/evaluate/encoder.py: dlib descriptor distance between the aligned input and the
@@ -31,14 +31,14 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
-from engine.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
+from engine.inversion.calibration import ANCHOR, KEYFRAMES, LIVE_SLOTS, MIN_GAP_S, IdentityCalibration, KeyframePicker, keyframe_offset, \
     keyframe_problem, stream_keyframes
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.generator import Generator
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import ANCHOR_EVERY, STEPS, Refiner, refine_latent
-from engine.skin_tone import face_oval_mask
+from engine.inversion.refine import ANCHOR_EVERY, STEPS, Refiner, refine_latent
+from engine.inversion.skin_tone import face_oval_mask
 from engine.video import VideoReader
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
 from training.evaluate.dlib_judge import DlibIdentity
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="photos of one person for the leave-one-photograph-out album check, '+' joining versions "
                          "of one photograph ('' to skip)")
     ap.add_argument("--anchor-every", type=int, default=ANCHOR,
-                    help="the refinement's colour anchor every N steps (0: none; engine/refine.py)")
+                    help="the refinement's colour anchor every N steps (0: none; engine/inversion/refine.py)")
     ap.add_argument("--render", choices=("full", "preview"), default="full",
                     help="score renders of the 1024-px generator (stills) or the 256-px preview head (the live loop, "
                          "which adds the first LIVE_SLOTS slots of the calibration)")

@@ -13,14 +13,14 @@ way, as `celeblook invert` writes it):
   * PSNR and SSIM (gaussian window, sigma 1.5) at 256 px inside the input's face oval (MediaPipe landmarks);
   * skin tone: median CIELAB inside that oval, reconstruction minus input: delta L* (> 0: lighter) and delta E76;
   * methods: "encoder", the network's one pass alone; "encoder+skin", that followed by the predicted skin-tone
-    match of engine/skin_tone.py; "encoder+skin loop", that plus one closed-loop pass on the rendered skin
-    (engine.encoder.render_closed_loop); "encoder+landmarks", the network plus the landmark correction
-    (engine/landmark_correction.py), and "+skin loop" on top; "encoder+landmarks+identity", that plus the identity
-    correction (engine/identity_correction.py: the engine's one pass, what the live loop starts from), and
+    match of engine/inversion/skin_tone.py; "encoder+skin loop", that plus one closed-loop pass on the rendered skin
+    (engine.inversion.encoder.render_closed_loop); "encoder+landmarks", the network plus the landmark correction
+    (engine/inversion/corrections/landmark.py), and "+skin loop" on top; "encoder+landmarks+identity", that plus the identity
+    correction (engine/inversion/corrections/identity.py: the engine's one pass, what the live loop starts from), and
     "+skin loop" on top; "+identity loop", the one pass plus `--identity-passes` closed-loop passes of the identity
-    feedback (engine/identity_feedback.py, one render each), and "+identity+skin loop", both loops in the same
+    feedback (engine/inversion/corrections/feedback.py, one render each), and "+identity+skin loop", both loops in the same
     passes (what `celeblook invert`, the photo edits and the morph targets write); "quality", the
-    engine's quality mode from that one pass (engine/refine.py, onnxruntime), and "+skin loop" on top (`celeblook invert
+    engine's quality mode from that one pass (engine/inversion/refine.py, onnxruntime), and "+skin loop" on top (`celeblook invert
     --quality`); the average face; latent optimisation from it (torch); the encoder refined in torch
     (training/fit/refine_inversion.py), and refined then one closed-loop skin pass. The closed loop sets the
     reconstruction's median skin colour to the input's by construction, so for those rows the skin columns say
@@ -39,13 +39,13 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
-from engine.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
+from engine.inversion.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
-from engine.refine import ID_WEIGHT, Refiner, refine_latent
+from engine.inversion.refine import ID_WEIGHT, Refiner, refine_latent
 from engine.latents import to_wplus
-from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from engine.inversion.skin_tone import SkinToneModel, face_oval_mask, skin_lab
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS, video_frames
 from training.data.samples import USED_SLOTS, w_stats
 from training.evaluate.dlib_judge import DlibIdentity
@@ -109,7 +109,7 @@ def exposure_sweep(encoder_path: str | None, photos: Path, videos: Path, per_cli
                    threads: int) -> list[dict]:
     """Does the reconstruction follow exposure? Every real face's aligned crop scaled by each factor; skin CIELAB
     (median in the face oval) of the scaled input, of its one-pass reconstruction and of that reconstruction after
-    the skin-tone match (engine/skin_tone.py)."""
+    the skin-tone match (engine/inversion/skin_tone.py)."""
     gen, enc, skin_tone = Generator.load(threads), Encoder.load(threads, encoder_path), SkinToneModel.load()
     out = []
     with FaceLandmarker() as lm:
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--opt-block", type=int, choices=[4, 5],
                     help="optimise through the 256 (4) or 512 (5)-px preview head instead of the 1024-px network")
     ap.add_argument("--quality-steps", type=int, default=0,
-                    help="also: the engine's quality mode (engine/refine.py, onnxruntime) with N steps from the "
+                    help="also: the engine's quality mode (engine/inversion/refine.py, onnxruntime) with N steps from the "
                          "engine's one pass, on every image (20: the default of --quality)")
     ap.add_argument("--quality-id-weight", type=float, default=ID_WEIGHT,
                     help=f"the quality mode's identity-term weight (default {ID_WEIGHT}, the engine's; 0: pixels only)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine.skin_tone import skin_lab
+from engine.inversion.skin_tone import skin_lab
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import realign_render
+from engine.inversion.encoder import realign_render
 from engine.generator import Generator, to_uint8_rgb
 from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
@@ -36,7 +36,7 @@ CONFIGS = {"one pass": False, "identity feedback": True}  # name -> LiveSettings
 def clip_distances(models: LiveModels, renderers: dict, ident: DlibIdentity, landmarker, path: Path, frames: int,
                    every: int, feedback: bool) -> dict[str, list[float]]:
     """{renderer name: dlib distance per scored frame} of one clip run through a fresh live pipeline."""
-    settings = LiveSettings(identity_feedback=feedback, reuse=False)
+    settings = LiveSettings(reuse=False).with_(identity_feedback=feedback)
     out = {name: [] for name in renderers}
     with VideoReader(path) as reader, LivePipeline(models) as pipe:
         for i, frame in enumerate(reader.frames(frames)):

@@ -34,7 +34,8 @@ from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.models import resolve_model
-from engine.targets import TargetCache, builtin_targets
+from engine.inversion.inverter import InversionOptions
+from engine.inversion.targets import TargetCache, builtin_targets
 from engine.video import VideoReader
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
 from training.evaluate.dlib_judge import DlibIdentity
@@ -90,7 +91,7 @@ def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality:
     out = {}
     with FaceLandmarker(max_faces=4) as lm:
         cache = TargetCache(models.encoder, models.generator, lm, models.encoder_sha, folder=cache_dir,
-                            quality_steps=quality)
+                            options=InversionOptions(quality_steps=quality))
         for spec in specs:
             if spec.startswith("seed:"):
                 t = builtin_targets(models.generator, (int(spec[5:]),))[0]

@@ -5,7 +5,7 @@
 If the one pass erred on real faces by a shared offset (the encoder has only seen generated faces), the quality
 mode's change of W+, D = quality − one pass, would point the same way for different people, and a constant
 added to the one pass would help everyone. Per face: the engine's one pass (Encoder.invert_face, both
-corrections) and the quality mode from it (engine.refine.refine_latent, the shipped objective with its identity
+corrections) and the quality mode from it (engine.inversion.refine.refine_latent, the shipped objective with its identity
 term); D on the 16 used slots in w_std units. Faces: `--per-clip` frames of each video clip at positions the
 encoder evaluation does not use (each person is one group) and `--generated` faces at seeds it does not use (one
 group, the control: there the one pass has no domain gap). Reported: per group the RMS of D, the RMS of the
@@ -22,11 +22,11 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
 from engine.latents import to_wplus
-from engine.refine import Refiner, refine_latent
+from engine.inversion.refine import Refiner, refine_latent
 from training.data.samples import USED_SLOTS, w_stats
 from training.data.face_sets import VIDEOS, frame_positions, video_frames
 

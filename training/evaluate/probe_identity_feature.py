@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path, write_json_atomic
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
 from engine.latents import to_wplus

@@ -3,7 +3,7 @@
     python -m training.export.refiner          # resources/models/refiner_256.onnx + manifest entry
 
 The graph (`refiner_256.onnx`, batch 1): inputs `wplus` (1, 23, 512), `target` (1, 3, 256, 256) RGB in [-1, 1]
-(the aligned crop), `offset` (1, 3, 256, 256) (the colour anchor added to the render, engine/refine.py),
+(the aligned crop), `offset` (1, 3, 256, 256) (the colour anchor added to the render, engine/inversion/refine.py),
 `id_rows`, `id_cols` (224, 256) (the separable warp into the recognition crop, engine.face_id.separable_warp)
 and `id_weight` (1,); outputs `loss` () = L1 + (1 - MS-SSIM) of (preview render + offset) against the target
 (training.models.encoder.image_losses, as in training/fit/refine_inversion.py) + id_weight x (1 - cosine of the face

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.models import sha256_file
 from training.data.augment import augment
 from training.data.samples import USED_SLOTS

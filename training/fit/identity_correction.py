@@ -1,4 +1,4 @@
-"""Fit the identity correction (engine/identity_correction.py) on cached generated samples.
+"""Fit the identity correction (engine/inversion/corrections/identity.py) on cached generated samples.
 
     for s in a:31 b:32 c:33 d:34; do    # 32 k samples, ~30 min on 2 cores (two at a time, --threads 1 each)
       python -m training.data.samples --name idc_${s%:*} --samples 8000 --resolution 256 --seed ${s#*:} --psi-min 0.5
@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.face_id import FaceId, recognition_crop
-from engine.identity_correction import IDENTITY_CORRECTION_PATH
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH
+from engine.inversion.corrections.identity import IDENTITY_CORRECTION_PATH
+from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from training.data.samples import USED_SLOTS, data_root, load_shards
 from training.fit.corrections import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser, save_correction,
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out, IDENTITY_CORRECTION_PATH, "identity_correction",
         f"reduced-rank ridge regression (rank {meta['rank']}) from the face-recognition embedding (face_id) to the one "
         f"pass's W+ error on the used slots ({meta['slots']}), fitted on {meta['samples']} generated faces "
-        f"(engine/identity_correction.py); for the encoder with sha256 {meta['encoder_sha256']} and its landmark "
+        f"(engine/inversion/corrections/identity.py); for the encoder with sha256 {meta['encoder_sha256']} and its landmark "
         "correction",
         "for s in a:31 b:32 c:33 d:34; do python -m training.data.samples --name idc_${s%:*} --samples 8000 "
         "--resolution 256 --seed ${s#*:} --psi-min 0.5; done && python -m training.fit.identity_correction --data "

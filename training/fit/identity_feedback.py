@@ -1,4 +1,4 @@
-"""Fit the identity feedback (engine/identity_feedback.py) on cached generated samples the one pass never saw.
+"""Fit the identity feedback (engine/inversion/corrections/feedback.py) on cached generated samples the one pass never saw.
 
     for s in a:41 b:42; do    # 16 k samples, ~14 min on 2 cores (both at once, --threads 1 each)
       python -m training.data.samples --name idf_${s%:*} --samples 8000 --resolution 256 --seed ${s#*:} --psi-min 0.5
@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder
+from engine.inversion.encoder import Encoder
 from engine.face_id import FaceId
 from engine.generator import Generator, to_uint8_rgb
-from engine.identity_feedback import IDENTITY_FEEDBACK_PATH, reconstruction_embedding
+from engine.inversion.corrections.feedback import IDENTITY_FEEDBACK_PATH, reconstruction_embedding
 from engine.landmarks import FaceLandmarker
 from engine.models import load_manifest, user_cache_dir
 from training.data.samples import USED_SLOTS, data_root
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out, IDENTITY_FEEDBACK_PATH, "identity_feedback",
         f"reduced-rank ridge regression (rank {meta['rank']}) from the difference of face-recognition embeddings "
         f"(face_id: input minus the one pass's render) to the one pass's W+ error on the shape slots, fitted on "
-        f"{meta['samples']} generated faces (engine/identity_feedback.py); for the one pass {meta['one_pass_id']}",
+        f"{meta['samples']} generated faces (engine/inversion/corrections/feedback.py); for the one pass {meta['one_pass_id']}",
         "for s in a:41 b:42; do python -m training.data.samples --name idf_${s%:*} --samples 8000 --resolution 256 "
         "--seed ${s#*:} --psi-min 0.5; done && python -m training.fit.identity_feedback --data "
         + ",".join(meta["data"]))

@@ -1,4 +1,4 @@
-"""Fit the landmark correction (engine/landmark_correction.py) on cached generated samples.
+"""Fit the landmark correction (engine/inversion/corrections/landmark.py) on cached generated samples.
 
     python -m training.data.samples --name lmk_a --samples 8000 --resolution 256 --seed 21 --psi-min 0.5
     python -m training.data.samples --name lmk_b --samples 8000 --resolution 256 --seed 22 --psi-min 0.5
@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.encoder import Encoder
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH
+from engine.inversion.encoder import Encoder
+from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH
 from engine.models import resolve_model, sha256_file
 from training.data.samples import data_root, load_shards
 from training.fit.corrections import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser, save_correction,
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     ship_correction(
         args.out, LANDMARK_CORRECTION_PATH, "landmark_correction",
         f"reduced-rank ridge regression (rank {meta['rank']}) from MediaPipe's 478 landmarks in crop units to the "
-        f"inversion encoder's W+ error, fitted on {meta['samples']} generated faces (engine/landmark_correction.py); "
+        f"inversion encoder's W+ error, fitted on {meta['samples']} generated faces (engine/inversion/corrections/landmark.py); "
         "for the encoder with sha256 " + meta["encoder_sha256"],
         "python -m training.data.samples --name lmk_a --samples 8000 --resolution 256 --seed 21 --psi-min 0.5 && "
         "python -m training.data.samples --name lmk_b --samples 8000 --resolution 256 --seed 22 --psi-min 0.5 && "

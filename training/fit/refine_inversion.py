@@ -3,12 +3,12 @@
     python -m training.fit.refine_inversion photo.jpg --out recon.png [--steps 20] [--latent me.npy]
         [--side-by-side | --paste]
 
-The one-pass encoder's W+ (engine.encoder.invert_photo) is the start; Adam then moves the whole W+ so that the
+The one-pass encoder's W+ (engine.inversion.encoder.invert_photo) is the start; Adam then moves the whole W+ so that the
 render through the distilled 256-px preview head, colour-anchored to the full generator every few steps, matches
 the aligned 256-px crop (L1 + 1 - MS-SSIM) and the face recogniser sees the same person (`--id-weight`, the
 engine's identity term; training/models/face_id.py); the result is rendered at 1024 px by the engine's generator,
 re-aligned like `celeblook invert`'s output, after `--skin-passes` closed-loop skin-colour passes
-(engine.encoder.render_closed_loop). Measured (docs/BENCHMARKS.md, "Inversion encoder", from the network's W+,
+(engine.inversion.encoder.render_closed_loop). Measured (docs/BENCHMARKS.md, "Inversion encoder", from the network's W+,
 first 6 of each set): 20 steps take the mean dlib identity distance on the dev photos from 0.67 to 0.39 (all 6
 under dlib's 0.6) and on video frames from 0.67 to 0.42.
 Lives in training/ because it needs torch; the engine has none.
@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from engine.latents import to_wplus
-# the recipe's constants live with its engine version (engine/refine.py), so the two cannot drift apart
-from engine.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE, IdentityTerm
+# the recipe's constants live with its engine version (engine/inversion/refine.py), so the two cannot drift apart
+from engine.inversion.refine import ANCHOR_CELL, ANCHOR_EVERY as REFINE_ANCHOR_EVERY, ID_WEIGHT, LR as REFINE_LR, SIZE, IdentityTerm
 
 
 def optimise_latent(model, target_bgr: np.ndarray, steps: int, lr: float = 0.03, threads: int = 2,
@@ -96,14 +96,15 @@ def load_refiner(threads: int = 2):
 
 def main(argv: list[str] | None = None) -> int:
     from engine.align import crop_points, face_warnings
-    from engine.encoder import ClosedLoop, Encoder, invert_photo, render_closed_loop
+    from engine.inversion.encoder import ClosedLoop, Encoder, render_closed_loop
+    from engine.inversion.inverter import invert_photo
     from engine.errors import CelebLookError
     from engine.generator import Generator
     from engine.image_io import load_image, save_image
     from engine.landmarks import FaceLandmarker
     from engine.latents import save_latent
     from engine.paste import paste_back
-    from engine.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+    from engine.inversion.skin_tone import SkinToneModel, face_oval_mask, skin_lab
     from training.models.face_id import FaceIdNet
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,4 +1,4 @@
-"""Fit the skin-tone model (engine/skin_tone.py) on cached generated samples and write resources/models/skin_tone.npz.
+"""Fit the skin-tone model (engine/inversion/skin_tone.py) on cached generated samples and write resources/models/skin_tone.npz.
 
     python -m training.fit.skin_tone --data prev6k_d --samples 3000
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.atomic import atomic_path
 from engine.landmarks import FACE_OVAL, FaceLandmarker
-from engine.skin_tone import SKIN_TONE_PATH, skin_lab
+from engine.inversion.skin_tone import SKIN_TONE_PATH, skin_lab
 from training.data.samples import USED_SLOTS, data_root, load_shards
 
 

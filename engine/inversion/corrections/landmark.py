@@ -6,11 +6,11 @@ photo and frame to cut the crop. A linear model fitted on generated faces (train
 maps the face's 478 landmarks in crop units (engine.align.crop_points) to the encoder's remaining W+ error on the
 slots it corrects (`slots`: the used ones up to 128 px, not the colour slots; in w_std units): a reduced-rank ridge
 regression, `x_mean` (F,), `proj` (F, k),
-`coef` (k, S * 512) (engine/linear_correction.py). No render, no torch: two small matrix products.
+`coef` (k, S * 512) (engine/inversion/corrections/linear.py). No render, no torch: two small matrix products.
 """
 from __future__ import annotations
 
-from engine.linear_correction import LinearCorrection
+from engine.inversion.corrections.linear import LinearCorrection
 from engine.models import MODELS_DIR
 
 LANDMARK_CORRECTION_PATH = MODELS_DIR / "landmark_correction.npz"

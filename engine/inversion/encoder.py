@@ -5,15 +5,15 @@ FFHQ-style aligned crop of engine.align resized to S, and returns `wplus` (B, 23
 the unit-norm image embedding shared with the CLIP-distilled encoder (docs/ENCODER.md).
 
 With the shipped model two corrections fitted for it are loaded too, and `invert_face` adds them: what the face's
-MediaPipe landmarks say the encoder missed (engine/landmark_correction.py), then what a face recogniser trained
-on real faces says it still misses (engine/identity_correction.py, with engine/face_id.py); and the identity
-feedback fitted for that one pass (engine/identity_feedback.py), which `Encoder.identity_step` reads off a
-reconstruction and `invert_photo`'s closed loop applies (render_closed_loop, in the same render as the skin pass).
-`invert_photo(..., refiner=...)` adds the quality mode for stills (engine/refine.py).
+MediaPipe landmarks say the encoder missed (engine/inversion/corrections/landmark.py), then what a face recogniser
+trained on real faces says it still misses (engine/inversion/corrections/identity.py, with engine/face_id.py); and
+the identity feedback fitted for that one pass (engine/inversion/corrections/feedback.py), which
+`Encoder.identity_step` reads off a reconstruction.
 
-`invert_photo` is the whole photo path: landmarks -> aligned crop -> encoder -> generator -> the reconstruction
-re-aligned with the same FFHQ recipe, so it has the framing of `celeblook align`'s crop (and can be pasted back
-with engine.paste).
+The stills' closed loop lives here too (render_closed_loop, ClosedLoop): render W+, re-align the reconstruction with
+the same FFHQ recipe (so it has the framing of `celeblook align`'s crop and can be pasted back with engine.paste),
+and move W+ by what the skin model and the identity feedback measure on it. The whole photo path, in its order, is
+engine.inversion.inverter.Inverter.invert_photo.
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ import numpy as np
 from engine.align import Crop, align_face, crop_points, require_usable_faces
 from engine.errors import BadInputError
 from engine.face_id import FaceId
-from engine.identity_correction import IDENTITY_CORRECTION_PATH, IdentityCorrection
-from engine.identity_feedback import IDENTITY_FEEDBACK_PATH, IdentityFeedback, reconstruction_embedding
-from engine.landmark_correction import LANDMARK_CORRECTION_PATH, LandmarkCorrection
+from engine.inversion.corrections.identity import IDENTITY_CORRECTION_PATH, IdentityCorrection
+from engine.inversion.corrections.feedback import IDENTITY_FEEDBACK_PATH, IdentityFeedback, reconstruction_embedding
+from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH, LandmarkCorrection
 from engine.landmarks import Face
 from engine.models import load_manifest, resolve_model, sha256_file
 from engine.onnx_session import make_session
@@ -180,50 +180,6 @@ def detect_face(image_bgr: np.ndarray, landmarker, source: str = "the image") ->
     return require_usable_faces(landmarker.detect(image_bgr), source)[0]
 
 
-def invert_photo(image_bgr: np.ndarray, landmarker, encoder: Encoder, generator, size: int = 256,
-                 source: str = "the image", face: Face | None = None, skin_tone=None,
-                 skin_passes: int = 1, refiner=None, refine_steps: int = 0, calibration=None,
-                 identity_passes: int = 1) -> Inversion:
-    """Photo (uint8 BGR) -> Inversion of its largest face (NoFaceError when there is none): the encoder's W+
-    (with its corrections, Encoder.invert_face; plus the person's `calibration`, engine.calibration, when given);
-    with a `refiner` (engine.refine.Refiner) `refine_steps` steps of the quality mode. With a `skin_tone` model
-    (engine.skin_tone.SkinToneModel) the W+ is then moved so the skin's chroma matches the photo's (predicted, no
-    render). Then the closed loop on the reconstruction (render_closed_loop, one render each pass): `skin_passes`
-    so the rendered skin's CIELAB matches the photo's, and, without the quality mode or a calibration,
-    `identity_passes` of the encoder's identity feedback (Encoder.identity_step) so the recogniser sees the person
-    of the photo. The quality mode has the recogniser in its objective (engine/refine.py)."""
-    from engine.refine import refine_latent
-    from engine.skin_tone import face_oval_mask, skin_lab
-
-    face = face or detect_face(image_bgr, landmarker, source)
-    crop = align_face(image_bgr, face, size)
-    embedding = encoder.face_embedding(crop, face) if encoder.correction is not None else None
-    wplus = encoder.invert_face(crop, face, embedding)
-    if calibration is not None:
-        wplus = calibration.apply(wplus)
-    refining = refiner is not None and refine_steps > 0
-    if refining:
-        wplus = refine_latent(refiner, crop.image, wplus, refine_steps, points=crop_points(face, crop))[0]
-    loop = ClosedLoop(skin_passes=skin_passes,
-                      identity_passes=feedback_passes(encoder, identity_passes, refining, calibration is not None))
-    if skin_tone is not None:
-        loop.skin_tone, loop.mask = skin_tone, face_oval_mask(face, crop)
-        loop.lab = skin_lab(crop.image, loop.mask)
-        wplus = skin_tone.match(wplus, loop.lab)
-    if encoder.feedback is not None and embedding is not None:
-        loop.encoder, loop.embedding = encoder, embedding
-    wplus, render, recon, ok = render_closed_loop(generator, landmarker, wplus, size, loop)
-    warnings = [] if ok else ["no face found in the reconstruction; it is shown in the generator's own framing"]
-    return Inversion(face, crop, wplus, recon, render, ok, warnings)
-
-
-def feedback_passes(encoder: Encoder, passes: int, refining: bool = False, calibrated: bool = False) -> int:
-    """How many of `passes` identity-feedback passes invert_photo runs: none without the encoder's feedback, and
-    none after the quality mode or with a calibration (both already move the one pass toward the person; the
-    feedback was fitted for the one pass alone, and on top of them it is not measured)."""
-    return 0 if encoder.feedback is None or refining or calibrated else passes
-
-
 @dataclass
 class ClosedLoop:
     """What render_closed_loop matches on the rendered reconstruction: with `skin_tone`, the photo's skin CIELAB
@@ -253,7 +209,7 @@ class ClosedLoop:
         """Pass `i`'s W+ moved by what was measured on its reconstruction; None when nothing could be measured. The
         identity change comes first; the skin shift then also takes out the skin change the skin model predicts
         for it, so the two corrections made from one render do not undo each other."""
-        from engine.skin_tone import LAB, skin_lab
+        from engine.inversion.skin_tone import LAB, skin_lab
 
         moved, changed = np.array(wplus, np.float32, copy=True), False
         if self.matches_identity and i < self.identity_passes:

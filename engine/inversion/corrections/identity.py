@@ -3,12 +3,12 @@
 The feature is the face-recognition embedding of engine/face_id.py (HSE FaceRes, trained on VGGFace2 photos), of
 the same aligned crop the encoder sees. A linear model fitted on generated faces
 (training/fit/identity_correction.py) maps it to what the encoder's one pass (with the landmark correction) still
-gets wrong, in w_std units (engine/linear_correction.py). It is fitted for one encoder and one landmark
-correction: its meta names both sha256s, and engine.encoder.Encoder.load uses it only with those.
+gets wrong, in w_std units (engine/inversion/corrections/linear.py). It is fitted for one encoder and one landmark
+correction: its meta names both sha256s, and engine.inversion.encoder.Encoder.load uses it only with those.
 """
 from __future__ import annotations
 
-from engine.linear_correction import LinearCorrection
+from engine.inversion.corrections.linear import LinearCorrection
 from engine.models import MODELS_DIR
 
 IDENTITY_CORRECTION_PATH = MODELS_DIR / "identity_correction.npz"

@@ -1,10 +1,10 @@
 """Identity feedback: one closed-loop step that moves W+ by how the recogniser sees the reconstruction differ.
 
-The one pass (engine/encoder.py: the encoder and its two corrections) predicts W+ from the input alone. The
+The one pass (engine/inversion/encoder.py: the encoder and its two corrections) predicts W+ from the input alone. The
 face recogniser (engine/face_id.py, trained on real photos) can also read the reconstruction: the difference of
 the two embeddings, input minus reconstruction, says what identity the render still misses. A linear model fitted
 on generated faces (training/fit/identity_feedback.py) maps that difference to what the one pass still gets wrong
-on the shape slots, in w_std units (engine/linear_correction.py). One step costs one render, a landmark pass on
+on the shape slots, in w_std units (engine/inversion/corrections/linear.py). One step costs one render, a landmark pass on
 it and the recogniser. It is fitted for one one pass (Encoder.one_pass_id, in its meta): Encoder.load uses it
 only with that one.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.linear_correction import LinearCorrection
+from engine.inversion.corrections.linear import LinearCorrection
 from engine.models import MODELS_DIR
 
 IDENTITY_FEEDBACK_PATH = MODELS_DIR / "identity_feedback.npz"

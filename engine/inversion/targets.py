@@ -15,13 +15,14 @@ import cv2
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.encoder import Encoder, feedback_passes, invert_photo
+from engine.inversion.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
-from engine.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, Refiner
+from engine.inversion.inverter import InversionOptions, Inverter
+from engine.inversion.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, Refiner
 from engine.image_io import load_image
 from engine.models import load_manifest, sha256_file, user_cache_dir
-from engine.skin_tone import SKIN_TONE_PATH, SkinToneModel
+from engine.inversion.skin_tone import SKIN_TONE_PATH, SkinToneModel
 
 THUMB_SIZE = 128
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -42,28 +43,32 @@ def _thumbnail(face_bgr: np.ndarray) -> np.ndarray:
 
 @dataclass
 class TargetCache:
-    """Inverts target photos and caches the result on disk, keyed by photo content and encoder model."""
+    """Inverts target photos (Inverter.invert_photo, the still order) and caches the result on disk, keyed by photo
+    content, the one pass and the `options` that change the result. A target is someone else: no calibration."""
 
     encoder: Encoder
     generator: Generator
     landmarker: object
     encoder_sha: str
     folder: Path | None = None  # default: <user cache>/targets, resolved when the cache is made
-    match_skin: bool = True  # match the target's skin colour (engine/skin_tone.py, the shipped model)
-    skin_passes: int = 1  # closed-loop passes of that match (one render each, engine.encoder.invert_photo)
-    quality_steps: int = 0  # quality-mode steps (engine/refine.py): a better target for a few seconds, once
-    identity_passes: int = 1  # closed-loop passes of the encoder's identity feedback (without the quality mode)
+    # the skin match (the shipped skin model), its passes, the quality mode (a better target for a few seconds,
+    # once) and the identity feedback's passes, as for any still
+    options: InversionOptions = InversionOptions()
 
     def __post_init__(self):
+        if self.options.calibration is not None:
+            raise BadInputError("a calibration belongs to the user's own face, not to a morph target")
         self.folder = Path(self.folder) if self.folder else user_cache_dir() / "targets"
-        self.skin_tone = SkinToneModel.load() if self.match_skin else None
-        self.refiner = Refiner.load(full=self.generator) if self.quality_steps > 0 else None
+        o = self.options
+        self.inverter = Inverter(self.encoder, self.generator, SkinToneModel.load() if o.match_skin else None,
+                                 Refiner.load(full=self.generator) if o.quality_steps > 0 else None)
 
     def key(self, photo: Path) -> str:
-        skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{self.skin_passes}" if self.match_skin else ""
-        quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{self.quality_steps}id{ID_WEIGHT:g}" \
-            if self.quality_steps else ""
-        passes = feedback_passes(self.encoder, self.identity_passes, refining=self.quality_steps > 0)
+        o = self.options
+        skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{o.skin_passes}" if o.match_skin else ""
+        quality = f"-q{load_manifest()[REFINER_MODEL].sha256[:8]}x{o.quality_steps}id{ID_WEIGHT:g}" \
+            if o.quality_steps else ""
+        passes = self.inverter.feedback_passes(o)
         identity = f"-idf{self.encoder.feedback.sha256[:8]}x{passes}" if passes else ""
         return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{identity}{quality}{skin}"
 
@@ -79,10 +84,7 @@ class TargetCache:
                     return Target(photo.stem, data["wplus"], data["thumbnail"])
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
-        inv = invert_photo(load_image(photo), self.landmarker, self.encoder, self.generator, source=str(photo),
-                           skin_tone=self.skin_tone, skin_passes=self.skin_passes,
-                           refiner=self.refiner, refine_steps=self.quality_steps,
-                           identity_passes=self.identity_passes)
+        inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
         target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:

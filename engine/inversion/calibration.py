@@ -2,7 +2,7 @@
 person looks more like them.
 
 The encoder was trained on generated faces only; on a real person its one pass misses much of their identity, and
-the quality mode (engine/refine.py, ≈ 7 s) recovers it. Most of what the quality mode adds is the same for every
+the quality mode (engine/inversion/refine.py, ≈ 7 s) recovers it. Most of what the quality mode adds is the same for every
 frame of the same person (docs/ENCODER.md, "Personal calibration"): the offset refined W+ − one-pass W+ of a
 keyframe, added to the one pass of another frame of the same person, takes it most of the way to that frame's own
 refinement. So the live loop refines `KEYFRAMES` frames of the user in the background, once, averages their
@@ -23,14 +23,15 @@ import numpy as np
 from engine.align import align_face, face_warnings, usable_faces
 from engine.atomic import atomic_path
 from engine.errors import BadInputError, NoFaceError
-from engine.refine import STEPS, refine_latent
+from engine.models import load_npz_model
+from engine.inversion.refine import STEPS, refine_latent
 
 KEYFRAMES = 3
 MIN_GAP_S = 1.0  # keyframes of a stream at least this far apart (different moments, poses, expressions)
 CROP_SIZE = 256
 FORMAT = 1
 PHOTO_SPACING_S = 1e6  # photos as a stream: each its own moment
-# The keyframes are refined without the colour anchor (engine/refine.py): the anchor serves the 1024-px generator,
+# The keyframes are refined without the colour anchor (engine/inversion/refine.py): the anchor serves the 1024-px generator,
 # and the calibration is used most by the live loop's 256-px preview head (full renders measured alike, 0.521 vs 0.528).
 ANCHOR = 0
 # The live loop's preview head renders the offset's fine slots (10 and up: 64 px and finer) as blur; the coarse and
@@ -42,7 +43,7 @@ MAX_MOUTH_OPEN = 0.3  # inner-lip gap / eye distance; talking stays under ~0.26 
 @dataclass(frozen=True)
 class IdentityCalibration:
     """The mean of `keyframes` keyframe offsets (refined − one-pass W+, (23, 512)), made with the one pass
-    `encoder_sha256` (engine.encoder.Encoder.one_pass_id) and `steps` quality-mode steps per keyframe."""
+    `encoder_sha256` (engine.inversion.encoder.Encoder.one_pass_id) and `steps` quality-mode steps per keyframe."""
 
     offset: np.ndarray
     keyframes: int
@@ -79,22 +80,20 @@ class IdentityCalibration:
     @classmethod
     def load(cls, path: str | os.PathLike, encoder_sha256: str | None = None) -> "IdentityCalibration":
         """Read a saved calibration; with `encoder_sha256`, refuse one made for another encoder."""
-        path = Path(path)
-        if not path.is_file():
-            raise BadInputError(f"calibration file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as d:
-                offset, meta = d["offset"].astype(np.float32), json.loads(str(d["meta"]))
-            if offset.shape != (23, 512) or not np.all(np.isfinite(offset)) or meta.get("format") != FORMAT:
-                raise ValueError("unexpected contents")
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"{path} is not a CelebLook calibration file: make one with `celeblook calibrate`") \
-                from exc
+        d, meta = load_npz_model(path, ("offset",), "calibration file", "make one with `celeblook calibrate`",
+                                 missing_error=BadInputError, check=_check_calibration)
+        offset = d["offset"].astype(np.float32)
         if encoder_sha256 is not None and meta["encoder_sha256"] != encoder_sha256:
             raise BadInputError(f"{path} was made for another inversion encoder or other corrections (id "
                                 f"{meta['encoder_sha256'][:12]}…, this one is {encoder_sha256[:12]}…): calibrate again")
         extra = {k: v for k, v in meta.items() if k not in ("format", "keyframes", "encoder_sha256", "steps")}
         return cls(offset, int(meta["keyframes"]), meta["encoder_sha256"], int(meta["steps"]), extra)
+
+
+def _check_calibration(arrays: dict, meta: dict) -> None:
+    offset = arrays["offset"]
+    if offset.shape != (23, 512) or not np.all(np.isfinite(offset)) or meta.get("format") != FORMAT:
+        raise ValueError("unexpected contents")
 
 
 def keyframe_offset(encoder, refiner, crop, face, steps: int = STEPS, anchor_every: int = ANCHOR) -> np.ndarray:
@@ -181,3 +180,74 @@ def photo_frames(images: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, flo
     for i, image in enumerate(images):
         yield image, i * PHOTO_SPACING_S
 
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A frame the live schedule took as a keyframe: its aligned face, its stream and the picker that took it
+    (KeyframeSchedule.refine keeps its offset only while both are still the schedule's)."""
+
+    crop: object
+    face: object
+    stream: object
+    picker: KeyframePicker
+
+
+class KeyframeSchedule:
+    """The live loop's personal calibration: says which processed frames become keyframes (`keyframe`: a face with
+    nothing wrong with it, at least MIN_GAP_S after the last keyframe, one at a time, until `wanted` are taken) and
+    refines them (`refine`, seconds: on a thread of its own), each finished keyframe updating `calibration`.
+    `use` puts a saved calibration in its place (nothing more is collected); `restart` forgets it and collects
+    again; a new stream (`new_stream`) starts again unless the calibration was saved (it may be someone else).
+    `on`: calibrating (and using the calibration) at all; `applied`: what the frames get."""
+
+    def __init__(self, wanted: int = KEYFRAMES, steps: int = STEPS, on: bool | None = None):
+        self.wanted, self.steps = max(0, wanted), steps
+        self.on = self.wanted > 0 if on is None else on
+        self.calibration: IdentityCalibration | None = None
+        self.picker = KeyframePicker(self.wanted)
+        self.pending = False  # a keyframe is being refined
+        self.stream = None
+        self.saved = False
+
+    @property
+    def applied(self) -> IdentityCalibration | None:
+        return self.calibration if self.on else None
+
+    def use(self, calibration: IdentityCalibration) -> None:
+        """A saved calibration, used as is: nothing is collected."""
+        self.calibration, self.picker, self.on, self.saved = calibration, KeyframePicker(0), True, True
+
+    def restart(self) -> None:
+        """Forget the calibration and collect it again from the next frames."""
+        self.calibration = None
+        self.picker = KeyframePicker(self.wanted or KEYFRAMES)
+
+    def new_stream(self, stream) -> None:
+        """Frames from now on come from `stream`; another source than the last starts the collection again."""
+        if self.stream is not None and not self.saved:
+            self.restart()
+        self.stream = stream
+
+    def keyframe(self, face, crop, t: float) -> Keyframe | None:
+        """The keyframe to refine when this processed frame (its face and crop, None without one; time `t` s)
+        becomes one (it is then taken and `pending` until refined), else None."""
+        if (self.on and crop is not None and not self.pending and self.picker.wants(t)
+                and keyframe_problem(face, crop) is None):
+            self.picker.take(t)
+            self.pending = True
+            return Keyframe(crop, face, self.stream, self.picker)
+        return None
+
+    def refine(self, keyframe: Keyframe, encoder, refiner, encoder_sha256: str) -> bool:
+        """Refine `keyframe` (keyframe_offset, `steps` quality-mode steps) and add its offset to the calibration
+        when it is still the same person's (same stream and collection); whether it was added."""
+        try:
+            offset = keyframe_offset(encoder, refiner, keyframe.crop, keyframe.face, self.steps)
+            if keyframe.stream != self.stream or keyframe.picker is not self.picker:
+                return False
+            base = self.calibration or IdentityCalibration.empty(encoder_sha256, self.steps)
+            self.calibration = base.add(offset)
+            return True
+        finally:
+            self.pending = False

@@ -2,14 +2,13 @@
 
 The inversion encoder learned faces from the generator alone; on real photos it misses part of what makes a face
 that person's (docs/ENCODER.md). Networks trained on real faces do see it: MediaPipe's landmarks (face shape,
-engine/landmark_correction.py) and a face recogniser's embedding (identity, engine/identity_correction.py). A
+engine/inversion/corrections/landmark.py) and a face recogniser's embedding (identity, engine/inversion/corrections/identity.py). A
 reduced-rank ridge regression fitted on generated faces maps such a feature to the encoder's remaining W+ error on
 some slots, in w_std units: error ≈ bias + ((x - x_mean) @ proj) @ coef. No render, no torch: two small matrix
 products. The subclasses say which feature it reads and how to regenerate it.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.errors import BadInputError, ModelMissingError
-from engine.models import sha256_file
+from engine.errors import BadInputError
+from engine.models import load_npz_model, sha256_file
 
 
 @dataclass
@@ -45,11 +44,10 @@ class LinearCorrection:
         """The model saved at `path` (default: the shipped PATH; npz, no pickle); ModelMissingError naming the
         regenerate command."""
         path = Path(path or cls.PATH)
-        if not path.is_file():
-            raise ModelMissingError(f"{cls.WHAT} model not found: {path} (regenerate: {cls.REGENERATE})")
-        with np.load(path, allow_pickle=False) as d:
-            return cls(d["x_mean"], d["proj"].astype(np.float32), d["coef"].astype(np.float32), d["bias"],
-                       d["w_std"], d["slots"].astype(bool), json.loads(str(d["meta"])), sha256_file(path))
+        d, meta = load_npz_model(path, ("x_mean", "proj", "coef", "bias", "w_std", "slots"), f"{cls.WHAT} model",
+                                 f"regenerate: {cls.REGENERATE}")
+        return cls(d["x_mean"], d["proj"].astype(np.float32), d["coef"].astype(np.float32), d["bias"],
+                   d["w_std"], d["slots"].astype(bool), meta, sha256_file(path))
 
     def deltas(self, x: np.ndarray) -> np.ndarray:
         """Features (N, F) -> the W+ changes on the corrected slots only, (N, S, 512) (batched; fitting code)."""

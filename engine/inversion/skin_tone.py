@@ -8,18 +8,15 @@ the photo's, and adds it to every used slot. No render, no torch: a 512 x 3 matr
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from engine.align import Crop, transform_points
-from engine.errors import ModelMissingError
 from engine.landmarks import FACE_OVAL, Face
-from engine.models import MODELS_DIR
+from engine.models import MODELS_DIR, load_npz_model
 
 SKIN_TONE_PATH = MODELS_DIR / "skin_tone.npz"
 CHROMA = (1, 2)  # a*, b*: lightness is already followed (slope 1.06), so it is left to the encoder
@@ -56,12 +53,9 @@ class SkinToneModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike = SKIN_TONE_PATH) -> "SkinToneModel":
-        path = Path(path)
-        if not path.is_file():
-            raise ModelMissingError(f"skin-tone model not found: {path} (regenerate: python -m training.fit.skin_tone)")
-        with np.load(path, allow_pickle=False) as d:
-            return cls(d["x_mean"], d["coef"], d["lab_mean"], d["w_avg"], d["w_std"], d["slots"].astype(bool),
-                       json.loads(str(d["meta"])))
+        d, meta = load_npz_model(path, ("x_mean", "coef", "lab_mean", "w_avg", "w_std", "slots"), "skin-tone model",
+                                 "regenerate: python -m training.fit.skin_tone")
+        return cls(d["x_mean"], d["coef"], d["lab_mean"], d["w_avg"], d["w_std"], d["slots"].astype(bool), meta)
 
     def features(self, wplus: np.ndarray) -> np.ndarray:
         return ((wplus[0, self.slots] - self.w_avg) / self.w_std).mean(0)

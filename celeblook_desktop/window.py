@@ -404,7 +404,7 @@ class MainWindow(QMainWindow):
 
     def save_calibration(self, path: str | os.PathLike | None = None) -> Path | None:
         """Write the engine's calibration (atomically) to `path` (default: calibration.npz in the output folder)."""
-        cal = self.engine.inversion.calibration
+        cal = self.engine.calibration
         if cal is None:
             self.show_error("No calibration yet: it is collected from the first frames with your face")
             return None

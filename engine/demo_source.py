@@ -3,7 +3,7 @@
 One fixed seed's W is animated with the shipped attribute directions (engine.edits.DirectionSet) on a smooth
 loop: the head turns left and right and nods a little, the face smiles, and the mouth opens and closes as if
 talking. Each latent is rendered by engine.generator.Generator (the 256-px preview head by default) and placed
-on a plain background frame the size of a small webcam's, so the live pipeline's landmarker finds it like a
+in a frame the size of a small webcam's, so the live pipeline's landmarker finds it like a
 person in front of a camera. One loop is rendered once and kept in memory (LOOP_FRAMES frames, a few MB), so
 the demo then plays at camera rate: `frame(i)` is the i-th frame of an endless stream with its timestamp.
 
@@ -28,8 +28,7 @@ DEMO_SEED = 2  # a plain background, and not one of the desktop's built-in targe
 LOOP_FRAMES = 64  # one loop: ~2.6 s at 25 fps; 64 x 640 x 480 x 3 bytes = 59 MB
 FPS = 25.0
 FRAME_SIZE = (640, 480)  # (width, height), a plain webcam's
-FACE_SIDE = 400  # px: the generated square (face, hair, its own background) inside the frame
-BACKGROUND_BGR = (70, 64, 58)  # a plain dark grey-blue wall
+FACE_SIDE = 480  # px: the generated square (face, hair, its own background) inside the frame
 
 
 def demo_amounts(phase: float, directions: DirectionSet) -> dict[str, float]:
@@ -47,21 +46,20 @@ def demo_amounts(phase: float, directions: DirectionSet) -> dict[str, float]:
             for name, share in wave.items() if name in directions.directions}
 
 
-def place_on_background(face_rgb: np.ndarray, size: tuple[int, int] = FRAME_SIZE, side: int = FACE_SIDE,
-                        background: tuple[int, int, int] = BACKGROUND_BGR) -> np.ndarray:
-    """The generator's RGB square, scaled to `side` px and blended (soft ellipse) into the middle of a plain
-    BGR frame of `size` (width, height)."""
+def place_on_background(face_rgb: np.ndarray, size: tuple[int, int] = FRAME_SIZE, side: int = FACE_SIDE) -> np.ndarray:
+    """The generator's RGB square, scaled to `side` px, in the middle of a BGR frame of `size` (width, height)
+    whose sides are the same picture enlarged and blurred (as a phone shows a square video): no hard edge for
+    the landmarker or the paste-back to trip on."""
     w, h = size
-    face = cv2.resize(cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), (side, side), interpolation=cv2.INTER_LINEAR)
-    mask = np.zeros((side, side), np.float32)
-    cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.44), int(side * 0.49)), 0, 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), side * 0.04)[..., None]
-    frame = np.empty((h, w, 3), np.float32)
-    frame[:] = background
+    face = cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR)
+    cover = max(w, h)
+    back = cv2.resize(face, (cover, cover), interpolation=cv2.INTER_LINEAR)
+    y, x = (cover - h) // 2, (cover - w) // 2
+    frame = cv2.GaussianBlur(back[y:y + h, x:x + w], (0, 0), cover * 0.03)
+    frame = (0.7 * frame).astype(np.uint8)  # darker, so the face stands out
     x0, y0 = (w - side) // 2, max(0, (h - side) // 2)
-    region = frame[y0:y0 + side, x0:x0 + side]
-    region[:] = mask * face + (1.0 - mask) * region
-    return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+    frame[y0:y0 + side, x0:x0 + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+    return frame
 
 
 @dataclass

@@ -66,31 +66,47 @@ EXPRESSION_NAMES: tuple[str, ...] = ("yaw", "pitch", "smile", "jaw_open", "eye_b
 
 @dataclass(frozen=True)
 class MotionReference:
-    """The user's resting W+ (1, 23, 512): the mean of the latents seen so far, exponential after `count` reaches
-    the window, so motion is measured from where this user's face usually is, not from any one frame."""
+    """The user at rest: the mean W+ (1, 23, 512) and expression scores (engine.landmarks.EXPRESSIONS, or None) of
+    the frames seen so far, exponential after `count` reaches the window, so motion is measured from where this
+    user's face usually is, not from any one frame."""
 
     mean: np.ndarray
     count: int
+    expression: dict[str, float] | None = None
+
+    def expression_change(self, scores: dict[str, float] | None) -> dict[str, float] | None:
+        """How far `scores` are from this user's usual ones (blendshape units), or None without scores."""
+        if scores is None or self.expression is None:
+            return None
+        return {k: scores[k] - self.expression[k] for k in self.expression}
 
 
-def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window: int) -> MotionReference:
-    """`ref` updated with one more frame's W+: a plain mean over the first `window` frames, then exponential."""
+def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window: int,
+                          expression: dict[str, float] | None = None) -> MotionReference:
+    """`ref` updated with one more frame's W+ and expression scores: a plain mean over the first `window` frames,
+    then exponential."""
     w = to_wplus(wplus).astype(np.float64)
-    if ref is None:
-        return MotionReference(w, 1)
+    if ref is None or (ref.expression is None) != (expression is None):
+        return MotionReference(w, 1, None if expression is None else dict(expression))
     count = min(ref.count + 1, window)
-    return MotionReference(ref.mean + (w - ref.mean) / count, count)
+    mean_expr = None if expression is None else \
+        {k: ref.expression[k] + (expression[k] - ref.expression[k]) / count for k in ref.expression}
+    return MotionReference(ref.mean + (w - ref.mean) / count, count, mean_expr)
 
 
 def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,
-            motion: np.ndarray = MOTION_SLOTS, directions: "DirectionSet | None" = None) -> np.ndarray:
+            motion: np.ndarray = MOTION_SLOTS, directions: "DirectionSet | None" = None,
+            expression: dict[str, float] | None = None) -> np.ndarray:
     """The target's face with the source's head pose and expression, blended from the source (strength 0) to it (1).
 
     driven = target + motion[slot] * (source - reference): the target moved by how far the user is from their own
     resting latent (`reference`, a MotionReference's mean) on the slots that carry motion; the result is
     source + strength * (driven - source). Without a reference (a still photo) driven is the target, and with
     `directions` its pose and expression components (EXPRESSION_NAMES) are copied from the source. With `directions`
-    the head pose (yaw, pitch) is always the source's, so the face stays on the user's head when pasted back."""
+    the head pose (yaw, pitch) is always the source's, so the face stays on the user's head when pasted back.
+    `expression` (with `directions`): the user's expression change from rest in blendshape units (e.g.
+    {"jaw_open": 0.3}, MotionReference.expression_change): along those directions the driven face is the target at
+    rest moved by exactly that much, instead of by the latent's change (the encoder sees a mouth open only in part)."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     src, tgt = to_wplus(source), to_wplus(target)
@@ -99,6 +115,8 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     else:
         m = np.asarray(motion, np.float32).reshape(1, N_SLOTS, 1)
         driven = tgt + m * (src - to_wplus(reference))
+        if expression and directions is not None:
+            driven = directions.apply(directions.restore(driven, tgt, tuple(expression)), **expression)
     out = (src + strength * (driven - src)).astype(np.float32)
     return directions.restore(out, src, ("yaw", "pitch")) if directions is not None else out
 

@@ -30,13 +30,24 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 
 
+# Expression attributes (the shipped directions' names) as means of MediaPipe blendshape categories.
+EXPRESSIONS: dict[str, tuple[str, ...]] = {
+    "smile": ("mouthSmileLeft", "mouthSmileRight"),
+    "jaw_open": ("jawOpen",),
+    "eye_blink": ("eyeBlinkLeft", "eyeBlinkRight"),
+    "brow_raise": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
+}
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face: `points` (478, 3) float32, x and y in pixels of the image, z in the same scale
-    (relative depth, MediaPipe's convention); `image_size` is (width, height) of that image."""
+    (relative depth, MediaPipe's convention); `image_size` is (width, height) of that image; `expression`: the
+    EXPRESSIONS scores (0..1) when the landmarker was asked for blendshapes, else None."""
 
     points: np.ndarray
     image_size: tuple[int, int]
+    expression: dict[str, float] | None = None
 
     @property
     def xy(self) -> np.ndarray:
@@ -68,11 +79,13 @@ class Face:
 class FaceLandmarker:
     """MediaPipe FaceLandmarker in IMAGE (`video=False`) or VIDEO (`video=True`) mode; use as a context manager.
 
-    `model` is a path (or None to resolve it the usual way) or the model's bytes.
+    `model` is a path (or None to resolve it the usual way) or the model's bytes; `expressions`: also score each
+    face's EXPRESSIONS from MediaPipe's blendshapes (a small extra model, about a millisecond a face).
     """
 
     def __init__(self, model: str | os.PathLike | bytes | None = None, video: bool = False, max_faces: int = 4,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 expressions: bool = False):
         from mediapipe.tasks.python import BaseOptions, vision  # imported here: costly, and only needed now
 
         if not isinstance(model, bytes):
@@ -85,6 +98,7 @@ class FaceLandmarker:
             min_face_detection_confidence=min_detection_confidence,
             min_face_presence_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
+            output_face_blendshapes=expressions,
         )
         try:
             with _native_log_to_stderr_on_error():
@@ -115,9 +129,10 @@ class FaceLandmarker:
         h, w = shape[:2]
         scale = np.array([w, h, w], np.float32)
         faces = []
-        for landmarks in result.face_landmarks:
+        shapes = result.face_blendshapes or [None] * len(result.face_landmarks)
+        for landmarks, cats in zip(result.face_landmarks, shapes):
             pts = np.array([(p.x, p.y, p.z) for p in landmarks], np.float32) * scale
-            faces.append(Face(points=pts, image_size=(w, h)))
+            faces.append(Face(points=pts, image_size=(w, h), expression=None if cats is None else expression(cats)))
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
     def close(self) -> None:
@@ -131,6 +146,12 @@ class FaceLandmarker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def expression(categories) -> dict[str, float]:
+    """EXPRESSIONS scores from one face's MediaPipe blendshape categories."""
+    scores = {c.category_name: c.score for c in categories}
+    return {name: float(np.mean([scores[c] for c in cats])) for name, cats in EXPRESSIONS.items()}
 
 
 def _mp_image(image_bgr: np.ndarray):

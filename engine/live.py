@@ -81,7 +81,9 @@ class LiveSettings:
     """What to do with each frame. `target`: W+ (1, 23, 512) to morph toward, or None (the user's own face);
     `strength` 0..1 and `preset` of the morph: "reenact" (the target's face moving like the user: engine.edits.reenact,
     from the user's running resting latent) or a per-slot mix (engine.edits.MORPH_PRESETS); `pose_lock`: keep the
-    user's head pose along the yaw/pitch directions while morphing (docs/EDITS.md); `amounts`: direction edits in real
+    user's head pose along the yaw/pitch directions while morphing (docs/EDITS.md); `drive_expression`: with pose lock
+    and reenact, the target's mouth, eyes and brows follow the user's measured blendshapes (engine.edits.reenact's
+    `expression`; docs/MORPH.md); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
     `reuse_threshold` (RMS, W units) since the last render; `inversion`: how the user's face is inverted
@@ -93,6 +95,7 @@ class LiveSettings:
     strength: float = 0.8
     preset: str = "reenact"
     pose_lock: bool = True
+    drive_expression: bool = True
     amounts: dict[str, float] = field(default_factory=dict)
     smooth_latents: bool = True
     smooth_landmarks: bool = True
@@ -237,7 +240,7 @@ class LivePipeline:
         self.models = models
         self.crop_size = crop_size
         self.landmark_params = landmark_params
-        self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1)
+        self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1, expressions=True)
         self.frames = 0
         self._sync_renders = 0
         self._renderer = BackgroundRenderer(self._render_bgr) if background_render else None
@@ -258,7 +261,8 @@ class LivePipeline:
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
         self._submitted: np.ndarray | None = None
-        self._motion_ref: MotionReference | None = None  # the user's resting W+ (the reenactment's reference)
+        self._motion_ref: MotionReference | None = None  # the user at rest (the reenactment's reference)
+        self._expression: dict[str, float] | None = None  # this frame's expression scores (engine.landmarks)
         self.inverter.reset()
         if self._renderer is not None:
             self._renderer.clear()
@@ -298,7 +302,8 @@ class LivePipeline:
         lap("encode")
 
         wplus = self._smooth_latent(wplus, t, settings)
-        self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW)
+        self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW, face.expression)
+        self._expression = face.expression
         edited = self._edit(wplus, settings)
         lap("edit")
 
@@ -357,8 +362,11 @@ class LivePipeline:
         if settings.target is not None and settings.strength > 0:
             lock = self.models.directions if settings.pose_lock else None
             if settings.preset == "reenact":
-                ref = self._motion_ref.mean if self._motion_ref is not None else None
-                out = reenact(out, settings.target, settings.strength, ref, directions=lock)
+                ref = self._motion_ref
+                drive = ref is not None and lock is not None and settings.drive_expression
+                change = ref.expression_change(self._expression) if drive else None
+                out = reenact(out, settings.target, settings.strength, None if ref is None else ref.mean,
+                              directions=lock, expression=change)
             else:
                 out = morph(out, settings.target, settings.strength, settings.preset, pose_lock=lock)
         amounts = {k: v for k, v in settings.amounts.items() if v}

@@ -72,4 +72,4 @@ def smooth_face(state: OneEuroState | None, face: Face, t: float, params: OneEur
         if jump > reset_fraction * scale:
             state = None
     state = one_euro_step(state, face.points, t, params, scale=scale)
-    return Face(points=state.value.astype(np.float32), image_size=face.image_size), state
+    return Face(points=state.value.astype(np.float32), image_size=face.image_size, expression=face.expression), state

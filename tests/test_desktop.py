@@ -121,7 +121,7 @@ def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window
     w = make_window(Source(video=videos_dir / "d20.mp4"), calibrate_keyframes=2)
     assert w.controls.calib_box.isChecked()
     qtbot.waitUntil(lambda: w.calibration_keyframes == 2, timeout=TIMEOUT_MS)
-    cal = w.engine.inversion.calibration
+    cal = w.engine.calibration
     assert cal.keyframes == 2 and np.abs(cal.offset).max() > 0 and not w.errors
     assert "Calibrated to your face (2/2" in w.views.message.text()
     seen = w.last_output.processed
@@ -137,7 +137,7 @@ def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window
 
     again = make_window(Source(video=videos_dir / "d20.mp4"), calibration=saved)  # --calibration FILE
     qtbot.waitUntil(lambda: again.calibration_keyframes == 2, timeout=TIMEOUT_MS)
-    assert np.array_equal(again.engine.inversion.calibration.offset, cal.offset) and not again.errors
+    assert np.array_equal(again.engine.calibration.offset, cal.offset) and not again.errors
 
 
 def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):

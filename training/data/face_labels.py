@@ -12,15 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.landmarks import EXPRESSIONS, expression
 from engine.models import resolve_model
 
-# Expression attributes as means of MediaPipe blendshape categories.
-EXPRESSIONS: dict[str, tuple[str, ...]] = {
-    "smile": ("mouthSmileLeft", "mouthSmileRight"),
-    "jaw_open": ("jawOpen",),
-    "eye_blink": ("eyeBlinkLeft", "eyeBlinkRight"),
-    "brow_raise": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
-}
 POSE = ("yaw", "pitch", "roll")
 ATTRIBUTES = POSE + tuple(EXPRESSIONS)
 
@@ -59,11 +53,7 @@ class FaceLabeler:
         if not result.face_landmarks:
             return None
         yaw, pitch, roll = euler_from_matrix(np.array(result.facial_transformation_matrixes[0]))
-        scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
-        labels = {"yaw": yaw, "pitch": pitch, "roll": roll}
-        for name, cats in EXPRESSIONS.items():
-            labels[name] = float(np.mean([scores[c] for c in cats]))
-        return labels
+        return {"yaw": yaw, "pitch": pitch, "roll": roll, **expression(result.face_blendshapes[0])}
 
     def close(self) -> None:
         self._landmarker.close()

@@ -8,8 +8,8 @@ settings) runs the first --frames frames at strength 1 with each --presets morph
 output frame (the pasted-back frame the window shows) is judged:
 - likeness: dlib's descriptor distance (< 0.6: the same person) between the output face, aligned by its own
   landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
-- motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and blendshapes (jawOpen,
-  smile = mean of mouthSmileLeft/Right) on the input frame and on the output frame; Pearson correlation over the
+- motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and expression scores (jaw_open,
+  smile: engine.landmarks.EXPRESSIONS) on the input frame and on the output frame; Pearson correlation over the
   clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise).
 `--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
 background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +32,14 @@ from engine.gif import write_gif
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
-from engine.models import resolve_model
 from engine.inversion.inverter import InversionOptions
 from engine.inversion.targets import TargetCache, builtin_targets
 from engine.video import VideoReader
+from training.data.face_labels import FaceLabeler
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
 from training.evaluate.dlib_judge import DlibIdentity
 
-MOTION = ("yaw", "pitch", "jawOpen", "smile")
+MOTION = ("yaw", "pitch", "jaw_open", "smile")
 SAME = 0.6  # dlib's threshold for the same person
 
 
@@ -53,36 +52,21 @@ class Reading:
 
 
 class MotionReader:
-    """MediaPipe FaceLandmarker (IMAGE mode) with blendshapes and the facial transformation matrix."""
+    """MediaPipe's pose and expression of a face (training.data.face_labels.FaceLabeler) and its aligned crop."""
 
     def __init__(self):
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=resolve_model("face_landmarker").read_bytes()),
-            running_mode=vision.RunningMode.IMAGE, num_faces=1, output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True)
-        self._mp = vision.FaceLandmarker.create_from_options(options)
+        self._labels = FaceLabeler()
         self._faces = FaceLandmarker()  # the engine's wrapper, for the aligned crop
 
     def read(self, bgr: np.ndarray) -> Reading | None:
-        import mediapipe as mp
-
-        rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        result = self._mp.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        labels = self._labels.label(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         faces = self._faces.detect(bgr)
-        if not result.face_landmarks or not faces:
+        if labels is None or not faces:
             return None
-        r = np.array(result.facial_transformation_matrixes[0])[:3, :3]
-        yaw = math.degrees(math.atan2(r[0, 2], r[2, 2]))
-        pitch = math.degrees(math.atan2(-r[1, 2], math.hypot(r[0, 2], r[2, 2])))
-        shapes = {c.category_name: c.score for c in result.face_blendshapes[0]}
-        motion = {"yaw": yaw, "pitch": pitch, "jawOpen": shapes["jawOpen"],
-                  "smile": 0.5 * (shapes["mouthSmileLeft"] + shapes["mouthSmileRight"])}
-        return Reading(motion, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
+        return Reading({k: labels[k] for k in MOTION}, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
 
     def close(self) -> None:
-        self._mp.close()
+        self._labels.close()
         self._faces.close()
 
 

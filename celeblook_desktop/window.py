@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.engine.ready.connect(self._on_engine_ready)
         self.engine.result_ready.connect(self._on_result)
         self.engine.target_ready.connect(self._on_target)
+        self.engine.target_failed.connect(self.gallery_panel.drop_pending)
         self.engine.sweep_done.connect(lambda p: self.show_info(f"Sweep GIF written: {p}"))
         self.engine.busy.connect(self.show_info)
         self.engine.calibrated.connect(self._on_calibrated)
@@ -229,6 +230,7 @@ class MainWindow(QMainWindow):
             self.show_error(f"{path.name} is not an image: drop a photo ({', '.join(IMAGE_SUFFIXES)}) "
                             f"or a video ({', '.join(VIDEO_SUFFIXES)})")
         else:
+            self.gallery_panel.add_pending(path.stem)
             self.engine.load_target(path)
 
     def dragEnterEvent(self, event) -> None:
@@ -244,6 +246,7 @@ class MainWindow(QMainWindow):
         self.open_file(urls[0].toLocalFile())
 
     def _on_target(self, target: Target, select: bool) -> None:
+        self.gallery_panel.drop_pending(target.name)
         self.targets.append(target)
         # a user's photo goes first (most recent), after "you"
         item = self.gallery_panel.add(target, len(self.targets) - 1, first=select)

@@ -255,13 +255,15 @@ class EngineWorker(QThread):
     that the following frames get (LiveSettings.inversion.calibration). A new source starts it again.
 
     Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
-    bool select)`, `sweep_done(str path)`, `busy(str)` a slow job started, `error(str)` a message for the user,
-    `calibrated(int keyframes, int wanted)` the calibration got a keyframe (or was loaded).
+    bool select)`, `target_failed(str name)` a dropped photo could not be inverted, `sweep_done(str path)`,
+    `busy(str)` a slow job started, `error(str)` a message for the user, `calibrated(int keyframes, int wanted)`
+    the calibration got a keyframe (or was loaded).
     """
 
     ready = Signal(object)
     result_ready = Signal(object)
     target_ready = Signal(object, bool)
+    target_failed = Signal(str)
     sweep_done = Signal(str)
     busy = Signal(str)
     error = Signal(str)
@@ -415,13 +417,18 @@ class EngineWorker(QThread):
         from engine.inversion.targets import TargetCache
 
         m = self.models
-        if self._cache is None:
-            kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
-            self._cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
-                                      m.encoder_sha, options=InversionOptions(
-                                          quality_steps=self.config.target_quality_steps), **kwargs)
-        self.busy.emit(f"Inverting {photo.name}…")
-        self.target_ready.emit(self._cache.load(photo), select)
+        try:
+            if self._cache is None:
+                kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
+                self._cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
+                                          m.encoder_sha, options=InversionOptions(
+                                              quality_steps=self.config.target_quality_steps), **kwargs)
+            self.busy.emit(f"Inverting {photo.name}…")
+            target = self._cache.load(photo)
+        except Exception:
+            self.target_failed.emit(photo.stem)  # its gallery tile goes; the message follows (_run_job)
+            raise
+        self.target_ready.emit(target, select)
 
     def _landmarker(self):
         from engine.landmarks import FaceLandmarker

@@ -96,7 +96,7 @@ def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window
 
 def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,
             motion: np.ndarray = MOTION_SLOTS, directions: "DirectionSet | None" = None,
-            expression: dict[str, float] | None = None) -> np.ndarray:
+            expression: dict[str, float] | None = None, expression_share: float = 1.0) -> np.ndarray:
     """The target's face with the source's head pose and expression, blended from the source (strength 0) to it (1).
 
     driven = target + motion[slot] * (source - reference): the target moved by how far the user is from their own
@@ -106,7 +106,8 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     the head pose (yaw, pitch) is always the source's, so the face stays on the user's head when pasted back.
     `expression` (with `directions`): the user's expression change from rest in blendshape units (e.g.
     {"jaw_open": 0.3}, MotionReference.expression_change): along those directions the driven face is the target at
-    rest moved by exactly that much, instead of by the latent's change (the encoder sees a mouth open only in part)."""
+    rest moved by that much (up to each direction's calibrated range, max_units), instead of by the latent's change
+    (the encoder sees a mouth open only in part)."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     src, tgt = to_wplus(source), to_wplus(target)
@@ -115,8 +116,11 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     else:
         m = np.asarray(motion, np.float32).reshape(1, N_SLOTS, 1)
         driven = tgt + m * (src - to_wplus(reference))
-        if expression and directions is not None:
-            driven = directions.apply(directions.restore(driven, tgt, tuple(expression)), **expression)
+        if expression and directions is not None:  # within each direction's calibrated range: beyond, it breaks faces
+            amounts = {k: float(np.clip(v, -directions.directions[k].max_units, directions.directions[k].max_units))
+                       for k, v in expression.items()}
+            measured = directions.apply(directions.restore(driven, tgt, tuple(amounts)), **amounts)
+            driven = driven + expression_share * (measured - driven)
     out = (src + strength * (driven - src)).astype(np.float32)
     return directions.restore(out, src, ("yaw", "pitch")) if directions is not None else out
 

@@ -55,7 +55,7 @@ from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_
 STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
 ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked against the manifest)
 LATENT_SMOOTHING_MODES = ("one_euro", "ema")
-MORPH_GROW = 0.08  # the paste-back's face oval grows by this share at full morph strength (PasteOptions.grow)
+MORPH_GROW = 0.08  # reenacting, the paste-back's face oval grows by this share at full strength (PasteOptions.grow)
 MOTION_WINDOW = 120  # frames the user's resting latent averages over (~8 s; the reenactment's reference)
 
 
@@ -320,7 +320,8 @@ class LivePipeline:
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
         size = int(min(render.face_bgr.shape[0], max(64, math.ceil(side))))
         face_img = cv2.resize(render.face_bgr, (size, size), interpolation=cv2.INTER_AREA)
-        grow = 1.0 + MORPH_GROW * settings.strength if settings.target is not None else 1.0
+        reenacting = settings.target is not None and settings.preset == "reenact"
+        grow = 1.0 + MORPH_GROW * settings.strength if reenacting else 1.0
         out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(grow=grow))
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)

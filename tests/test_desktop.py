@@ -61,7 +61,9 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     w.controls.likeness_box.setChecked(True)
     before = w.last_output.processed
     drop(w, face_photo("biden.jpg"))
+    assert w.gallery_panel.pending() == ["biden"], "its tile says it is being inverted"
     qtbot.waitUntil(lambda: w.target is not None, timeout=TIMEOUT_MS)
+    assert w.gallery_panel.pending() == []
     # the dropped photo is refined (quality mode, seconds) on its own thread: the live view ran on meanwhile
     assert w.last_output.processed >= before + 5
     assert w.target.name == "biden" and w.gallery_panel.gallery.count() == 2  # "you" + biden
@@ -151,6 +153,7 @@ def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):
     drop(w, fake)
     qtbot.waitUntil(lambda: "cannot decode" in w.views.message.text(), timeout=TIMEOUT_MS)
     assert w.target is None and w.isVisible()
+    qtbot.waitUntil(lambda: w.gallery_panel.pending() == [], timeout=TIMEOUT_MS)  # no tile left saying "inverting"
     qtbot.waitUntil(lambda: w.last_output is not None, timeout=TIMEOUT_MS)  # still running
 
 

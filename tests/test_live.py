@@ -185,3 +185,27 @@ def test_the_live_loop_and_a_still_share_the_inverter(models, d18, landmarker):
     np.testing.assert_array_equal(still.crop.image, live.crop.image)
     # the live loop reads the recogniser's running mean embedding, renormalised: float noise
     np.testing.assert_allclose(still.wplus, live.wplus, atol=1e-5)
+
+
+def test_output_mouth_follows_the_users_at_full_strength(models, videos_dir, landmarker_model):
+    """At full strength toward another face, the output's mouth opens and closes with the user's (d18's frames
+    40-104: closed, wide open, closed), by MediaPipe's jawOpen on the input frame and on the window's output."""
+    from engine.inversion.targets import builtin_targets
+    from engine.landmarks import FaceLandmarker
+
+    with VideoReader(videos_dir / "d18.mp4") as reader:
+        frames = [f for f in reader.frames(105) if f.index >= 40 and f.index % 2 == 0]
+    target = builtin_targets(models.generator, (4,))[0]
+    settings = LiveSettings(target=target.wplus, strength=1.0, reuse=False)
+    jaw_in, jaw_out = [], []
+    with LivePipeline(models) as pipe, FaceLandmarker(landmarker_model, expressions=True) as judge:
+        for f in frames:
+            out = pipe.process(f.image, f.timestamp_ms, settings).frame
+            a, b = judge.detect(f.image), judge.detect(out)
+            assert a and b, "a face in the input and in the output"
+            jaw_in.append(a[0].expression["jaw_open"])
+            jaw_out.append(b[0].expression["jaw_open"])
+    jaw_in, jaw_out = np.array(jaw_in), np.array(jaw_out)
+    assert np.ptp(jaw_in) > 0.6, "the clip's stretch opens the mouth wide"
+    assert np.corrcoef(jaw_in, jaw_out)[0, 1] > 0.6
+    assert np.ptp(jaw_out) > 0.4 * np.ptp(jaw_in), "the output's mouth really opens"

@@ -10,6 +10,7 @@ from engine.inversion.targets import Target
 from celeblook_desktop.panels.views import bgr_to_pixmap
 
 GALLERY_MAX = 12
+PENDING_ROLE = Qt.ItemDataRole.UserRole + 1  # a tile's photo name while it is being inverted
 
 
 class GalleryPanel(QWidget):
@@ -48,6 +49,26 @@ class GalleryPanel(QWidget):
         while self.gallery.count() > GALLERY_MAX + 1:
             self.gallery.takeItem(self.gallery.count() - 1)
         return item
+
+    def add_pending(self, name: str) -> None:
+        """A tile for a photo being inverted (seconds), after "you": it says so until `resolve` replaces it."""
+        item = QListWidgetItem(f"{name}\ninverting…")
+        item.setData(Qt.ItemDataRole.UserRole, None)
+        item.setData(PENDING_ROLE, name)
+        item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable & ~Qt.ItemFlag.ItemIsEnabled)
+        item.setToolTip(f"{name}: finding the face and refining its latent, a few seconds")
+        self.gallery.insertItem(1, item)
+
+    def drop_pending(self, name: str) -> None:
+        """Remove the pending tile of `name` (its inversion finished or failed)."""
+        for row in reversed(range(self.gallery.count())):
+            if self.gallery.item(row).data(PENDING_ROLE) == name:
+                self.gallery.takeItem(row)
+
+    def pending(self) -> list[str]:
+        """Names of the photos still being inverted."""
+        items = (self.gallery.item(row) for row in range(self.gallery.count()))
+        return [item.data(PENDING_ROLE) for item in items if item.data(PENDING_ROLE)]
 
     def index_at(self, row: int) -> int | None:
         """The targets index of row `row`, None for "you" (or no row)."""

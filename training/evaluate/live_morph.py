@@ -1,11 +1,12 @@
 """Evaluate the live morph as a user sees it: is the face on screen the target, and does it move like the user?
 
-    python -m training.evaluate.live_morph --json docs/results/live_morph.json     # 3 clips x 3 targets, ~10 min
+    python -m training.evaluate.live_morph --json docs/results/live_morph.json     # 3 clips x 3 targets, ~20 min on 2 cores
 
 Per clip of --videos (stand-ins for a webcam) and per target (a photo inverted the way the app inverts a dropped
 photo, or `seed:N`, a built-in generated face), the live pipeline (engine.live.LivePipeline with the app's
-settings) runs the first --frames frames at strength 1 with each --presets morph, and once at strength 0. Every
-output frame (the pasted-back frame the window shows) is judged:
+settings) runs the first --frames frames at strength 1 with each --presets morph, once at strength 0, and (unless
+--no-today) as the app morphed before reenactment (the identity preset toward one-pass targets), so before and after
+come from one run. Every --every-th output frame (the pasted-back frame the window shows) is judged:
 - likeness: dlib's descriptor distance (< 0.6: the same person) between the output face, aligned by its own
   landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
 - motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and expression scores (jaw_open,
@@ -41,6 +42,7 @@ from training.evaluate.dlib_judge import DlibIdentity
 
 MOTION = ("yaw", "pitch", "jaw_open", "smile")
 SAME = 0.6  # dlib's threshold for the same person
+TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 
 
 @dataclass
@@ -166,8 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--targets", default=f"{PHOTOS / 'biden.jpg'},{PHOTOS / 'obama.jpg'},seed:0",
                     help="target photos and/or seed:N built-in faces, comma-separated")
     ap.add_argument("--presets", default="reenact,identity", help="morphs to compare at strength 1")
-    ap.add_argument("--frames", type=int, default=60, help="frames of each clip to run")
-    ap.add_argument("--every", type=int, default=1, help="judge every N-th frame (the loop runs them all)")
+    ap.add_argument("--no-today", action="store_true",
+                    help="leave out the app as it was before reenactment (identity preset, one-pass targets)")
+    ap.add_argument("--frames", type=int, default=150, help="frames of each clip to run")
+    ap.add_argument("--every", type=int, default=3, help="judge every N-th frame (the loop runs them all)")
     ap.add_argument("--mode", choices=("sync", "app"), default="sync")
     ap.add_argument("--target-quality", type=int, default=0, help="quality-mode steps for target photos (app: 0)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (the app's: 1)")
@@ -185,10 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     reader, ident, rows = MotionReader(), DlibIdentity(), []
     runs = [("you (strength 0)", None, None, 0.0)] + [
         (preset, name, t, 1.0) for name, t in targets.items() for preset in args.presets.split(",")]
+    if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
+        one_pass = load_targets(args.targets.split(","), models, args.cache, 0)
+        runs += [(TODAY, name, t, 1.0) for name, t in one_pass.items()]
     for clip in clips:
         for morph, name, target, strength in runs:
             settings = LiveSettings(strength=strength) if target is None else \
-                LiveSettings(target=target[0], strength=strength, preset=morph)
+                LiveSettings(target=target[0], strength=strength, preset="identity" if morph == TODAY else morph)
             pairs = run_clip(models, clip, settings, args.frames, args.mode, args.every)
             row = {"clip": clip.name, "target": name or "you", "morph": morph,
                    **judge(pairs, reader, ident, None if target is None else target[1])}
@@ -198,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
                 args.record.mkdir(parents=True, exist_ok=True)
                 fit = lambda im: cv2.resize(im, (round(240 * im.shape[1] / im.shape[0]), 240))  # noqa: E731
                 side = [cv2.cvtColor(np.hstack([fit(a), fit(b)]), cv2.COLOR_BGR2RGB) for a, b in pairs]
-                write_gif(args.record / f"{clip.stem}_{row['target']}_{morph.split()[0]}.gif", side, fps=10)
+                slug = "".join(c if c.isalnum() else "_" for c in f"{clip.stem}_{row['target']}_{morph}")
+                write_gif(args.record / f"{slug}.gif", side, fps=10)
     reader.close()
     summary = totals([r for r in rows if r["target"] != "you"]) + totals([r for r in rows if r["target"] == "you"])
     print(markdown(rows + summary))

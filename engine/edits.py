@@ -60,6 +60,11 @@ MORPH_PRESETS: dict[str, np.ndarray] = {
 MOTION_SLOTS: np.ndarray = slot_weights(coarse=1.0, middle=1.0)
 # The default morph: the target's face moving like the user (reenact); the per-slot presets mix the two faces.
 MORPH_MODES: tuple[str, ...] = ("reenact", *MORPH_PRESETS)
+# Live, the user's measured blendshapes drive these directions, half and half with the latent's own change: the
+# mouth follows far better and the face stays the target's (docs/MORPH.md, "Expression drive"; driving smile,
+# blink and brows too made the smile follow better but the target less recognisable).
+DRIVEN_EXPRESSIONS: tuple[str, ...] = ("jaw_open",)
+EXPRESSION_SHARE = 0.5
 # Direction names a still's reenactment copies from the user (a photo has no motion to take a mean of).
 EXPRESSION_NAMES: tuple[str, ...] = ("yaw", "pitch", "smile", "jaw_open", "eye_blink", "brow_raise")
 
@@ -96,7 +101,7 @@ def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window
 
 def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,
             motion: np.ndarray = MOTION_SLOTS, directions: "DirectionSet | None" = None,
-            expression: dict[str, float] | None = None, expression_share: float = 1.0) -> np.ndarray:
+            expression: dict[str, float] | None = None, expression_share: float = EXPRESSION_SHARE) -> np.ndarray:
     """The target's face with the source's head pose and expression, blended from the source (strength 0) to it (1).
 
     driven = target + motion[slot] * (source - reference): the target moved by how far the user is from their own
@@ -105,9 +110,9 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     `directions` its pose and expression components (EXPRESSION_NAMES) are copied from the source. With `directions`
     the head pose (yaw, pitch) is always the source's, so the face stays on the user's head when pasted back.
     `expression` (with `directions`): the user's expression change from rest in blendshape units (e.g.
-    {"jaw_open": 0.3}, MotionReference.expression_change): along those directions the driven face is the target at
-    rest moved by that much (up to each direction's calibrated range, max_units), instead of by the latent's change
-    (the encoder sees a mouth open only in part)."""
+    {"jaw_open": 0.3}, MotionReference.expression_change): along those directions the driven face moves
+    `expression_share` of the way from the latent's change (the encoder sees a mouth open only in part) to the
+    target at rest moved by exactly that much (up to each direction's calibrated range, max_units)."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     src, tgt = to_wplus(source), to_wplus(target)

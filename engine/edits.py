@@ -55,18 +55,21 @@ MORPH_PRESETS: dict[str, np.ndarray] = {
 }
 
 
-# Slots that carry head pose and expression (4-32 px features, slots 0-9): a reenactment takes the user's motion on
-# these and everything else from the target. Chosen by `python -m training.evaluate.live_morph` (docs/MORPH.md).
-MOTION_SLOTS: np.ndarray = slot_weights(coarse=1.0, middle=1.0)
 # The default morph: the target's face moving like the user (reenact); the per-slot presets mix the two faces.
 MORPH_MODES: tuple[str, ...] = ("reenact", *MORPH_PRESETS)
-# Live, the user's measured blendshapes drive these directions, half and half with the latent's own change: the
-# mouth follows far better and the face stays the target's (docs/MORPH.md, "Expression drive"; driving smile,
-# blink and brows too made the smile follow better but the target less recognisable).
-DRIVEN_EXPRESSIONS: tuple[str, ...] = ("jaw_open",)
-EXPRESSION_SHARE = 0.5
 # Direction names a still's reenactment copies from the user (a photo has no motion to take a mean of).
 EXPRESSION_NAMES: tuple[str, ...] = ("yaw", "pitch", "smile", "jaw_open", "eye_blink", "brow_raise")
+
+
+@dataclass(frozen=True)
+class Reenactment:
+    """How a reenactment carries the user's motion onto the target. The defaults were chosen on d18/d20 toward two
+    photo targets by `python -m training.evaluate.probe_reenactment` (docs/MORPH.md)."""
+
+    motion: np.ndarray = field(default_factory=lambda: slot_weights(coarse=1.0, middle=1.0))  # (23,) share of the
+    #   user's latent change per slot: slots 0-9 (4-32 px) carry head pose and expression; the rest is the target's
+    driven: tuple[str, ...] = ("jaw_open",)  # live, these directions also follow the user's measured blendshapes
+    share: float = 0.5  # how far those directions go from the latent's change toward the measured one (0..1)
 
 
 @dataclass(frozen=True)
@@ -100,32 +103,32 @@ def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window
 
 
 def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,
-            motion: np.ndarray = MOTION_SLOTS, directions: "DirectionSet | None" = None,
-            expression: dict[str, float] | None = None, expression_share: float = EXPRESSION_SHARE) -> np.ndarray:
+            directions: "DirectionSet | None" = None, expression: dict[str, float] | None = None,
+            how: Reenactment = Reenactment()) -> np.ndarray:
     """The target's face with the source's head pose and expression, blended from the source (strength 0) to it (1).
 
-    driven = target + motion[slot] * (source - reference): the target moved by how far the user is from their own
-    resting latent (`reference`, a MotionReference's mean) on the slots that carry motion; the result is
+    driven = target + how.motion[slot] * (source - reference): the target moved by how far the user is from their
+    own resting latent (`reference`, a MotionReference's mean) on the slots that carry motion; the result is
     source + strength * (driven - source). Without a reference (a still photo) driven is the target, and with
     `directions` its pose and expression components (EXPRESSION_NAMES) are copied from the source. With `directions`
     the head pose (yaw, pitch) is always the source's, so the face stays on the user's head when pasted back.
     `expression` (with `directions`): the user's expression change from rest in blendshape units (e.g.
-    {"jaw_open": 0.3}, MotionReference.expression_change): along those directions the driven face moves
-    `expression_share` of the way from the latent's change (the encoder sees a mouth open only in part) to the
-    target at rest moved by exactly that much (up to each direction's calibrated range, max_units)."""
+    {"jaw_open": 0.3}, MotionReference.expression_change): along the `how.driven` directions the driven face moves
+    `how.share` of the way from the latent's change (the encoder sees a mouth open only in part) to the target at
+    rest moved by exactly that much (up to each direction's calibrated range, max_units)."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     src, tgt = to_wplus(source), to_wplus(target)
     if reference is None:
         driven = directions.restore(tgt, src, EXPRESSION_NAMES) if directions is not None else tgt
     else:
-        m = np.asarray(motion, np.float32).reshape(1, N_SLOTS, 1)
+        m = np.asarray(how.motion, np.float32).reshape(1, N_SLOTS, 1)
         driven = tgt + m * (src - to_wplus(reference))
-        if expression and directions is not None:  # within each direction's calibrated range: beyond, it breaks faces
-            amounts = {k: float(np.clip(v, -directions.directions[k].max_units, directions.directions[k].max_units))
-                       for k, v in expression.items()}
+        amounts = {k: float(np.clip(expression[k], -directions.directions[k].max_units, directions.directions[k].max_units))
+                   for k in how.driven if k in expression} if expression and directions is not None else {}
+        if amounts:  # within each direction's calibrated range: beyond it, it breaks faces
             measured = directions.apply(directions.restore(driven, tgt, tuple(amounts)), **amounts)
-            driven = driven + expression_share * (measured - driven)
+            driven = driven + how.share * (measured - driven)
     out = (src + strength * (driven - src)).astype(np.float32)
     return directions.restore(out, src, ("yaw", "pitch")) if directions is not None else out
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from engine.align import Crop, align_face, usable_faces
 from engine.background_render import BackgroundRenderer
-from engine.edits import (DRIVEN_EXPRESSIONS, MORPH_MODES, DirectionSet, MotionReference, morph, motion_reference_step,
+from engine.edits import (MORPH_MODES, DirectionSet, MotionReference, Reenactment, morph, motion_reference_step,
                           reenact)
 from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
@@ -83,8 +83,9 @@ class LiveSettings:
     `strength` 0..1 and `preset` of the morph: "reenact" (the target's face moving like the user: engine.edits.reenact,
     from the user's running resting latent) or a per-slot mix (engine.edits.MORPH_PRESETS); `pose_lock`: keep the
     user's head pose along the yaw/pitch directions while morphing (docs/EDITS.md); `drive_expression`: with pose lock
-    and reenact, the target's mouth also follows the user's measured blendshapes (engine.edits.DRIVEN_EXPRESSIONS,
-    reenact's `expression`; docs/MORPH.md); `amounts`: direction edits in real
+    and reenact, the target's mouth also follows the user's measured blendshapes (reenact's `expression`;
+    docs/MORPH.md); `reenactment`: which slots carry the user's motion and which expressions are driven
+    (engine.edits.Reenactment); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
     `reuse_threshold` (RMS, W units) since the last render; `inversion`: how the user's face is inverted
@@ -97,6 +98,7 @@ class LiveSettings:
     preset: str = "reenact"
     pose_lock: bool = True
     drive_expression: bool = True
+    reenactment: Reenactment = Reenactment()
     amounts: dict[str, float] = field(default_factory=dict)
     smooth_latents: bool = True
     smooth_landmarks: bool = True
@@ -367,9 +369,8 @@ class LivePipeline:
                 ref = self._motion_ref
                 drive = ref is not None and lock is not None and settings.drive_expression
                 change = ref.expression_change(self._expression) if drive else None
-                change = {k: change[k] for k in DRIVEN_EXPRESSIONS} if change else None
                 out = reenact(out, settings.target, settings.strength, None if ref is None else ref.mean,
-                              directions=lock, expression=change)
+                              directions=lock, expression=change, how=settings.reenactment)
             else:
                 out = morph(out, settings.target, settings.strength, settings.preset, pose_lock=lock)
         amounts = {k: v for k, v in settings.amounts.items() if v}

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.edits import (DIRECTIONS_PATH, EXPRESSION_NAMES, MORPH_PRESETS, MOTION_SLOTS, SLOT_GROUPS,
-                          SLOT_RESOLUTION, DirectionSet, morph, motion_reference_step, reenact, slot_weights)
+from engine.edits import (DIRECTIONS_PATH, EXPRESSION_NAMES, MORPH_PRESETS, SLOT_GROUPS, SLOT_RESOLUTION, DirectionSet,
+                          Reenactment, morph, motion_reference_step, reenact, slot_weights)
 from engine.errors import BadInputError, ModelMissingError
 from engine.gif import write_gif
 
@@ -123,7 +123,7 @@ def test_reenact_moves_the_target_by_the_users_motion_on_the_motion_slots_only()
     user, rest, target = (rng.standard_normal((1, 23, 512)).astype(np.float32) for _ in range(3))
     np.testing.assert_allclose(reenact(user, target, 0.0, rest), user, atol=1e-6)
     full = reenact(user, target, 1.0, rest)
-    motion = MOTION_SLOTS > 0
+    motion = Reenactment().motion > 0
     assert list(np.flatnonzero(motion)) == list(range(10))  # 4-32 px: pose and expression
     np.testing.assert_allclose(full[0, motion], (target + user - rest)[0, motion], atol=1e-5)
     np.testing.assert_allclose(full[0, ~motion], target[0, ~motion], atol=1e-6)  # identity, complexion: the target's
@@ -158,3 +158,28 @@ def test_motion_reference_is_a_running_mean_then_exponential():
     ref = motion_reference_step(ref, frames[3], window=3)
     np.testing.assert_allclose(ref.mean, 2.0 + (10.0 - 2.0) / 3)
     assert ref.count == 3
+
+
+def test_reenact_drives_the_jaw_by_the_measured_expression_within_its_range():
+    ds = DirectionSet.load(DIRECTIONS_PATH)
+    jaw = ds.directions["jaw_open"]
+    rng = np.random.default_rng(3)
+    user, rest, target = (rng.standard_normal((1, 23, 512)).astype(np.float32) for _ in range(3))
+    on = jaw.slots > 0
+
+    def jaw_component(w):
+        return (w[0, on] @ jaw.vector).mean()
+
+    latent_only = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(share=0.0),
+                          expression={"jaw_open": 0.2})
+    np.testing.assert_allclose(latent_only, reenact(user, target, 1.0, rest, directions=ds), atol=1e-6)
+    measured = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(share=1.0), expression={"jaw_open": 0.2})
+    want = jaw_component(ds.restore(target, user, ("yaw", "pitch"))) + 0.2 / jaw.units_per_step
+    np.testing.assert_allclose(jaw_component(measured), want, rtol=0.05)  # the target at rest, opened by 0.2
+    half = reenact(user, target, 1.0, rest, directions=ds, expression={"jaw_open": 0.2})  # the default: half and half
+    np.testing.assert_allclose(jaw_component(half), 0.5 * (jaw_component(latent_only) + jaw_component(measured)),
+                               rtol=0.05)
+    wide = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(share=1.0), expression={"jaw_open": 5.0})
+    top = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(share=1.0),
+                  expression={"jaw_open": jaw.max_units})
+    np.testing.assert_allclose(wide, top, atol=1e-5)  # beyond the calibrated range: held at its end

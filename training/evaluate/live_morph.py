@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--frames", type=int, default=150, help="frames of each clip to run")
     ap.add_argument("--every", type=int, default=3, help="judge every N-th frame (the loop runs them all)")
     ap.add_argument("--mode", choices=("sync", "app"), default="sync")
-    ap.add_argument("--target-quality", type=int, default=0, help="quality-mode steps for target photos (app: 0)")
+    ap.add_argument("--target-quality", type=int, default=20,
+                    help="quality-mode steps for target photos (default 20, as the app does)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (the app's: 1)")
     ap.add_argument("--cache", type=Path, default=Path("runs/live_morph_targets"), help="target inversion cache")
     ap.add_argument("--record", type=Path, help="write input | output GIFs here")

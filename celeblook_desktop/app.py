@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--demo", action="store_true",
                      help="a built-in face made by CelebLook's generator that turns, smiles and talks (no camera)")
     p.add_argument("--target", type=Path, help="target photo to morph toward (default: a built-in generated face)")
-    p.add_argument("--strength", type=float, default=0.8, help="morph strength 0..1 (default 0.8)")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="morph strength 0..1 (default 1: the target, moving like you)")
     p.add_argument("--frames", type=int, help="process this many frames, then exit (headless runs, demos, tests)")
     p.add_argument("--record", type=Path, help="record the output as this GIF (written when the run ends)")
     p.add_argument("--screenshot", type=Path, help="save a screenshot of the window (.png/.jpg) at the end")

@@ -94,7 +94,7 @@ class LiveSettings:
     steps are not used live)."""
 
     target: np.ndarray | None = None
-    strength: float = 0.8
+    strength: float = 1.0
     preset: str = "reenact"
     pose_lock: bool = True
     drive_expression: bool = True

@@ -59,8 +59,8 @@ class ControlsPanel(QWidget):
 
         self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
-        self.strength.setValue(80)
-        self.strength_label = QLabel("0.80")
+        self.strength.setValue(100)
+        self.strength_label = QLabel("1.00")
         form.addRow("Morph strength", _with_label(self.strength, self.strength_label))
         self.preset = QComboBox()
         self.preset.addItems(list(MORPH_MODES))

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("morph", help="morph the face in a photo toward a target photo's face")
     add_photo_args(p)
     p.add_argument("--to", type=Path, required=True, help="target photo (a celebrity, a friend)")
-    p.add_argument("--strength", type=float, default=0.8, help="how far toward the target, 0..1 (default 0.8)")
+    p.add_argument("--strength", type=float, default=1.0, help="how far toward the target, 0..1 (default 1)")
     p.add_argument("--preset", choices=MORPH_MODES, default="reenact",
                    help="reenact (default): the target's face with your pose and expression; the others mix the two "
                         "faces per slot (identity keeps your face shape, pose and expression)")

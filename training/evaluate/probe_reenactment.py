@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", default="d18.mp4,d20.mp4")
     ap.add_argument("--targets", default=f"{PHOTOS / 'biden.jpg'},{PHOTOS / 'obama.jpg'}")
-    ap.add_argument("--variants", help=f"comma-separated subset of: {'; '.join(VARIANTS)}")
+    ap.add_argument("--variants", help=f"a subset, separated by semicolons: {'; '.join(VARIANTS)}")
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--every", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=Path("runs/live_morph_targets"))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    names = [n.strip() for n in args.variants.split(";")] if args.variants else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s): {', '.join(unknown)}")

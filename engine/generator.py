@@ -51,7 +51,12 @@ class Generator:
         return self.mapping.run(None, {"z": np.asarray(z, np.float32).reshape(-1, STYLE_DIM)})[0]
 
     def sample_w(self, seed: int, psi: float = 0.7) -> np.ndarray:
-        """A truncated W (512,) for `seed`: w_avg + psi (mapping(z) - w_avg), z ~ N(0, I) from numpy's PCG64."""
+        """A truncated W (512,) for `seed`: w_avg + psi (mapping(z) - w_avg), z ~ N(0, I) from numpy's PCG64.
+        BadInputError for a negative seed or a psi that is not a finite number."""
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise BadInputError(f"the seed must be a whole number >= 0, got {seed!r}")
+        if not np.isfinite(psi):
+            raise BadInputError(f"psi must be a finite number (0.5-0.7 gives pleasant faces), got {psi}")
         z = np.random.default_rng(seed).standard_normal((1, STYLE_DIM)).astype(np.float32)
         return self.w_avg + psi * (self.map(z)[0] - self.w_avg)
 

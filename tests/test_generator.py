@@ -194,3 +194,13 @@ def test_cli_generate_bad_input_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "latent" in err and "Traceback" not in err
     assert cli_main(["generate", "--out", str(tmp_path / "no_such_dir" / "o.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, says", [(["--seed", "-1"], "seed"), (["--psi", "nan"], "psi"), (["--psi", "inf"], "psi"),
+                                        (["--size", "-5"], "--size"), (["--size", "100000"], "--size")])
+def test_cli_generate_refuses_nonsense_numbers(tmp_path, capsys, args, says):
+    out = tmp_path / "o.png"
+    assert cli_main(["generate", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and "Traceback" not in err
+    assert not out.exists()

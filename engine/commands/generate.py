@@ -6,12 +6,15 @@ from pathlib import Path
 
 import cv2
 
+from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.image_io import save_image
 from engine.latents import load_latent, save_latent
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.size <= 4096:
+        raise BadInputError(f"--size must be between 1 and 4096 px (0: the generator's 1024), got {args.size}")
     gen = Generator.load(threads=args.threads)
     if args.latent:
         latent = load_latent(args.latent)

@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.errors import BadInputError, ModelMissingError
 from engine.latents import N_SLOTS, STYLE_DIM, to_wplus
-from engine.models import MODELS_DIR
+from engine.models import MODELS_DIR, check_shipped
 
 DIRECTIONS_PATH = MODELS_DIR / "directions.npz"
 
@@ -181,6 +181,7 @@ class DirectionSet:
         path = Path(path)
         if not path.is_file():
             raise ModelMissingError(f"direction file not found: {path} (regenerate: python -m training.fit.directions)")
+        check_shipped(path)
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             out = {}

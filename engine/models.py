@@ -124,16 +124,32 @@ def missing_download(name: str, explicit: str | os.PathLike | None = None,
     return None if any(path.is_file() for _, path in candidates) else entry
 
 
+def check_shipped(path: str | os.PathLike, models_dir: Path = MODELS_DIR, manifest_path: Path = MANIFEST_PATH) -> None:
+    """A file in the shipped models folder must be the one its manifest entry pins (a truncated or altered model is
+    refused, not used): BadInputError on a sha256 mismatch or a shipped file the manifest does not list. Files
+    elsewhere (a development fit passed by path) are not checked."""
+    path = Path(path)
+    if path.resolve().parent != Path(models_dir).resolve():
+        return
+    entries = [e for e in load_manifest(manifest_path).values() if e.file == path.name]
+    if not entries:
+        raise BadInputError(f"{path} is in the shipped models folder but not in its manifest")
+    if sha256_file(path) != entries[0].sha256:
+        raise BadInputError(f"{path} is not the shipped {entries[0].name} model (sha256 mismatch: damaged or altered; "
+                            f"reinstall, or regenerate: {entries[0].regenerate or 'see the manifest'})")
+
+
 def load_npz_model(path: str | os.PathLike, required_keys: Iterable[str], what: str, remedy: str,
                    missing_error: type[Exception] = ModelMissingError,
                    check: Callable[[dict, dict], None] | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """The arrays and the JSON `meta` of an npz file with metadata (no pickle), e.g. a fitted model: `missing_error`
     "{what} not found: path ({remedy})" when there is no file; BadInputError "path is not a CelebLook {what}
     ({remedy})" when it is unreadable, lacks `meta` or one of `required_keys`, or `check(arrays, meta)` raises
-    ValueError or KeyError."""
+    ValueError or KeyError; a shipped file must match its manifest's sha256 (check_shipped)."""
     path = Path(path)
     if not path.is_file():
         raise missing_error(f"{what} not found: {path} ({remedy})")
+    check_shipped(path)
     try:
         with np.load(path, allow_pickle=False) as d:
             arrays = {k: d[k] for k in d.files if k != "meta"}

@@ -13,9 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+from engine.cli import OneLineParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="celeblook-desktop", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="celeblook-desktop", description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, help="camera index (default 0)")
     src.add_argument("--video", type=Path, help="video file to use instead of a camera (loops)")

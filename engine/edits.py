@@ -208,6 +208,8 @@ class DirectionSet:
         (e.g. yaw=20 degrees, smile=0.6). Unknown names raise BadInputError."""
         out = to_wplus(latent).copy()
         for name, amount in amounts.items():
+            if not np.isfinite(amount):
+                raise BadInputError(f"edit {name} must be a finite number, got {amount}")
             if not amount:
                 continue
             if name not in self.directions:

@@ -134,6 +134,9 @@ TARGETS = {"pipeline": None, "generator": bench_generator, "encoder": bench_enco
 def run(args: argparse.Namespace) -> int:
     if args.target not in TARGETS:
         raise CelebLookError(f"unknown benchmark {args.target!r}; choose from {', '.join(TARGETS)}")
+    if args.frames < 1 or args.repeats < 1 or any(t < 0 for t in args.threads):
+        raise BadInputError("--frames and --repeats must be >= 1 and --threads >= 0 "
+                            f"(got {args.frames}, {args.repeats}, {args.threads})")
     if args.target == "pipeline":
         from engine.pipeline_bench import bench_pipeline, check_budgets
 

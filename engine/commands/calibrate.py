@@ -43,6 +43,8 @@ def _frames(sources: list[Path]):
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise BadInputError(f"--steps must be >= 1, got {args.steps}")
+    if args.keyframes < 1:
+        raise BadInputError(f"--keyframes must be >= 1, got {args.keyframes}")
     encoder = Encoder.load(args.threads, args.encoder)
     refiner = Refiner.load(args.threads, full=Generator.load(args.threads))
     photos = args.source[0].suffix.lower() in IMAGE_SUFFIXES

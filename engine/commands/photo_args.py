@@ -89,6 +89,8 @@ def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: En
 
 def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:
     """Write edit(1.0) to --out and, with --gif, the sweep edit(0) -> edit(1) as a boomerang GIF."""
+    if args.gif and not 2 <= args.frames <= 100:
+        raise BadInputError(f"--frames must be in 2..100 for a sweep GIF, got {args.frames}")
     save_image(args.out, editor.render(edit(1.0), paste=not args.crop))
     print(f"wrote {args.out}")
     if args.gif:

@@ -45,5 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-quality", type=int, default=STEPS, metavar="STEPS",
                    help=f"quality-mode steps for the target photo, once per photo and cached (default {STEPS}; 0: off)")
     p.add_argument("--no-pose-lock", action="store_true",
-                   help="let the target's head pose through (default: keep yours along the yaw/pitch directions)")
+                   help="with a per-slot preset, let the target's head pose through (default: keep yours along the "
+                        "yaw/pitch directions; reenact always keeps your pose)")
     p.set_defaults(func=run)

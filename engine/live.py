@@ -307,7 +307,7 @@ class LivePipeline:
         wplus = self._smooth_latent(wplus, t, settings)
         self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW, face.expression)
         self._expression = face.expression
-        edited = self._edit(wplus, settings)
+        edited = self.edit(wplus, settings)
         lap("edit")
 
         if self._renderer is not None:
@@ -357,11 +357,8 @@ class LivePipeline:
         return self._latent_state.value.astype(np.float32)
 
     def edit(self, wplus: np.ndarray, settings: LiveSettings) -> np.ndarray:
-        """The edit that process() applies to the user's W+ (morph, pose lock, direction edits): the live view's
-        own, for anything that must match it (the desktop's sweep GIF)."""
-        return self._edit(wplus, settings)
-
-    def _edit(self, wplus: np.ndarray, settings: LiveSettings) -> np.ndarray:
+        """The edit that process() applies to the user's W+ (morph with this stream's motion reference, pose lock,
+        direction edits): the live view's own, for anything that must match it (the desktop's sweep GIF)."""
         out = to_wplus(wplus)
         if settings.target is not None and settings.strength > 0:
             lock = self.models.directions if settings.pose_lock else None

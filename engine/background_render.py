@@ -23,12 +23,14 @@ import numpy as np
 @dataclass(frozen=True)
 class Rendered:
     """A finished render: the latent it came from, the face (whatever `render_fn` returns), its sequence number
-    (1, 2, ... per renderer) and how long the render took (ms)."""
+    (1, 2, ... per renderer), how long the render took (ms) and the caller's `tag` of the request (e.g. the frame
+    the latent came from, so a display can tell how old the face it shows is)."""
 
     latent: np.ndarray
     face: np.ndarray
     sequence: int
     ms: float
+    tag: object = None
 
 
 class BackgroundRenderer:
@@ -37,7 +39,7 @@ class BackgroundRenderer:
     def __init__(self, render_fn):
         self._render_fn = render_fn
         self._cond = threading.Condition()
-        self._pending: tuple[int, np.ndarray] | None = None  # (epoch, latent)
+        self._pending: tuple[int, np.ndarray, object] | None = None  # (epoch, latent, tag)
         self._latest: Rendered | None = None
         self._epoch = 0
         self._count = 0
@@ -52,11 +54,11 @@ class BackgroundRenderer:
         """Renders finished so far (including ones discarded by `clear`)."""
         return self._count
 
-    def submit(self, latent: np.ndarray) -> None:
-        """Ask for `latent` to be rendered; replaces a request that has not started yet."""
+    def submit(self, latent: np.ndarray, tag: object = None) -> None:
+        """Ask for `latent` to be rendered (`tag` comes back with it); replaces a request that has not started yet."""
         with self._cond:
             self._raise_error()
-            self._pending = (self._epoch, np.array(latent, copy=True))
+            self._pending = (self._epoch, np.array(latent, copy=True), tag)
             self._cond.notify_all()
 
     def latest(self) -> Rendered | None:
@@ -103,7 +105,7 @@ class BackgroundRenderer:
                     self._cond.wait()
                 if self._closed:
                     return
-                epoch, latent = self._pending
+                epoch, latent, tag = self._pending
                 self._pending = None
                 self._busy = True
             t0 = time.perf_counter()
@@ -119,5 +121,5 @@ class BackgroundRenderer:
                 self._count += 1
                 self._busy = False
                 if epoch == self._epoch:
-                    self._latest = Rendered(latent, face, self._count, ms)
+                    self._latest = Rendered(latent, face, self._count, ms, tag)
                 self._cond.notify_all()

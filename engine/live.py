@@ -133,7 +133,9 @@ class LiveResult:
     `wplus`: the smoothed inversion (1, 23, 512), `edited`: the W+ the shown face was rendered from;
     `timings`: ms per stage (STAGES) and "total"; `reused`: the shown face was rendered from an earlier frame's
     latent (the generator was skipped, or, rendering in the background, it has not caught up yet);
-    `renders`: the pipeline's generator runs so far (their rate is how often the shown face changes)."""
+    `renders`: the pipeline's generator runs so far (their rate is how often the shown face changes);
+    `face_frame`: the number (LivePipeline.frames) of the frame whose latent the shown face was rendered from,
+    so a caller that knows when that frame was captured knows the capture-to-face latency."""
 
     frame: np.ndarray
     face_found: bool
@@ -145,6 +147,7 @@ class LiveResult:
     crop: Crop | None = None
     message: str = ""
     renders: int = 0
+    face_frame: int = 0
 
 
 @dataclass
@@ -225,7 +228,8 @@ def _in_manifest(name: str) -> bool:
 @dataclass
 class _Render:
     latent: np.ndarray  # the edited W+ it came from
-    face_bgr: np.ndarray  # 1024-px generated face, BGR
+    face_bgr: np.ndarray  # generated face, BGR
+    frame: int = 0  # the pipeline's frame number that latent came from
 
 
 def rms(a: np.ndarray, b: np.ndarray) -> float:
@@ -316,7 +320,7 @@ class LivePipeline:
             render = self._render
             reused = bool(settings.reuse and render is not None and rms(edited, render.latent) < settings.reuse_threshold)
             if not reused:
-                render = self._render = _Render(edited, self._render_bgr(edited))
+                render = self._render = _Render(edited, self._render_bgr(edited), self.frames)
                 self._sync_renders += 1
         lap("generate")
 
@@ -329,18 +333,18 @@ class LivePipeline:
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
         return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop,
-                          renders=self.renders)
+                          renders=self.renders, face_frame=render.frame)
 
     def _render_in_background(self, edited: np.ndarray, settings: LiveSettings) -> tuple[_Render, bool]:
         """Submit `edited` unless reuse says the face has not changed, and return the newest finished face (waiting
         only for the first one of a stream) and whether it comes from an earlier latent."""
         if not settings.reuse or self._submitted is None or rms(edited, self._submitted) >= settings.reuse_threshold:
-            self._renderer.submit(edited)
+            self._renderer.submit(edited, tag=self.frames)
             self._submitted = edited
         done = self._renderer.latest() or self._renderer.wait()
         if done is None:
             raise CelebLookError("the background render did not finish within 30 s")
-        return _Render(done.latent, done.face), not np.array_equal(done.latent, edited)
+        return _Render(done.latent, done.face, done.tag or 0), not np.array_equal(done.latent, edited)
 
     def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:
         if not settings.smooth_latents:

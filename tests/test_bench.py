@@ -25,10 +25,32 @@ def test_generator_macs_and_params_match_the_architecture():
 def test_budget_check_reports_only_missed_budgets():
     report = {"budgets": [{"budget": "laptop", "measure": "fps", "value": 25.0, "limit": ">= 20", "ok": True},
                           {"budget": "phone", "measure": "ms", "value": 90.0, "limit": "<= 33", "ok": False}]}
-    assert check_budgets(report, []) == []  # default: the laptop budget
-    assert check_budgets(report, ["laptop", "phone"]) == ["phone: ms = 90.0 (limit <= 33)"]
+    assert check_budgets(report, ["laptop"]) == []
+    missed = ["phone: ms = 90.0 (limit <= 33)"]
+    assert check_budgets(report, []) == missed  # no names: every budget
+    assert check_budgets(report, ["laptop", "phone"]) == missed
     budgets = json.loads(BUDGETS_PATH.read_text())
-    assert budgets["laptop"]["min_fps"] == 20 and budgets["phone"]["max_model_ms"] == 33
+    assert budgets["laptop"]["min_fps"] == 20 and budgets["laptop"]["min_face_refresh_hz"] == 12
+    assert budgets["laptop"]["max_latency_ms"] == 150 and budgets["phone"]["max_model_ms"] == 33
+
+
+def test_bench_check_without_names_fails_on_any_missed_budget(tmp_path, videos_dir, monkeypatch, capsys):
+    """`bench --check` judges every budget: an unreachable one exits 1 and says which; reachable ones exit 0."""
+    import engine.pipeline_bench as pb
+
+    budgets = json.loads(BUDGETS_PATH.read_text())
+    args = ["bench", "--threads", "1", "--frames", "2", "--videos", str(videos_dir / "d18.mp4"), "--check"]
+    for name, limits, code in (("easy", {"min_fps": 0, "min_face_refresh_hz": 0, "max_latency_ms": 1e9,
+                                         "max_model_ms": 1e9}, 0),
+                               ("hard", {"min_fps": 0, "min_face_refresh_hz": 0, "max_latency_ms": 1e9,
+                                         "max_model_ms": 0.001}, 1)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({k: {**v, **{n: x for n, x in limits.items() if n in v}}
+                                    for k, v in budgets.items()}))
+        monkeypatch.setattr(pb, "BUDGETS_PATH", path)
+        assert cli_main(args) == code, name
+        out = capsys.readouterr().out
+        assert ("OVER BUDGET: phone" in out) == bool(code)
 
 
 def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
@@ -44,6 +66,7 @@ def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
     # background modes: the first face is waited for, later ones may still be rendering when the clip ends
     assert 1 <= modes["background, reuse"]["renders"] <= 3 and modes["background, every frame"]["faces"] == 3
     assert set(report["runs"][0]["median_ms"]) >= {"decode", "landmarks", "encode", "generate", "paste", "display"}
+    assert all(r["latency_ms"] > 0 for r in report["runs"]), "capture-to-face latency measured in every mode"
     printed = capsys.readouterr().out
     assert "per-stage median ms" in printed and "budgets" in printed
 

@@ -209,3 +209,21 @@ def test_output_mouth_follows_the_users_at_full_strength(models, videos_dir, lan
     assert np.ptp(jaw_in) > 0.6, "the clip's stretch opens the mouth wide"
     assert np.corrcoef(jaw_in, jaw_out)[0, 1] > 0.6
     assert np.ptp(jaw_out) > 0.4 * np.ptp(jaw_in), "the output's mouth really opens"
+
+
+def test_the_shown_face_says_which_frame_it_came_from(models, d18):
+    """LiveResult.face_frame (what the bench's capture-to-face latency is measured from): rendered inline it is the
+    frame itself; rendered in the background it is an earlier or the same frame, never a later one, and never goes
+    back in time (the first face of a stream is waited for, so it is frame 1's)."""
+    settings = LiveSettings(reuse=False)
+    with LivePipeline(models) as pipe:
+        for i, frame in enumerate(d18[:4]):
+            r = pipe.process(frame.image, frame.timestamp_ms, settings)
+            assert r.face_found and r.face_frame == pipe.frames
+    with LivePipeline(models, background_render=True) as pipe:
+        shown = []
+        for i, frame in enumerate(d18):
+            r = pipe.process(frame.image, frame.timestamp_ms, settings)
+            assert r.face_found and 1 <= r.face_frame <= pipe.frames
+            shown.append(r.face_frame)
+    assert shown[0] == 1 and shown == sorted(shown)

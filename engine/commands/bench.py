@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if title:
             print(f"\n{title}")
         print(format_table(rows, list(dict.fromkeys(k for r in rows for k in r))))
-    failures = check_budgets(report, args.check) if args.target == "pipeline" and args.check else []
+    failures = check_budgets(report, args.check) if args.target == "pipeline" and args.check is not None else []
     if args.json:
         write_json(args.json, report)
         print(f"wrote {args.json}")
@@ -168,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-identity-feedback", action="store_true",
                    help="pipeline: run the live loop without its identity feedback (an A/B of its cost)")
     p.add_argument("--check", nargs="*", choices=["laptop", "phone"], default=None,
-                   help="pipeline: exit 1 when over the named budgets (no name: laptop)")
+                   help="pipeline: exit 1 when over the named budgets (no name: every budget)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
     p.add_argument("--steps", type=int, default=20, help="refine: quality-mode steps of the whole run (default 20)")

@@ -14,6 +14,9 @@ from engine.onnx_session import make_session
 # output resolution -> manifest name of the synthesis model
 SYNTHESIS_MODELS = {1024: "mobilestylegan_synthesis", 512: "mobilestylegan_synthesis_512",
                     256: "mobilestylegan_synthesis_256"}
+# the live view's 256-px generator: blocks 3-4 narrowed and distilled from the 1024-px output, < 1 GMAC
+# (training/train/live_generator.py); stills, GIF export and the quality mode keep the released network
+LIVE_SYNTHESIS = "mobilestylegan_live_256"
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -32,18 +35,21 @@ class Generator:
     mapping: object
     w_avg: np.ndarray
     resolution: int = 1024  # output side in px
+    name: str = SYNTHESIS_MODELS[1024]  # the synthesis model's manifest name
 
     @classmethod
     def load(cls, threads: int = 0, synthesis_path: str | os.PathLike | None = None,
-             resolution: int = 1024) -> "Generator":
+             resolution: int = 1024, live: bool = False) -> "Generator":
         """`resolution` 1024 is the released network; 512 and 256 stop early at our distilled preview heads
-        (docs/BENCHMARKS.md: about 1.4x and 2x faster)."""
-        if resolution not in SYNTHESIS_MODELS:
-            raise BadInputError(f"generator resolution must be one of {sorted(SYNTHESIS_MODELS)}, not {resolution}")
-        synthesis = make_session(resolve_model(SYNTHESIS_MODELS[resolution], synthesis_path), threads)
+        (docs/BENCHMARKS.md: about 1.4x and 2x faster); `live`: the 256-px live-view student (LIVE_SYNTHESIS)."""
+        if resolution not in SYNTHESIS_MODELS or (live and resolution != 256):
+            raise BadInputError(f"generator resolution must be one of {sorted(SYNTHESIS_MODELS)} (256 for the live "
+                                f"generator), not {resolution}")
+        name = LIVE_SYNTHESIS if live else SYNTHESIS_MODELS[resolution]
+        synthesis = make_session(resolve_model(name, synthesis_path), threads)
         mapping = make_session(resolve_model("mobilestylegan_mapping"), threads)
         w_avg = np.load(resolve_model("w_avg"), allow_pickle=False).astype(np.float32)
-        return cls(synthesis, mapping, w_avg, resolution)
+        return cls(synthesis, mapping, w_avg, resolution, name)
 
 
     def map(self, z: np.ndarray) -> np.ndarray:

@@ -168,9 +168,12 @@ class LiveModels:
 
     @classmethod
     def load(cls, threads: int = 2, encoder_path: str | os.PathLike | None = None,
-             landmarker_model: str | os.PathLike | None = None, resolution: int | None = None) -> "LiveModels":
-        """`resolution`: generator output (1024, 512, 256); default: the fast 256-px preview when shipped."""
-        generator = Generator.load(threads, resolution=resolution or preview_resolution())
+             landmarker_model: str | os.PathLike | None = None, resolution: int | None = None,
+             generator: str = "live") -> "LiveModels":
+        """`generator` (LIVE_GENERATORS): "live", the distilled live-view student when shipped (else as "preview");
+        "preview", the released network stopped at its 256-px head (else 1024 px); "full", the released network at
+        `resolution` (default 1024). An explicit `resolution` other than 256 means the released network."""
+        generator = load_live_generator(threads, generator, resolution)
         encoder, path = load_encoder(threads, encoder_path)
         lm_bytes = resolve_model("face_landmarker", explicit=landmarker_model).read_bytes()
         try:
@@ -210,6 +213,22 @@ def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tup
     meta = session.get_modelmeta().custom_metadata_map
     size = int(meta["input_size"]) if "input_size" in meta else int(session.get_inputs()[0].shape[-1])
     return Encoder(session, size, sha256=sha256_file(path)), path
+
+
+LIVE_GENERATORS = ("live", "preview", "full")
+
+
+def load_live_generator(threads: int, kind: str = "live", resolution: int | None = None) -> Generator:
+    """The live view's generator (LiveModels.load)."""
+    if kind not in LIVE_GENERATORS:
+        raise BadInputError(f"unknown live generator {kind!r}; choose from {', '.join(LIVE_GENERATORS)}")
+    from engine.generator import LIVE_SYNTHESIS
+
+    if kind == "live" and resolution in (None, 256) and _in_manifest(LIVE_SYNTHESIS):
+        return Generator.load(threads, resolution=256, live=True)
+    if kind == "full":
+        return Generator.load(threads, resolution=resolution or 1024)
+    return Generator.load(threads, resolution=resolution or preview_resolution())
 
 
 def preview_resolution() -> int:

@@ -87,39 +87,52 @@ def run_clips(models: LiveModels, videos: list[Path], frames: int, settings: Liv
             "latency_p90_ms": float(np.percentile(latency, 90)) if latency else 0.0}
 
 
+def generator_file(models: LiveModels) -> Path:
+    """The ONNX file of the models' generator (for its parameter and MAC count)."""
+    return resolve_model(models.generator.name)
+
+
 def bench_pipeline(args) -> dict:
+    """Every mode at every thread count for each generator in --generators (the first is judged against the
+    budgets): an A/B of live generators in one run."""
     budgets = json.loads(BUDGETS_PATH.read_text())
-    resolution = args.resolution or preview_resolution()  # the app's fast path
     videos = bench_videos(args.videos)
-    runs, stage_rows, fps_rows = [], [], []
+    kinds = args.generators or ["live"]
+    runs, stage_rows, fps_rows, model_rows = [], [], [], []
     feedback = not args.no_identity_feedback
-    for threads in args.threads:
-        models = LiveModels.load(threads, resolution=resolution)
-        target = builtin_targets(models.generator, seeds=(0,))[0].wplus
-        for mode, background, settings in MODES:
-            r = run_clips(models, videos, args.frames, settings.with_(target=target, identity_feedback=feedback),
-                          background)
-            runs.append({"threads": threads, "mode": mode, **r})
-            stage_rows.append({"threads": threads, "mode": mode,
-                               **{k: round(v, 1) for k, v in r["median_ms"].items()}})
-            fps_rows.append({"threads": threads, "mode": mode, "frames": r["frames"], "with face": r["faces"],
-                             "generator runs": r["renders"], "fps": round(r["fps"], 1),
-                             "face refreshes/s": round(r["refresh_hz"], 1),
-                             "capture-to-face ms": round(r["latency_ms"]),
-                             "p90 ms": round(r["latency_p90_ms"])})
-    model_rows = []
-    names = {"landmarks": "face_landmarker", "encoder": "inversion_encoder",
-             f"generator {resolution}": "mobilestylegan_synthesis" + ("" if resolution == 1024 else f"_{resolution}")}
-    for label, name in names.items():
-        stats = onnx_stats(resolve_model(name)) if name != "face_landmarker" else None
-        model_rows.append({"model": label, "file": resolve_model(name).name,
-                           "params_M": round(stats.params / 1e6, 2) if stats else "n/a (TFLite)",
-                           "GMACs": round(stats.macs / 1e9, 3) if stats else "n/a (TFLite)"})
-    laptop = next((r for r in runs if r["threads"] == budgets["laptop"]["threads"] and r["mode"] == APP_MODE), None)
-    phone = next((r for r in runs if r["threads"] == budgets["phone"]["threads"] and r["mode"] == EVERY_FRAME), None)
+    for kind in kinds:
+        for threads in args.threads:
+            models = LiveModels.load(threads, resolution=args.resolution, generator=kind)
+            label = f"{kind} {generator_file(models).stem}"
+            target = builtin_targets(models.generator, seeds=(0,))[0].wplus
+            for mode, background, settings in MODES:
+                r = run_clips(models, videos, args.frames, settings.with_(target=target, identity_feedback=feedback),
+                              background)
+                runs.append({"generator": label, "threads": threads, "mode": mode, **r})
+                stage_rows.append({"generator": kind, "threads": threads, "mode": mode,
+                                   **{k: round(v, 1) for k, v in r["median_ms"].items()}})
+                fps_rows.append({"generator": kind, "threads": threads, "mode": mode, "frames": r["frames"],
+                                 "with face": r["faces"], "generator runs": r["renders"], "fps": round(r["fps"], 1),
+                                 "face refreshes/s": round(r["refresh_hz"], 1),
+                                 "capture-to-face ms": round(r["latency_ms"]),
+                                 "p90 ms": round(r["latency_p90_ms"])})
+        stats = onnx_stats(generator_file(models))
+        model_rows.append({"model": f"generator ({kind}, {models.generator.resolution} px)",
+                           "file": generator_file(models).name,
+                           "params_M": round(stats.params / 1e6, 2) if stats else "n/a (needs onnx)",
+                           "GMACs": round(stats.macs / 1e9, 3) if stats else "n/a (needs onnx)"})
+    stats = onnx_stats(resolve_model("inversion_encoder"))
+    model_rows[:0] = [{"model": "landmarks", "file": "face_landmarker.task", "params_M": "n/a (TFLite)",
+                       "GMACs": "n/a (TFLite)"},
+                      {"model": "encoder", "file": resolve_model("inversion_encoder").name,
+                       "params_M": round(stats.params / 1e6, 2) if stats else "n/a (needs onnx)",
+                       "GMACs": round(stats.macs / 1e9, 3) if stats else "n/a (needs onnx)"}]
+    judged = [r for r in runs if r["generator"] == runs[0]["generator"]]
+    laptop = next((r for r in judged if r["threads"] == budgets["laptop"]["threads"] and r["mode"] == APP_MODE), None)
+    phone = next((r for r in judged if r["threads"] == budgets["phone"]["threads"] and r["mode"] == EVERY_FRAME), None)
     budget_rows = []
     if laptop:
-        where = f"{APP_MODE} (the app), {laptop['threads']} thread(s) per model"
+        where = f"{APP_MODE} (the app), {laptop['threads']} thread(s) per model, {laptop['generator']}"
         budget_rows.append({"budget": "laptop", "measure": f"fps, {where}", "value": round(laptop["fps"], 1),
                             "limit": f">= {budgets['laptop']['min_fps']}",
                             "ok": laptop["fps"] >= budgets["laptop"]["min_fps"]})
@@ -133,11 +146,12 @@ def bench_pipeline(args) -> dict:
                             "ok": laptop["latency_ms"] <= budgets["laptop"]["max_latency_ms"]})
     if phone:
         ms = sum(phone["median_ms"][k] for k in ("landmarks", "encode", "generate"))
-        budget_rows.append({"budget": "phone", "measure": "model ms/frame (landmarks+encode+generate), 1 thread",
+        budget_rows.append({"budget": "phone", "measure": "model ms/frame (landmarks+encode+generate), 1 thread, "
+                                                          f"{phone['generator']}",
                             "value": round(ms, 1), "limit": f"<= {budgets['phone']['max_model_ms']}",
                             "ok": ms <= budgets["phone"]["max_model_ms"]})
     fps = laptop["fps"] if laptop else runs[0]["fps"]
-    return {"benchmark": "pipeline", "fps": round(fps, 2), "resolution": resolution,
+    return {"benchmark": "pipeline", "fps": round(fps, 2), "generators": kinds,
             "videos": [str(v) for v in videos], "frames_per_clip": args.frames,
             "identity_feedback": feedback, "machine": machine_info(),
             "runs": runs, "budgets": budget_rows,

@@ -18,6 +18,7 @@ import numpy as np
 from engine.benchmark import format_table, machine_info, median_ms, write_json
 from engine.errors import BadInputError, CelebLookError
 from engine.generator import Generator
+from engine.live import LIVE_GENERATORS
 
 
 def bench_generator(args: argparse.Namespace) -> dict:
@@ -164,7 +165,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--videos", nargs="+", help="pipeline (required): clips to run (the budgets' clips: d18.mp4 "
                                                "d20.mp4 s18.mp4 of the shared data)")
     p.add_argument("--frames", type=int, default=30, help="pipeline: frames per clip and setting (default 30)")
-    p.add_argument("--resolution", type=int, default=None, help="pipeline: generator resolution (default: budget's)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="pipeline: generator resolution (default 256; other than 256: the released network)")
+    p.add_argument("--generators", nargs="+", choices=LIVE_GENERATORS, default=None,
+                   help="pipeline: live generators to run, each in every mode; the first is judged against the "
+                        "budgets (default: live, the shipped live-view generator)")
     p.add_argument("--no-identity-feedback", action="store_true",
                    help="pipeline: run the live loop without its identity feedback (an A/B of its cost)")
     p.add_argument("--check", nargs="*", choices=["laptop", "phone"], default=None,

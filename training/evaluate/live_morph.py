@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--target-quality", type=int, default=20,
                     help="quality-mode steps for target photos (default 20, as the app does)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (the app's: 1)")
+    ap.add_argument("--generators", default="live",
+                    help="live generators to compare, comma-separated (engine.live.LIVE_GENERATORS: live, preview, "
+                         "full); with more than one, each morph's label names its generator")
     ap.add_argument("--cache", type=Path, default=Path("runs/live_morph_targets"), help="target inversion cache")
     ap.add_argument("--record", type=Path, help="write input | output GIFs here")
     ap.add_argument("--json", type=Path, help="write the rows here")
@@ -185,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(f"clip not found: {', '.join(missing)}")
     t0 = time.time()
-    models = LiveModels.load(args.threads)
+    kinds = args.generators.split(",")
+    models = LiveModels.load(args.threads, generator=kinds[0])
     targets = load_targets(args.targets.split(","), models, args.cache, args.target_quality)
     reader, ident, rows = MotionReader(), DlibIdentity(), []
     runs = [("you (strength 0)", None, None, 0.0)] + [
@@ -193,12 +197,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
         one_pass = load_targets(args.targets.split(","), models, args.cache, 0)
         runs += [(TODAY, name, t, 1.0) for name, t in one_pass.items()]
+    by_kind = {kinds[0]: models, **{k: LiveModels.load(args.threads, generator=k) for k in kinds[1:]}}
     for clip in clips:
-        for morph, name, target, strength in runs:
+        for (morph, name, target, strength), kind in ((r, k) for r in runs for k in kinds):
             settings = LiveSettings(strength=strength) if target is None else \
                 LiveSettings(target=target[0], strength=strength, preset="identity" if morph == TODAY else morph)
-            pairs = run_clip(models, clip, settings, args.frames, args.mode, args.every)
-            row = {"clip": clip.name, "target": name or "you", "morph": morph,
+            pairs = run_clip(by_kind[kind], clip, settings, args.frames, args.mode, args.every)
+            label = f"{morph} [{kind}]" if len(kinds) > 1 else morph
+            row = {"clip": clip.name, "target": name or "you", "morph": label, "generator": kind,
                    **judge(pairs, reader, ident, None if target is None else target[1])}
             rows.append(row)
             print(markdown([row]).splitlines()[-1], flush=True)
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.record.mkdir(parents=True, exist_ok=True)
                 fit = lambda im: cv2.resize(im, (round(240 * im.shape[1] / im.shape[0]), 240))  # noqa: E731
                 side = [cv2.cvtColor(np.hstack([fit(a), fit(b)]), cv2.COLOR_BGR2RGB) for a, b in pairs]
-                slug = "".join(c if c.isalnum() else "_" for c in f"{clip.stem}_{row['target']}_{morph}")
+                slug = "".join(c if c.isalnum() else "_" for c in f"{clip.stem}_{row['target']}_{label}")
                 write_gif(args.record / f"{slug}.gif", side, fps=10)
     reader.close()
     summary = totals([r for r in rows if r["target"] != "you"]) + totals([r for r in rows if r["target"] == "you"])

@@ -2,6 +2,7 @@
 
     python -m training.export.generator            # synthesis + mapping + w_avg into resources/models/
     python -m training.export.generator --preview  # 256- and 512-px synthesis with the distilled preview heads
+    python -m training.export.generator --live     # the live view's distilled 256-px generator
 
 Outputs (resources/models/):
   mobilestylegan_synthesis.onnx  wplus (B, 23, 512) float32 -> image (B, 3, 1024, 1024) RGB in ~[-1, 1]
@@ -9,6 +10,8 @@ Outputs (resources/models/):
   w_avg.npy                      (512,) mean of 16384 mapped z (seed 0)
   mobilestylegan_synthesis_256.onnx / _512.onnx  wplus -> image (B, 3, 256 | 512, 256 | 512), stopping after
                                  block 4 / 5 with the heads of training/train/preview_heads.py
+  mobilestylegan_live_256.onnx   wplus -> image (B, 3, 256, 256): blocks 3-4 narrowed and distilled
+                                 (training/train/live_generator.py), under 1 GMAC
 """
 from __future__ import annotations
 
@@ -67,11 +70,34 @@ def export_preview(out: Path) -> None:
         update_manifest(entries)
 
 
+def export_live(out: Path) -> None:
+    """Export the live-view generator (needs resources/models/live_generator_fp16.safetensors)."""
+    from training.train.live_generator import LIVE_CHANNELS, WEIGHTS_PATH, load_live_synthesis
+
+    path = out / "mobilestylegan_live_256.onnx"
+    with torch.no_grad():
+        export(load_live_synthesis(), torch.zeros(1, N_SLOTS, STYLE_DIM), path, "wplus", "image")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if out == MODELS_DIR:
+        e = entry(path, f"live-view MobileStyleGAN at 256 px: the released blocks 0-2, blocks 3-4 narrowed to "
+                        f"{LIVE_CHANNELS[4:]} channels and distilled from the released 1024-px output on generated "
+                        f"codes, W+ (B,23,512) -> RGB 256")
+        e["regenerate"] = "python -m training.train.live_generator && python -m training.export.generator --live"
+        w = entry(WEIGHTS_PATH, "slim fp16 weights of the live generator's trained blocks (3-4): the warm start of "
+                                "the next training leg (not loaded by the engine)")
+        w["regenerate"] = "python -m training.train.live_generator"
+        update_manifest({"mobilestylegan_live_256": e, "live_generator_fp16": w})
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     ap.add_argument("--preview", action="store_true", help="export the 256/512-px preview synthesis models only")
+    ap.add_argument("--live", action="store_true", help="export the live view's distilled generator only")
     args = ap.parse_args(argv)
+    if args.live:
+        export_live(args.out_dir)
+        return
     if args.preview:
         export_preview(args.out_dir)
         return

@@ -1,0 +1,274 @@
+"""Distil a live-view generator: MobileStyleGAN at 256 px with under 1 GMAC, for the live loop's face refreshes.
+
+    python -m training.train.live_generator [--samples 1200] [--minutes 40] [--device cpu|cuda]   # resumable
+
+Why: the 256-px preview (blocks 0-4 + a distilled head) costs 3.57 GMAC, 78 % of it in blocks 3 and 4 (64 and
+128 px, 512 and 256 channels), and on 2 cores that caps the face at ~7 refreshes/s. The student keeps the
+teacher's blocks 0-2 exactly (0.49 GMAC, frozen) and narrows block 3 to LIVE_CHANNELS[4] and block 4 to
+LIVE_CHANNELS[5] channels, initialised by pruning the teacher (the channel groups that carry the most activation;
+block 4's input is block 3's output read as Haar sub-bands, so block 3 keeps whole groups of four), then trained
+against the *full* 1024-px generator's output area-downsampled to 256 px (L1 + MSE + 1 - MS-SSIM), so it can come
+out closer to the released network than the preview head, which only re-learned a 1x1 head.
+
+W+ codes are drawn like the encoder's training targets (training/data/samples.py: truncation, per-slot noise,
+style mixing). Block 2's features (fp16) and the targets are cached once under runs/live_generator/ (about 1.4 MB
+per sample); checkpoints there make every leg resumable (`--minutes` per leg). Writes the student's slim fp16
+weights to resources/models/live_generator_fp16.safetensors (kept in the repository so the next leg
+warm-starts); the ONNX export is `python -m training.export.generator --live`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.atomic import write_json_atomic
+from engine.models import MODELS_DIR
+from training.convert.generator import load_weights
+from training.models.encoder import ms_ssim
+from training.models.mobilestylegan import CHANNELS, MobileStyleGAN, SynthesisNetwork, slot_of, wavelets_to_image
+
+LIVE_CHANNELS = (512, 512, 512, 512, 240, 48)  # conv1, blocks 0-2 as the teacher; block 3: 240, block 4: 48 (-> 256 px)
+FROZEN_BLOCKS = 3  # blocks 0..2 are the teacher's own, unchanged (the cache holds their output)
+WEIGHTS_PATH = MODELS_DIR / "live_generator_fp16.safetensors"
+RUN_DIR = Path("runs/live_generator")
+
+
+def live_synthesis() -> SynthesisNetwork:
+    """The student's shape (random weights): 5 blocks, its last block's wavelet head renders 256 px."""
+    return SynthesisNetwork(LIVE_CHANNELS)
+
+
+def _rows(src: torch.Tensor, keep: torch.Tensor | None, dim: int) -> torch.Tensor:
+    return src if keep is None else src.index_select(dim, keep)
+
+
+def _copy_styled(dst, src, keep_in: torch.Tensor | None, keep_out: torch.Tensor | None) -> None:
+    """StyledConv (depthwise-separable) with input channels `keep_in` and output channels `keep_out` of `src`."""
+    c = dst.conv
+    c.modulation.affine.weight.copy_(_rows(src.conv.modulation.affine.weight, keep_in, 0))
+    c.modulation.affine.bias.copy_(_rows(src.conv.modulation.affine.bias, keep_in, 0))
+    c.modulation.gain = src.conv.modulation.gain  # the teacher's fan-in scaling, not the pruned one
+    c.weight_dw.copy_(_rows(src.conv.weight_dw, keep_in, 0))
+    c.weight_pw.copy_(_rows(_rows(src.conv.weight_pw, keep_out, 0), keep_in, 1))
+    dst.noise.copy_(src.noise)
+    dst.bias.copy_(_rows(src.bias, keep_out, 1))
+
+
+def haar_groups(keep_low: torch.Tensor, channels: int) -> torch.Tensor:
+    """Channels of a `channels`-wide map that an IDWT reads as sub-bands of the kept outputs `keep_low`:
+    output j is made of channel j (LL) and channels C/4 + 3j + (0, 1, 2) (LH, HL, HH)."""
+    q = channels // 4
+    high = q + 3 * keep_low[:, None] + torch.arange(3)
+    return torch.cat([keep_low, high.flatten()])
+
+
+@torch.no_grad()
+def prune_from_teacher(teacher: SynthesisNetwork, wplus: torch.Tensor) -> SynthesisNetwork:
+    """The student initialised from the teacher: blocks 0-2 copied, blocks 3-4 keep the channels (groups) with the
+    largest RMS activation on `wplus` (B, 23, 512); block 4's head from the teacher's block-4 preview head."""
+    student = live_synthesis()
+    student.input.copy_(teacher.input)
+    student.conv1.load_state_dict(teacher.conv1.state_dict())
+    for i in range(FROZEN_BLOCKS):
+        student.layers[i].load_state_dict(teacher.layers[i].state_dict())
+    x3 = teacher.features(wplus, 3)  # (B, 512, 64, 64)
+    x4 = teacher.features(wplus, 4)  # (B, 256, 128, 128)
+    rms3 = x3.pow(2).mean((0, 2, 3)).sqrt()
+    q = x3.shape[1] // 4
+    group_rms = rms3[:q] + rms3[q:].view(q, 3).sum(1)  # one score per IDWT output channel of block 4
+    keep_low = group_rms.topk(LIVE_CHANNELS[4] // 4).indices.sort().values
+    keep3 = haar_groups(keep_low, x3.shape[1])  # block 3's kept outputs, in the student's order
+    keep4 = x4.pow(2).mean((0, 2, 3)).sqrt().topk(LIVE_CHANNELS[5]).indices.sort().values
+    t3, s3 = teacher.layers[3], student.layers[3]
+    s3.up.load_state_dict(t3.up.state_dict())
+    _copy_styled(s3.conv1, t3.conv1, None, keep3)
+    _copy_styled(s3.conv2, t3.conv2, keep3, keep3)
+    t4, s4 = teacher.layers[4], student.layers[4]
+    s4.up.modulation.affine.weight.copy_(t4.up.modulation.affine.weight[keep3])
+    s4.up.modulation.affine.bias.copy_(t4.up.modulation.affine.bias[keep3])
+    s4.up.modulation.gain = t4.up.modulation.gain
+    _copy_styled(s4.conv1, t4.conv1, keep_low, keep4)
+    _copy_styled(s4.conv2, t4.conv2, keep4, keep4)
+    head = teacher.preview_heads["4"]
+    s4.to_img.conv.modulation.affine.weight.copy_(head.conv.modulation.affine.weight[keep4])
+    s4.to_img.conv.modulation.affine.bias.copy_(head.conv.modulation.affine.bias[keep4])
+    s4.to_img.conv.modulation.gain = head.conv.modulation.gain
+    s4.to_img.conv.weight.copy_(head.conv.weight[:, keep4] * (256 / LIVE_CHANNELS[5]) ** 0.5)
+    s4.to_img.bias.copy_(head.bias)
+    return student
+
+
+def tail(student: SynthesisNetwork, x2: torch.Tensor, wplus: torch.Tensor) -> torch.Tensor:
+    """Blocks 3-4 and the head from block 2's features (B, 512, 32, 32) -> RGB (B, 3, 256, 256)."""
+    x = x2
+    for i in (3, 4):
+        x = student.layers[i](x, wplus[:, slot_of(i, "up")], wplus[:, slot_of(i, "conv2")])
+    return wavelets_to_image(student.layers[4].to_img(x, wplus[:, slot_of(4, "head")]))
+
+
+def draw_codes(model: MobileStyleGAN, n: int, seed: int) -> torch.Tensor:
+    """n W+ codes drawn like the encoder's training targets (training/data/samples.py)."""
+    from training.data.samples import SampleRecipe, sample_wplus, w_stats
+
+    mapping = lambda z: model.mapping(torch.from_numpy(z)).numpy()  # noqa: E731
+    with torch.no_grad():
+        w_avg, w_std = w_stats(mapping)
+        wplus, _ = sample_wplus(np.random.default_rng(seed), mapping, model.w_avg.numpy(), w_std, n, SampleRecipe())
+    return torch.from_numpy(wplus)
+
+
+@torch.no_grad()
+def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: int) -> dict:
+    """Block-2 features (fp16), 256-px targets from the full 1024-px ONNX generator (fp16) and the codes; saved
+    every 100 samples, so an interrupted build resumes."""
+    from engine.generator import Generator
+
+    cache = torch.load(path, weights_only=True) if path.is_file() else None
+    if cache is not None and len(cache["x2"]) >= n:
+        return {k: v[:n] for k, v in cache.items()}
+    feats = list(cache["x2"].split(4)) if cache is not None else []
+    targets = list(cache["target"].split(4)) if cache is not None else []
+    codes = cache["wplus"][:4 * len(feats)] if cache is not None else torch.zeros(0, 23, 512)
+    if len(codes) < n:  # more codes (a new seed per extension, so earlier ones keep their features)
+        codes = torch.cat([codes, draw_codes(model, n - len(codes), seed + 1000 * len(codes))])
+    full, t0 = Generator.load(threads), time.time()
+
+    def save() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"wplus": codes, "x2": torch.cat(feats), "target": torch.cat(targets)}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    for i in range(4 * len(feats), n, 4):
+        w = codes[i:i + 4]
+        feats.append(model.synthesis.features(w, FROZEN_BLOCKS - 1).half())
+        image = torch.from_numpy(full.synthesize(w.numpy()))
+        targets.append(F.interpolate(image, size=(256, 256), mode="area").half())
+        if (i // 4) % 25 == 24:
+            save()
+            print(f"cache {i + len(w)}/{n} ({time.time() - t0:.0f} s)", flush=True)
+    save()
+    return {"wplus": codes, "x2": torch.cat(feats), "target": torch.cat(targets)}
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(4.0 / F.mse_loss(a.clamp(-1, 1), b.clamp(-1, 1))))
+
+
+def save_slim(student: SynthesisNetwork, path: Path) -> None:
+    """The trainable part (blocks 3-4 with the head) as fp16 safetensors; blocks 0-2 are the released weights."""
+    from safetensors.torch import save_file
+
+    state = {k: v.half().contiguous() for k, v in student.state_dict().items()
+             if k.startswith(("layers.3.", "layers.4."))}
+    gains = {k: torch.tensor(m.gain) for k, m in student.named_modules() if hasattr(m, "gain")
+             and k.startswith(("layers.3.", "layers.4."))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state | {f"{k}.gain": v for k, v in gains.items()}, str(path.with_suffix(".tmp")))
+    path.with_suffix(".tmp").replace(path)
+
+
+def load_live_synthesis(path: Path = WEIGHTS_PATH, teacher: MobileStyleGAN | None = None) -> SynthesisNetwork:
+    """The trained student (float32): blocks 0-2 from the released weights, blocks 3-4 from `path`."""
+    from safetensors.torch import load_file
+
+    teacher = teacher or load_weights()
+    student = live_synthesis()
+    student.input.data.copy_(teacher.synthesis.input)
+    student.conv1.load_state_dict(teacher.synthesis.conv1.state_dict())
+    for i in range(FROZEN_BLOCKS):
+        student.layers[i].load_state_dict(teacher.synthesis.layers[i].state_dict())
+    state = load_file(str(path))
+    modules = dict(student.named_modules())
+    for k in [k for k in state if k.endswith(".gain")]:
+        modules[k[: -len(".gain")]].gain = float(state.pop(k))
+    missing = student.load_state_dict({k: v.float() for k, v in state.items()}, strict=False).missing_keys
+    if any(k.startswith(("layers.3.", "layers.4.")) for k in missing):
+        raise ValueError(f"{path} lacks {[k for k in missing if k.startswith(('layers.3.', 'layers.4.'))][:3]}")
+    return student.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=1200, help="training codes (block-2 features cached, fp16)")
+    ap.add_argument("--val", type=int, default=48, help="held-out codes (another seed) for the log")
+    ap.add_argument("--minutes", type=float, default=40.0, help="length of this leg; resume with the same command")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--w-msssim", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", type=Path, default=WEIGHTS_PATH)
+    ap.add_argument("--report", type=Path, default=Path("docs/results/live_generator_train.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    from training.train.preview_heads import load_preview_heads
+
+    teacher = load_preview_heads(load_weights()).eval().requires_grad_(False)
+    data = build_cache(teacher, args.samples, 0, RUN_DIR / "train.pt", args.threads)
+    val = build_cache(teacher, args.val, 1, RUN_DIR / "val.pt", args.threads)
+    ckpt_path = RUN_DIR / "checkpoint.pt"
+    student = prune_from_teacher(teacher.synthesis, data["wplus"][:32])
+    opt = torch.optim.Adam([p for n, p in student.named_parameters() if n.startswith(("layers.3.", "layers.4."))],
+                           lr=args.lr)
+    step, log = 0, []
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        student.load_state_dict(ckpt["student"])
+        opt.load_state_dict(ckpt["opt"])
+        step, log = ckpt["step"], json.loads(ckpt["log"])
+        print(f"resumed at step {step}")
+    student.to(dev).requires_grad_(False)
+    trainable = [p for n, p in student.named_parameters() if n.startswith(("layers.3.", "layers.4."))]
+    for p in trainable:
+        p.requires_grad_(True)
+
+    def evaluate() -> dict:
+        student.eval()
+        with torch.no_grad():
+            pred = torch.cat([tail(student, val["x2"][i:i + 8].float().to(dev), val["wplus"][i:i + 8].to(dev)).cpu()
+                              for i in range(0, len(val["wplus"]), 8)])
+        student.train()
+        return {"val_psnr": round(psnr(pred, val["target"].float()), 2)}
+
+    if step == 0:
+        log.append({"step": 0, **evaluate()})
+        print(json.dumps(log[-1]), flush=True)
+    g = torch.Generator().manual_seed(step)
+    t0, last_save = time.time(), time.time()
+    while time.time() - t0 < 60 * args.minutes:
+        idx = torch.randint(0, len(data["wplus"]), (args.batch,), generator=g)
+        w, target = data["wplus"][idx].to(dev), data["target"][idx].float().to(dev)
+        pred = tail(student, data["x2"][idx].float().to(dev), w)
+        x, y = (pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2
+        loss = F.l1_loss(pred, target) + F.mse_loss(pred, target) + args.w_msssim * (1 - ms_ssim(x, y).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0 or time.time() - last_save > 300:
+            log.append({"step": step, "loss": round(float(loss), 4), **evaluate(),
+                        "leg_minutes": round((time.time() - t0) / 60, 1)})
+            print(json.dumps(log[-1]), flush=True)
+            torch.save({"student": student.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "log": json.dumps(log)}, ckpt_path.with_suffix(".tmp"))
+            ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+            last_save = time.time()
+    log.append({"step": step, **evaluate()})
+    torch.save({"student": student.state_dict(), "opt": opt.state_dict(), "step": step, "log": json.dumps(log)},
+               ckpt_path.with_suffix(".tmp"))
+    ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+    save_slim(student.cpu(), args.out)
+    write_json_atomic(args.report, {"config": {k: str(v) for k, v in vars(args).items()},
+                                    "channels": LIVE_CHANNELS, "log": log})
+    print(f"wrote {args.out} at step {step}: {json.dumps(log[-1])}")
+
+
+if __name__ == "__main__":
+    main()

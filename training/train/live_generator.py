@@ -1,6 +1,7 @@
 """Distil a live-view generator: MobileStyleGAN at 256 px with under 1 GMAC, for the live loop's face refreshes.
 
-    python -m training.train.live_generator [--samples 1200] [--minutes 40] [--device cpu|cuda]   # resumable
+    python -m training.train.live_generator [--samples 400] [--minutes 45] [--batch 4]               # a CPU leg, resumable
+    python -m training.train.live_generator --device cuda --samples 8000 --batch 32 --minutes 10   # the same on a GPU
 
 Why: the 256-px preview (blocks 0-4 + a distilled head) costs 3.57 GMAC, 78 % of it in blocks 3 and 4 (64 and
 128 px, 512 and 256 channels), and on 2 cores that caps the face at ~7 refreshes/s. The student keeps the
@@ -124,9 +125,11 @@ def draw_codes(model: MobileStyleGAN, n: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: int) -> dict:
-    """Block-2 features (fp16), 256-px targets from the full 1024-px ONNX generator (fp16) and the codes; saved
-    every 100 samples, so an interrupted build resumes."""
+def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: int,
+                device: torch.device = torch.device("cpu")) -> dict:
+    """Block-2 features (fp16), 256-px targets from the full 1024-px generator (fp16) and the codes; saved
+    every 100 samples, so an interrupted build resumes. The 1024-px renders run on onnxruntime on a CPU (faster
+    there than torch) and on the torch teacher on a GPU."""
     from engine.generator import Generator
 
     cache = torch.load(path, weights_only=True) if path.is_file() else None
@@ -137,7 +140,13 @@ def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: i
     codes = cache["wplus"][:4 * len(feats)] if cache is not None else torch.zeros(0, 23, 512)
     if len(codes) < n:  # more codes (a new seed per extension, so earlier ones keep their features)
         codes = torch.cat([codes, draw_codes(model, n - len(codes), seed + 1000 * len(codes))])
-    full, t0 = Generator.load(threads), time.time()
+    if device.type == "cpu":
+        onnx = Generator.load(threads)
+        render = lambda w: torch.from_numpy(onnx.synthesize(w.numpy()))  # noqa: E731
+    else:
+        teacher = model.to(device)
+        render = lambda w: teacher.synthesis(w.to(device)).float().cpu()  # noqa: E731
+    t0 = time.time()
 
     def save() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,8 +155,8 @@ def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: i
 
     for i in range(4 * len(feats), n, 4):
         w = codes[i:i + 4]
-        feats.append(model.synthesis.features(w, FROZEN_BLOCKS - 1).half())
-        image = torch.from_numpy(full.synthesize(w.numpy()))
+        feats.append(model.synthesis.features(w.to(next(model.parameters()).device), FROZEN_BLOCKS - 1).half().cpu())
+        image = render(w)
         targets.append(F.interpolate(image, size=(256, 256), mode="area").half())
         if (i // 4) % 25 == 24:
             save()
@@ -211,8 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     from training.train.preview_heads import load_preview_heads
 
     teacher = load_preview_heads(load_weights()).eval().requires_grad_(False)
-    data = build_cache(teacher, args.samples, 0, RUN_DIR / "train.pt", args.threads)
-    val = build_cache(teacher, args.val, 1, RUN_DIR / "val.pt", args.threads)
+    data = build_cache(teacher, args.samples, 0, RUN_DIR / "train.pt", args.threads, dev)
+    val = build_cache(teacher, args.val, 1, RUN_DIR / "val.pt", args.threads, dev)
+    teacher.cpu()
     ckpt_path = RUN_DIR / "checkpoint.pt"
     student = prune_from_teacher(teacher.synthesis, data["wplus"][:32])
     opt = torch.optim.Adam([p for n, p in student.named_parameters() if n.startswith(("layers.3.", "layers.4."))],

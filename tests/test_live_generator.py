@@ -1,0 +1,56 @@
+"""The live-view generator's distillation recipe (training/train/live_generator.py): its pruning keeps the channel
+groups the inverse Haar transform reads together, so pruning nothing reproduces the teacher exactly, and its slim
+fp16 weights round-trip."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="the training extra is needed: pip install -e '.[train]'")
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    from training.convert.generator import load_official
+    from training.train.preview_heads import load_preview_heads
+
+    return load_preview_heads(load_official()).eval().requires_grad_(False)
+
+
+def test_haar_groups_take_each_kept_output_with_its_three_high_bands():
+    from training.train.live_generator import haar_groups
+
+    keep = haar_groups(torch.tensor([0, 5]), 512)  # 512 channels: 128 low, then 3 high bands per output
+    assert keep.tolist() == [0, 5, 128, 129, 130, 143, 144, 145]
+
+
+def test_pruning_nothing_is_the_teacher(teacher, monkeypatch):
+    """With the teacher's own widths every channel is kept: the student renders the 256-px preview exactly; with the
+    live widths it renders a 256-px image from the same code."""
+    import training.train.live_generator as lg
+
+    w = teacher.truncate(teacher.mapping(torch.randn(2, 512, generator=torch.Generator().manual_seed(3))), 0.7)
+    wplus = w[:, None].repeat(1, 23, 1)
+    with torch.no_grad():
+        want = teacher.synthesis(wplus, out_block=4)
+        monkeypatch.setattr(lg, "LIVE_CHANNELS", (512, 512, 512, 512, 512, 256))
+        same = lg.prune_from_teacher(teacher.synthesis, wplus)(wplus)
+        monkeypatch.undo()
+        narrow = lg.prune_from_teacher(teacher.synthesis, wplus)
+        out = narrow(wplus)
+        tail = lg.tail(narrow, teacher.synthesis.features(wplus, 2), wplus)
+    assert torch.allclose(same, want, atol=1e-4), float((same - want).abs().max())
+    assert out.shape == (2, 3, 256, 256) and torch.allclose(out, tail, atol=1e-5)
+
+
+def test_slim_weights_round_trip(teacher, tmp_path):
+    import training.train.live_generator as lg
+
+    wplus = torch.zeros(1, 23, 512) + teacher.w_avg
+    student = lg.prune_from_teacher(teacher.synthesis, wplus)
+    path = tmp_path / "live.safetensors"
+    lg.save_slim(student, path)
+    loaded = lg.load_live_synthesis(path, teacher)
+    with torch.no_grad():
+        a, b = student(wplus), loaded(wplus)
+    assert (a - b).abs().max() < 0.05  # fp16 weights
+    assert path.stat().st_size < 5e6  # only blocks 3-4: the released blocks are not duplicated

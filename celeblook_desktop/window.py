@@ -398,10 +398,13 @@ class MainWindow(QMainWindow):
             self.frames_done.emit()
 
     # --- recording ------------------------------------------------------------------------------------------
-    def start_recording(self, path: str | os.PathLike | None = None, side_by_side_frames: bool | None = None) -> None:
-        """Start a take: .gif or .mp4 by `path`'s suffix (default: the controls' format), limited to LIMIT_S."""
+    def start_recording(self, path: str | os.PathLike | None = None, side_by_side_frames: bool | None = None,
+                        limit_s: float | None = None) -> None:
+        """Start a take: .gif or .mp4 by `path`'s suffix (default: the controls' format), limited to `limit_s`
+        (default: the format's limit, LIMIT_S)."""
         try:
             limit = limit_for(path) if path else LIMIT_S[self.controls.record_format.currentData()]
+            limit = limit if limit_s is None else min(limit, limit_s)
             self.recorder.start(limit)
         except CelebLookError as exc:
             self.show_error(str(exc))

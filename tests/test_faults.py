@@ -57,24 +57,23 @@ class FakeCamera:
 @pytest.fixture
 def window(qtbot, tmp_path, landmarker_model):
     """make(source, wait_for_engine=True, **EngineConfig fields) -> a shown MainWindow writing into tmp_path."""
-    made = []
+    defaults = {"threads": 2, "landmarker_model": str(landmarker_model), "builtin_seeds": (),
+                "target_cache_dir": tmp_path / "targets", "calibrate_keyframes": 0, "target_quality_steps": 0}
 
     def make(source: Source, wait_for_engine: bool = True, **config) -> MainWindow:
-        config = {"threads": 2, "landmarker_model": str(landmarker_model), "builtin_seeds": (),
-                  "target_cache_dir": tmp_path / "targets", "calibrate_keyframes": 0, "target_quality_steps": 0,
-                  **config}
-        w = MainWindow(source, EngineConfig(**config), out_dir=tmp_path)
-        qtbot.addWidget(w)
+        w = MainWindow(source, EngineConfig(**{**defaults, **config}), out_dir=tmp_path)
+        qtbot.addWidget(w)  # closed (threads stopped) by pytest-qt at the end of the test
         w.show()
-        made.append(w)
         if wait_for_engine:
-            qtbot.waitUntil(lambda: w.engine.models is not None or w.engine.isFinished(), timeout=TIMEOUT_MS)
-            assert w.engine.models is not None, w.errors
+            engine_started(qtbot, w)
         return w
 
-    yield make
-    for w in made:
-        w.close()
+    return make
+
+
+def engine_started(qtbot, w: MainWindow) -> None:
+    qtbot.waitUntil(lambda: w.engine.models is not None or w.engine.isFinished(), timeout=TIMEOUT_MS)
+    assert w.engine.models is not None, w.errors
 
 
 def processed(w: MainWindow) -> int:

@@ -68,6 +68,7 @@ class MainWindow(QMainWindow):
         self._shown_index: tuple[int, int] | None = None
         self._writers: list[QThread] = []
         self.saved: list[Path] = []  # recordings written (appended by the saving thread)
+        self.save_log: list[dict] = []  # each of them: path, frames, seconds to encode, whether the limit ended it
         self._build_ui(side_by_side_view)
         self.engine.ready.connect(self._on_engine_ready)
         self.engine.result_ready.connect(self._on_result)
@@ -473,6 +474,7 @@ class MainWindow(QMainWindow):
                 last[0] = done * 20 // total
                 self.recording_progress.emit(str(path), done, total)
 
+        t0, frames = time.monotonic(), take.frames
         try:
             save_take(take, path, progress)
         except CelebLookError as exc:
@@ -481,12 +483,16 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # never let a save take the app down
             self.recording_failed.emit(f"could not write {path}: {type(exc).__name__}: {exc}")
             return False
+        seconds = time.monotonic() - t0
+        self.save_log.append({"path": path.name, "frames": frames, "seconds": round(seconds, 2),
+                              "limit": take.limit_reached})
         self.saved.append(path)
         note = ""
         if take.limit_reached:
             note = f"Recording stopped at its {clock(take.limit_s)} limit" + \
                 (" (choose MP4 to record up to 10 minutes)" if path.suffix.lower() == ".gif" else "") + ". "
-        self.recording_saved.emit(str(path), f"{note}Recording written: {path}", take.limit_reached)
+        self.recording_saved.emit(str(path), f"{note}Recording written: {path} ({frames} frames in {seconds:.1f} s)",
+                                  take.limit_reached)
         return True
 
     def wait_for_saves(self) -> None:

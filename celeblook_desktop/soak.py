@@ -54,7 +54,7 @@ def per_minute(samples: list[dict], key: str) -> list[float]:
 
     t = np.array([s["t"] for s in samples])
     v = np.array([s[key] for s in samples], float)
-    edges = np.arange(0.0, t[-1] + 1e-9, 60.0)
+    edges = np.arange(0.0, t[-1] + 2.0, 60.0)  # a timer may fire a little early: 599 s is ten minutes
     at = np.interp(edges, t, v)
     return [float(x) for x in np.diff(at)]
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: error: video not found: {args.video}", file=sys.stderr)
         return 2
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from celeblook_desktop.window import MainWindow
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         state["toggles"] += 1
         if window.recorder.recording:
             window.stop_recording()
-        elif state["toggles"] % 2 == 1:  # odd toggles start, even ones stop (a take its limit ended stays off)
+        elif state["toggles"] % 2 == 1 and now() < args.minutes * 60 - 5:
+            # odd toggles start, even ones stop (a take its limit ended stays off); none starts as the run ends
             window.start_recording(out_dir / f"soak-{state['toggles']:03d}{args.format}")
 
     def finish() -> None:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             rec = QTimer(window)
             rec.timeout.connect(toggle)
             rec.start(int(args.record_every * 1000))
-        QTimer.singleShot(int(args.minutes * 60_000), finish)
+        QTimer.singleShot(int(args.minutes * 60_000), Qt.TimerType.PreciseTimer, finish)
 
     window.engine.result_ready.connect(lambda _: first_result())
     window.engine.finished.connect(lambda: None if window.engine.models is not None else app.quit())

@@ -24,6 +24,7 @@ from engine.inversion.targets import IMAGE_SUFFIXES, Target
 from celeblook_desktop.panels.controls import ControlsPanel
 from celeblook_desktop.panels.gallery import GalleryPanel
 from celeblook_desktop.panels.views import ViewsPanel
+from celeblook_desktop.refcounts import guard as guard_refcounts
 from celeblook_desktop.recorder import LIMIT_S, Recorder, Take, clock, default_record_path, limit_for, save_take, \
     side_by_side
 from celeblook_desktop.workers import CaptureWorker, EngineConfig, EngineOutput, EngineWorker, LatestFrame, Source
@@ -44,6 +45,7 @@ class MainWindow(QMainWindow):
     def __init__(self, source: Source | None = None, engine_config: EngineConfig = EngineConfig(),
                  side_by_side_view: bool = True, out_dir: str | os.PathLike = ".", stop_after: int | None = None,
                  fetch: Fetch = urllib.request.urlopen):
+        guard_refcounts()  # PySide6 6.12.0 would otherwise abort the app after minutes (refcounts.py)
         super().__init__()
         self.setWindowTitle("CelebLook")
         self.setAcceptDrops(True)
@@ -365,6 +367,10 @@ class MainWindow(QMainWindow):
 
     # --- frames ---------------------------------------------------------------------------------------------
     def _refresh_input(self) -> None:
+        r = self.recorder
+        if r.recording and r.elapsed() >= r.limit_s:  # the limit ends a take even when no frame comes to say so
+            r.limit_reached = True
+            self.stop_recording()
         self._refresh_record_label()
         frame = self.mailbox.peek()
         if frame is not None and self.views.input_view.isVisible() and (frame.stream, frame.index) != self._shown_index:

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=float, default=5.0, metavar="S", help="memory sample period (default 5 s)")
     p.add_argument("--out-dir", type=Path, help="where the recordings go (default: a temporary folder, removed)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--calibrate", type=int, default=3, metavar="KEYFRAMES",
+                   help="personal calibration keyframes as in the app (default 3: seconds of work each in the first "
+                        "minutes, which the first minute's fps shows; 0: the steady state alone)")
     p.add_argument("--json", type=Path, help="write the report here")
     return p
 
@@ -68,7 +71,7 @@ def report(samples: list[dict], saves: list[dict], args: argparse.Namespace) -> 
     last = samples[-1]
     return {
         "benchmark": "soak", "video": args.video.name, "minutes": args.minutes, "record_every_s": args.record_every,
-        "format": args.format, "threads": args.threads, "machine": machine_info(),
+        "format": args.format, "threads": args.threads, "calibrate": args.calibrate, "machine": machine_info(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mb": round(max(s["peak_mb"] for s in samples)), "final_rss_mb": round(last["rss_mb"]),
         "rss_after_first_minute_mb": round(next((s["rss_mb"] for s in samples if s["t"] >= 60), last["rss_mb"])),
@@ -111,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or Path(scratch.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     # stop_after makes the window headless-friendly (no download question); it is never reached
-    window = MainWindow(Source(video=args.video), EngineConfig(threads=args.threads, builtin_seeds=(0,)),
-                        out_dir=out_dir, stop_after=10 ** 9)
+    config = EngineConfig(threads=args.threads, builtin_seeds=(0,), calibrate_keyframes=max(0, args.calibrate))
+    window = MainWindow(Source(video=args.video), config, out_dir=out_dir, stop_after=10 ** 9)
     window.show()
     samples: list[dict] = []
     state = {"t0": None, "toggles": 0}
@@ -159,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             rec = QTimer(window)
             rec.timeout.connect(toggle)
             rec.start(int(args.record_every * 1000))
-        QTimer.singleShot(int(args.minutes * 60_000), Qt.TimerType.PreciseTimer, finish)
+        end = QTimer(window)
+        end.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may end a minute 5 % early
+        end.setSingleShot(True)
+        end.timeout.connect(finish)
+        end.start(int(args.minutes * 60_000))
 
     window.engine.result_ready.connect(lambda _: first_result())
     window.engine.finished.connect(lambda: None if window.engine.models is not None else app.quit())

@@ -22,6 +22,7 @@ import pytest  # noqa: E402
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 
+from celeblook_desktop.recorder import clock  # noqa: E402
 from celeblook_desktop.window import MainWindow  # noqa: E402
 from celeblook_desktop.workers import EngineConfig, Source  # noqa: E402
 from engine.video import VideoReader  # noqa: E402
@@ -242,12 +243,15 @@ def test_truncated_model_file_is_one_message_and_the_window_runs(window, qtbot, 
 
 def test_recording_clock_limit_notice_and_close_while_saving(window, qtbot, videos_dir, tmp_path):
     w = window(Source(video=videos_dir / "d18.mp4"))
-    w.start_recording(tmp_path / "short.gif", limit_s=1.0)  # the GIF limit is 50 s; one second shows the same path
-    assert w.record_label.text().startswith("● recording 00:00 / limit 00:01")
+    w.start_recording(tmp_path / "short.gif")
+    assert w.record_label.text() == "● recording 00:00 / limit 00:50"
+    qtbot.waitUntil(lambda: w.recorder.spool.count >= 2, timeout=TIMEOUT_MS)
+    w.recorder.limit_s = w.recorder.elapsed()  # the limit is now (not 50 s): the window's next tick ends the take
+    limit = clock(w.recorder.limit_s)
     qtbot.waitUntil(lambda: (tmp_path / "short.gif").is_file(), timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: "Recording written" in w.views.message.text(), timeout=TIMEOUT_MS)
-    assert w.views.message.text().startswith("Recording stopped at its 00:01 limit (choose MP4 to record up to 10 "
-                                             "minutes). Recording written: ")
+    assert w.views.message.text().startswith(f"Recording stopped at its {limit} limit (choose MP4 to record up to "
+                                             "10 minutes). Recording written: ")
     assert w.notices and not w.recorder.recording and w.record_label.text() == ""
     assert not w.controls.record_button.isChecked()
     keeps_processing(qtbot, w)

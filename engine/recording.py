@@ -14,6 +14,7 @@ No Qt here: the desktop's recorder and window drive these from their threads.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import tempfile
@@ -85,12 +86,26 @@ def encode_take(spool: Spool, path: str | os.PathLike, fps: float, progress: Pro
     if spool.count == 0:
         raise BadInputError("nothing recorded: no frames arrived while recording")
     progress = progress or (lambda done, total: None)
-    with atomic_path(path, suffix=suffix) as tmp:
-        if suffix == ".gif":
-            _encode_gif(spool, tmp, fps, progress)
-        else:
-            _encode_mp4(spool, tmp, fps, progress)
+    try:
+        with atomic_path(path, suffix=suffix) as tmp:
+            if suffix == ".gif":
+                _encode_gif(spool, tmp, fps, progress)
+            else:
+                _encode_mp4(spool, tmp, fps, progress)
+    finally:
+        release_freed_memory()
     return path
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by this thread back to the system (glibc's malloc_trim; nothing elsewhere). glibc keeps
+    what a thread freed in that thread's arena: in the 10-minute soak each save on a new thread left ~55 MB resident
+    (672 -> 854 MB over five saves); five 150-frame saves, each on a thread of its own, in a
+    process of their own: 192 -> 231 MB untrimmed, 177 -> 186 trimmed."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _encode_gif(spool: Spool, tmp: Path, fps: float, progress: Progress) -> None:

@@ -214,6 +214,7 @@ def test_output_folder_lost_while_recording(window, qtbot, videos_dir, tmp_path,
                                                          f"{reason}: {folder}; the ")
     assert w.errors[0].endswith(f"recorded frames are kept in {spool}")
     assert spool.is_dir() and list(spool.glob("*.jpg")), "nothing recorded is lost"
+    shutil.rmtree(spool)  # kept in the system's temp folder for the user; not for a test
     keeps_processing(qtbot, w)
     w.start_recording(tmp_path / "again.gif")  # and recording elsewhere works
     start = processed(w)

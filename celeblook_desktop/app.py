@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0,
                    help="morph strength 0..1 (default 1: the target, moving like you)")
     p.add_argument("--frames", type=int, help="process this many frames, then exit (headless runs, demos, tests)")
-    p.add_argument("--record", type=Path, help="record the output as this GIF (written when the run ends)")
+    p.add_argument("--record", type=Path, help="record the output as this .gif (up to 50 s) or .mp4 (up to 10 min), "
+                   "written when the run ends or the limit is reached")
     p.add_argument("--screenshot", type=Path, help="save a screenshot of the window (.png/.jpg) at the end")
     p.add_argument("--side-by-side", action="store_true", help="record input | output side by side")
     p.add_argument("--single-view", action="store_true", help="show only the output (toggle in the window)")
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     for out in (args.record, args.screenshot):
         if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
             return err(f"output folder does not exist: {out.parent}")
+    if args.record is not None and args.record.suffix.lower() not in (".gif", ".mp4"):
+        return err("--record must end in .gif or .mp4")
     if args.screenshot is not None and args.screenshot.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         return err("--screenshot must end in .png or .jpg")
     _headless_platform(args)
@@ -102,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         if status["done"]:
             return
         status["done"] = True
-        if args.record is not None and window.stop_recording(wait=True) is None:
-            status["code"] = 2
+        if args.record is not None:
+            window.stop_recording(wait=True)  # a take its limit ended is being saved already
+            window.wait_for_saves()
+            if args.record not in window.saved:
+                status["code"] = 2
         if args.screenshot is not None:
             if not window.grab().save(str(args.screenshot)):
                 print(f"celeblook-desktop: error: could not write {args.screenshot}", file=sys.stderr)
@@ -114,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames is not None:
         window.frames_done.connect(lambda: QTimer.singleShot(0, finish))
         window.engine.error.connect(lambda msg: print(f"celeblook-desktop: {msg}", file=sys.stderr))
+        window.recording_failed.connect(lambda msg: print(f"celeblook-desktop: error: {msg}", file=sys.stderr))
         window.capture.failed.connect(lambda msg: (print(f"celeblook-desktop: error: {msg}", file=sys.stderr),
                                                    status.update(code=2), QTimer.singleShot(0, finish)))
         window.engine.finished.connect(lambda: None if window.engine.models is not None else

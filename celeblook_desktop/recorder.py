@@ -1,24 +1,30 @@
-"""GIF recording of the output (or input | output side by side): frames are collected at most `max_fps` per second,
-downscaled to `max_side`, and written atomically with engine.gif.write_gif when recording stops.
+"""Recording the output (or input | output side by side) as a GIF or an MP4, with bounded memory.
 
-No Qt here: the window owns a Recorder and writes the GIF off the UI thread (see window.py).
+Frames are kept at most `max_fps` per second, downscaled to `max_side`, and spooled to disk as they arrive
+(engine.recording.Spool: a few ms and no memory per frame); a take ends when the user stops it or at its
+duration limit (50 s for a GIF, which is already tens of MB; 10 minutes for an MP4). `save_take` encodes the
+spool atomically, one frame in memory at a time, and removes it only once the file is safe: when saving fails,
+the frames stay on disk and the message says where.
+
+No Qt here: the window owns a Recorder and saves off the UI thread (see window.py).
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engine.errors import BadInputError
-from engine.gif import fit_size, write_gif
+from engine.errors import BadInputError, CelebLookError
+from engine.gif import fit_size
+from engine.recording import Progress, Spool, encode_take
 
 MAX_FPS = 12.0
 MAX_SIDE = 480
-MAX_FRAMES = 600  # 50 s at 12 fps: a GIF that size is already tens of MB
+LIMIT_S = {".gif": 50.0, ".mp4": 600.0}  # a take's duration limit by format
 
 
 def side_by_side(left_bgr: np.ndarray, right_bgr: np.ndarray) -> np.ndarray:
@@ -30,58 +36,120 @@ def side_by_side(left_bgr: np.ndarray, right_bgr: np.ndarray) -> np.ndarray:
     return np.hstack([left_bgr, right_bgr])
 
 
+def clock(seconds: float) -> str:
+    """mm:ss."""
+    s = max(0, int(seconds))
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def limit_for(path: str | os.PathLike) -> float:
+    """The duration limit of a recording saved as `path` (by its suffix); BadInputError for other suffixes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in LIMIT_S:
+        raise BadInputError(f"a recording is saved as .gif or .mp4, not {Path(path).name}")
+    return LIMIT_S[suffix]
+
+
 @dataclass
+class Take:
+    """A stopped recording: its spooled frames, the rate they were kept at, and whether the limit ended it."""
+
+    spool: Spool
+    fps: float
+    limit_reached: bool
+    limit_s: float
+
+    @property
+    def frames(self) -> int:
+        return self.spool.count
+
+
 class Recorder:
-    """Collects BGR frames with their capture time (seconds); `stop()` hands back what to write."""
+    """Spools BGR frames with their capture time (seconds) while recording; `stop()` hands back the Take.
+    `spool_parent`: where the temporary frame folders go (default: the system's temp folder)."""
 
-    max_fps: float = MAX_FPS
-    max_side: int = MAX_SIDE
-    max_frames: int = MAX_FRAMES
-    frames: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    recording: bool = False
+    def __init__(self, max_fps: float = MAX_FPS, max_side: int = MAX_SIDE,
+                 spool_parent: str | os.PathLike | None = None):
+        self.max_fps, self.max_side, self.spool_parent = max_fps, max_side, spool_parent
+        self.spool: Spool | None = None
+        self.times: list[float] = []  # capture times of the kept frames (a float each: 5 MB for 10 hours)
+        self.started = 0.0
+        self.limit_s = LIMIT_S[".gif"]
+        self.limit_reached = False
 
-    def start(self) -> None:
-        self.frames, self.times, self.recording = [], [], True
+    @property
+    def recording(self) -> bool:
+        return self.spool is not None
+
+    def start(self, limit_s: float = LIMIT_S[".gif"], t: float | None = None) -> None:
+        """Start a take (a previous unfinished one is discarded); CelebLookError when no spool folder can be made."""
+        if self.spool is not None:
+            self.spool.discard()
+        try:
+            self.spool = Spool(self.spool_parent)
+        except OSError as exc:
+            raise CelebLookError(f"cannot record: no room for the frames ({exc.strerror or exc})") from exc
+        self.times, self.limit_s, self.limit_reached, self._due = [], limit_s, False, 0.0
+        self.started = time.monotonic() if t is None else t
+
+    def elapsed(self, t: float | None = None) -> float:
+        """Seconds since the take started (0 when not recording)."""
+        return ((time.monotonic() if t is None else t) - self.started) if self.recording else 0.0
 
     def add(self, frame_bgr: np.ndarray, t: float | None = None) -> bool:
-        """Keep a frame if recording and at least 1/max_fps s after the last kept one; True when kept."""
-        if not self.recording or len(self.frames) >= self.max_frames:
+        """Keep a frame if recording, within the limit and when one is due (at most max_fps a second); True when
+        kept. At the limit `limit_reached` turns True and nothing more is kept. CelebLookError when the disk
+        refuses the frame."""
+        if not self.recording or self.limit_reached:
             return False
         t = time.monotonic() if t is None else t
-        if self.times and t - self.times[-1] < 1.0 / self.max_fps - 1e-6:
+        if t - self.started >= self.limit_s:
+            self.limit_reached = True
             return False
-        small = fit_size(frame_bgr, self.max_side)
-        if self.frames and small.shape != self.frames[0].shape:  # source changed size mid-recording
-            small = cv2.resize(small, (self.frames[0].shape[1], self.frames[0].shape[0]), interpolation=cv2.INTER_AREA)
-        self.frames.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        period = 1.0 / self.max_fps
+        if self.times and t < self._due - 1e-6:
+            return False
+        self.spool.add(fit_size(frame_bgr, self.max_side))
         self.times.append(t)
+        # the next frame is due one period after this one was: a 30 fps source gives 12 fps on average, not the
+        # 10 of "a period after the last kept frame"; far behind (a slow engine), the schedule starts again
+        self._due = self._due + period if self.times[:-1] and t < self._due + period else t + period
         return True
 
     @property
     def fps(self) -> float:
-        """The rate the frames were actually kept at (so the GIF plays in real time), at most max_fps."""
+        """The rate the frames were actually kept at (so the file plays in real time), at most max_fps."""
         if len(self.times) < 2:
             return self.max_fps
         span = self.times[-1] - self.times[0]
         return float(min(self.max_fps, max(1.0, (len(self.times) - 1) / span))) if span > 0 else self.max_fps
 
-    def stop(self) -> tuple[list[np.ndarray], float]:
-        """End recording; returns (RGB frames, fps) and forgets them."""
-        frames, fps = self.frames, self.fps
-        self.frames, self.times, self.recording = [], [], False
-        return frames, fps
+    def stop(self) -> Take | None:
+        """End the take; None when not recording."""
+        if self.spool is None:
+            return None
+        take = Take(self.spool, self.fps, self.limit_reached, self.limit_s)
+        self.spool, self.times = None, []
+        return take
 
 
-def save_gif(path: str | os.PathLike, frames_rgb: list[np.ndarray], fps: float, boomerang: bool = False) -> Path:
-    """Write the GIF atomically (BadInputError when there are no frames)."""
-    if not frames_rgb:
-        raise BadInputError("nothing recorded: no frames arrived while recording")
+def save_take(take: Take, path: str | os.PathLike, progress: Progress | None = None) -> Path:
+    """Encode the take into `path` (.gif or .mp4) atomically, then remove its spool. On failure the spool stays
+    and the CelebLookError says where its frames are (BadInputError, without keeping them, for an empty take)."""
     path = Path(path)
-    write_gif(path, frames_rgb, fps=fps, max_side=MAX_SIDE, boomerang=boomerang)
+    if take.frames == 0:
+        take.spool.discard()
+        raise BadInputError("nothing recorded: no frames arrived while recording")
+    try:
+        encode_take(take.spool, path, take.fps, progress)
+    except (CelebLookError, OSError) as exc:
+        why = str(exc) if isinstance(exc, CelebLookError) else (exc.strerror or str(exc))
+        raise CelebLookError(f"could not write {path}: {why}; the {take.frames} recorded frames are kept in "
+                             f"{take.spool.folder}") from exc
+    take.spool.discard()
     return path
 
 
-def default_gif_path(folder: str | os.PathLike, stem: str) -> Path:
-    """folder/<stem>-YYYYmmdd-HHMMSS.gif."""
-    return Path(folder) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.gif"
+def default_record_path(folder: str | os.PathLike, stem: str, suffix: str = ".gif") -> Path:
+    """folder/<stem>-YYYYmmdd-HHMMSS<suffix>."""
+    return Path(folder) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"

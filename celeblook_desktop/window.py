@@ -24,10 +24,13 @@ from engine.inversion.targets import IMAGE_SUFFIXES, Target
 from celeblook_desktop.panels.controls import ControlsPanel
 from celeblook_desktop.panels.gallery import GalleryPanel
 from celeblook_desktop.panels.views import ViewsPanel
-from celeblook_desktop.recorder import Recorder, default_gif_path, save_gif, side_by_side
+from celeblook_desktop.refcounts import guard as guard_refcounts
+from celeblook_desktop.recorder import LIMIT_S, Recorder, Take, clock, default_record_path, limit_for, save_take, \
+    side_by_side
 from celeblook_desktop.workers import CaptureWorker, EngineConfig, EngineOutput, EngineWorker, LatestFrame, Source
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+STALL_SECONDS = 2.0  # a source that sent frames and then none for this long is said to have stalled
 
 
 class MainWindow(QMainWindow):
@@ -35,12 +38,14 @@ class MainWindow(QMainWindow):
     `fetch` opens a URL for the face landmarker's download (urllib's urlopen; tests pass a fake)."""
 
     frames_done = Signal()
-    gif_written = Signal(str)
-    gif_failed = Signal(str)
+    recording_saved = Signal(str, str, bool)  # path, the message for the user, whether the limit ended the take
+    recording_failed = Signal(str)
+    recording_progress = Signal(str, int, int)  # path, frames written, frames in all
 
     def __init__(self, source: Source | None = None, engine_config: EngineConfig = EngineConfig(),
                  side_by_side_view: bool = True, out_dir: str | os.PathLike = ".", stop_after: int | None = None,
                  fetch: Fetch = urllib.request.urlopen):
+        guard_refcounts()  # PySide6 6.12.0 would otherwise abort the app after minutes (refcounts.py)
         super().__init__()
         self.setWindowTitle("CelebLook")
         self.setAcceptDrops(True)
@@ -59,9 +64,13 @@ class MainWindow(QMainWindow):
         self.target: Target | None = None
         self.last_output: EngineOutput | None = None
         self.errors: list[str] = []
+        self.notices: list[str] = []
+        self._stalled = False
         self._result_times: deque[tuple[float, int]] = deque(maxlen=20)  # (time, generator runs so far)
         self._shown_index: tuple[int, int] | None = None
         self._writers: list[QThread] = []
+        self.saved: list[Path] = []  # recordings written (appended by the saving thread)
+        self.save_log: list[dict] = []  # each of them: path, frames, seconds to encode, whether the limit ended it
         self._build_ui(side_by_side_view)
         self.engine.ready.connect(self._on_engine_ready)
         self.engine.result_ready.connect(self._on_result)
@@ -71,11 +80,17 @@ class MainWindow(QMainWindow):
         self.engine.busy.connect(self.show_info)
         self.engine.calibrated.connect(self._on_calibrated)
         self.engine.error.connect(self.show_error)
-        self.gif_written.connect(lambda p: self.show_info(f"Recording written: {p}"))
-        self.gif_failed.connect(self.show_error)
+        self.recording_saved.connect(lambda path, text, limit: (self.save_label.setText(""),
+                                                                (self.show_notice if limit else self.show_info)(text)))
+        self.recording_failed.connect(lambda text: (self.save_label.setText(""), self.show_error(text)))
+        self.recording_progress.connect(lambda path, done, total: self.save_label.setText(
+            f"saving {Path(path).name}: {done}/{total} frames" if done < total else ""))
         self._input_timer = QTimer(self)
         self._input_timer.timeout.connect(self._refresh_input)
         self._input_timer.start(33)
+        self._watchdog = QTimer(self)
+        self._watchdog.timeout.connect(self._watch_capture)
+        self._watchdog.start(500)
         self._start_engine()
         if source is not None:
             self.set_source(source)
@@ -110,6 +125,10 @@ class MainWindow(QMainWindow):
         c.sweep_button.clicked.connect(lambda: self.sweep_gif())
 
         self.fps_label = QLabel("— fps")
+        self.record_label = QLabel("")
+        self.save_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.record_label)
+        self.statusBar().addPermanentWidget(self.save_label)
         self.stage_label = QLabel("")
         self.drop_label = QLabel("")
         self.statusBar().addPermanentWidget(self.stage_label)
@@ -159,6 +178,14 @@ class MainWindow(QMainWindow):
         self.views.message.setText(text)
         self.statusBar().showMessage(text, 10000)
 
+    def show_notice(self, text: str) -> None:
+        """Something the user must notice that is not a failure (a recording ended by its limit, a camera's odd
+        frames)."""
+        self.notices.append(text)
+        self.views.message.setStyleSheet("padding: 4px; background: #6b5300; color: #fff;")
+        self.views.message.setText(text)
+        self.statusBar().showMessage(text, 10000)
+
     def show_info(self, text: str) -> None:
         self.views.message.setStyleSheet("padding: 4px; color: palette(text);")
         self.views.message.setText(text)
@@ -175,6 +202,8 @@ class MainWindow(QMainWindow):
         self.capture = CaptureWorker(source, self.mailbox, self._stream)
         self.capture.opened.connect(self.show_info)
         self.capture.failed.connect(self._on_capture_failed)
+        self.capture.notice.connect(self.show_notice)
+        self._stalled = False
         self.capture.start()
         self._sync_source_box()
 
@@ -202,6 +231,21 @@ class MainWindow(QMainWindow):
         self.show_error(text)
         self.views.offer_sources(True)
         self.views.output_view.setText("no source")
+
+    def _watch_capture(self) -> None:
+        """A source that sent frames and then stalls (a camera whose read() hangs) is said so once, and that it
+        came back; the capture thread cannot say it while it is stuck in the driver."""
+        frame = self.mailbox.peek()
+        if self.capture is None or not self.capture.isRunning() or frame is None or frame.stream != self._stream:
+            return
+        quiet = time.monotonic() - self.mailbox.last_put
+        if quiet > STALL_SECONDS and not self._stalled:
+            self._stalled = True
+            self.show_error(f"{self.source.label.capitalize()} sent no frame for {quiet:.0f} s (stalled?): waiting "
+                            "for it; pick another source if it does not come back")
+        elif quiet <= STALL_SECONDS and self._stalled:
+            self._stalled = False
+            self.show_info(f"{self.source.label.capitalize()} is sending frames again")
 
     def choose_video(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a video file", "",
@@ -323,6 +367,11 @@ class MainWindow(QMainWindow):
 
     # --- frames ---------------------------------------------------------------------------------------------
     def _refresh_input(self) -> None:
+        r = self.recorder
+        if r.recording and r.elapsed() >= r.limit_s:  # the limit ends a take even when no frame comes to say so
+            r.limit_reached = True
+            self.stop_recording()
+        self._refresh_record_label()
         frame = self.mailbox.peek()
         if frame is not None and self.views.input_view.isVisible() and (frame.stream, frame.index) != self._shown_index:
             self._shown_index = (frame.stream, frame.index)
@@ -351,47 +400,111 @@ class MainWindow(QMainWindow):
         dropped_pct = 100.0 * out.dropped / max(1, out.captured)
         self.drop_label.setText(f"dropped {out.dropped}/{out.captured} frames ({dropped_pct:.0f}%)")
         if self.recorder.recording:
-            frame = side_by_side(out.source.image, r.frame) if self.record_side_by_side else r.frame
-            self.recorder.add(frame)
+            self._record(side_by_side(out.source.image, r.frame) if self.record_side_by_side else r.frame)
         if self.stop_after is not None and out.processed == self.stop_after:
             self.frames_done.emit()
 
     # --- recording ------------------------------------------------------------------------------------------
-    def start_recording(self, path: str | os.PathLike | None = None, side_by_side_frames: bool | None = None) -> None:
+    def start_recording(self, path: str | os.PathLike | None = None, side_by_side_frames: bool | None = None,
+                        limit_s: float | None = None) -> None:
+        """Start a take: .gif or .mp4 by `path`'s suffix (default: the controls' format), limited to `limit_s`
+        (default: the format's limit, LIMIT_S)."""
+        try:
+            limit = limit_for(path) if path else LIMIT_S[self.controls.record_format.currentData()]
+            limit = limit if limit_s is None else min(limit, limit_s)
+            self.recorder.start(limit)
+        except CelebLookError as exc:
+            self.show_error(str(exc))
+            self._set_record_button(False)
+            return
         self.record_path = Path(path) if path else None
         self.record_side_by_side = self.controls.record_sbs_box.isChecked() if side_by_side_frames is None \
             else side_by_side_frames
-        self.recorder.start()
-        self.controls.record_button.blockSignals(True)
-        self.controls.record_button.setChecked(True)
-        self.controls.record_button.setText("■ Stop recording")
-        self.controls.record_button.blockSignals(False)
-        self.show_info("Recording…")
+        self._set_record_button(True)
+        self.show_info(f"Recording (up to {clock(limit)})…")
+
+    def _set_record_button(self, on: bool) -> None:
+        b = self.controls.record_button
+        b.blockSignals(True)
+        b.setChecked(on)
+        b.setText("■ Stop recording" if on else "● Record")
+        b.blockSignals(False)
+        self.controls.record_format.setEnabled(not on)
+        self._refresh_record_label()
+
+    def _refresh_record_label(self) -> None:
+        r = self.recorder
+        text = f"● recording {clock(r.elapsed())} / limit {clock(r.limit_s)}" if r.recording else ""
+        if self.record_label.text() != text:
+            self.record_label.setText(text)
+
+    def _record(self, frame) -> None:
+        """Spool a frame; at the limit (or when the disk refuses frames) the take ends and is saved, with a notice."""
+        try:
+            self.recorder.add(frame)
+        except CelebLookError as exc:
+            self.stop_recording()
+            self.show_error(f"Recording stopped: {exc}")
+            return
+        if self.recorder.limit_reached:
+            self.stop_recording()  # the notice that the limit ended it comes with the saved file (_save)
 
     def stop_recording(self, wait: bool = False) -> Path | None:
-        """Stop and write the GIF off the UI thread (or now, with `wait`); returns its path."""
-        self.controls.record_button.blockSignals(True)
-        self.controls.record_button.setChecked(False)
-        self.controls.record_button.setText("● Record GIF")
-        self.controls.record_button.blockSignals(False)
-        if not self.recorder.recording:
+        """Stop and save the take off the UI thread (or now, with `wait`); returns its path (None when not recording,
+        or with `wait` when saving failed)."""
+        self._set_record_button(False)
+        take = self.recorder.stop()
+        if take is None:
             return None
-        frames, fps = self.recorder.stop()
-        path = self.record_path or default_gif_path(self.out_dir, "celeblook")
+        path = self.record_path or default_record_path(self.out_dir, "celeblook",
+                                                       self.controls.record_format.currentData())
         if wait:
-            try:
-                save_gif(path, frames, fps)
-            except Exception as exc:
-                self.show_error(f"could not write {path}: {exc}")
-                return None
-            self.gif_written.emit(str(path))
-            return path
-        writer = _GifWriter(path, frames, fps, self)
+            return path if self._save(take, path) else None
+        writer = _TakeWriter(take, path, self)
         self._writers.append(writer)
         writer.finished.connect(lambda: self._writers.remove(writer) if writer in self._writers else None)
         writer.start()
-        self.show_info(f"Writing {len(frames)} frames to {path}…")
+        if take.limit_reached:
+            self.show_notice(f"Recording stopped at its {clock(take.limit_s)} limit; saving {take.frames} frames "
+                             f"to {path}…")
+        else:
+            self.show_info(f"Saving {take.frames} frames to {path}…")
         return path
+
+    def _save(self, take: Take, path: Path) -> bool:
+        """Encode the take (any thread); the outcome is a signal, and `saved` lists the files written."""
+        last = [-1]
+
+        def progress(done: int, total: int) -> None:  # about every 5 %, not per frame
+            if done == total or done * 20 // total != last[0]:
+                last[0] = done * 20 // total
+                self.recording_progress.emit(str(path), done, total)
+
+        t0, frames = time.monotonic(), take.frames
+        try:
+            save_take(take, path, progress)
+        except CelebLookError as exc:
+            self.recording_failed.emit(str(exc))
+            return False
+        except Exception as exc:  # never let a save take the app down
+            self.recording_failed.emit(f"could not write {path}: {type(exc).__name__}: {exc}")
+            return False
+        seconds = time.monotonic() - t0
+        self.save_log.append({"path": path.name, "frames": frames, "seconds": round(seconds, 2),
+                              "limit": take.limit_reached})
+        self.saved.append(path)
+        note = ""
+        if take.limit_reached:
+            note = f"Recording stopped at its {clock(take.limit_s)} limit" + \
+                (" (choose MP4 to record up to 10 minutes)" if path.suffix.lower() == ".gif" else "") + ". "
+        self.recording_saved.emit(str(path), f"{note}Recording written: {path} ({frames} frames in {seconds:.1f} s)",
+                                  take.limit_reached)
+        return True
+
+    def wait_for_saves(self) -> None:
+        """Block until every recording being saved is written (or has failed)."""
+        for writer in list(self._writers):
+            writer.wait()
 
     def _on_record_toggled(self, on: bool) -> None:
         if on:
@@ -401,7 +514,7 @@ class MainWindow(QMainWindow):
 
     def sweep_gif(self, path: str | os.PathLike | None = None, steps: int = 12) -> Path:
         """Queue a sweep GIF of the current edit (none -> full, boomerang) on the current frame; returns its path."""
-        path = Path(path) if path else default_gif_path(self.out_dir, "celeblook-sweep")
+        path = Path(path) if path else default_record_path(self.out_dir, "celeblook-sweep")
         self.engine.sweep(path, steps)
         return path
 
@@ -424,11 +537,11 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the threads (idempotent)."""
         self._input_timer.stop()
+        self._watchdog.stop()
         if self.capture is not None:
             self.capture.stop()
         self.engine.stop()
-        for writer in list(self._writers):
-            writer.wait(60000)
+        self.wait_for_saves()  # a recording being saved is finished, never cut off (saves take seconds)
 
     def closeEvent(self, event) -> None:
         if self.recorder.recording:
@@ -437,14 +550,12 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-class _GifWriter(QThread):
-    def __init__(self, path: Path, frames: list, fps: float, window: MainWindow):
+class _TakeWriter(QThread):
+    """Saves one take off the UI thread (MainWindow._save)."""
+
+    def __init__(self, take: Take, path: Path, window: MainWindow):
         super().__init__(window)
-        self.path, self.frames, self.fps, self.window = path, frames, fps, window
+        self.take, self.path, self.window = take, path, window
 
     def run(self) -> None:
-        try:
-            save_gif(self.path, self.frames, self.fps)
-            self.window.gif_written.emit(str(self.path))
-        except Exception as exc:
-            self.window.gif_failed.emit(f"could not write {self.path}: {exc}")
+        self.window._save(self.take, self.path)

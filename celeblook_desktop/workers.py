@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,15 +34,19 @@ from engine.errors import CelebLookError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
 CAMERA_FAIL_SECONDS = 2.0  # no frame from an open camera for this long: it is gone
+MIN_FRAME_SIDE = 32  # smaller frames from a camera are skipped: no face can be found in them
 
 
 @dataclass(frozen=True)
 class Source:
-    """A camera index, a video file (looped) or the built-in demo face (`demo`, engine.demo_source)."""
+    """A camera index, a video file (looped) or the built-in demo face (`demo`, engine.demo_source).
+    `opener` replaces cv2.VideoCapture(camera) for a camera: it returns an object with VideoCapture's read(),
+    get() and release() (the capture boundary: tests put a faulty camera there, the real pipeline behind it)."""
 
     camera: int | None = None
     video: Path | None = None
     demo: bool = False
+    opener: Callable[[], object] | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -53,12 +57,14 @@ class Source:
 
 @dataclass(frozen=True)
 class SourceFrame:
-    """One captured frame: `stream` changes when the source does (the engine then restarts its filters)."""
+    """One captured frame: `stream` changes when the source does (the engine then restarts its filters and the
+    calibration), `segment` when the same source changes resolution (the filters restart, the calibration stays)."""
 
     image: np.ndarray
     index: int
     timestamp_ms: int
     stream: int
+    segment: int = 0
 
 
 class LatestFrame:
@@ -71,6 +77,7 @@ class LatestFrame:
         self._fresh = False
         self.captured = 0
         self.dropped = 0
+        self.last_put = 0.0  # time.monotonic() of the last put (the window's stall watchdog reads it)
 
     def put(self, item: SourceFrame) -> None:
         with self._cond:
@@ -78,6 +85,7 @@ class LatestFrame:
                 self.dropped += 1
             self._item, self._fresh = item, True
             self.captured += 1
+            self.last_put = time.monotonic()
             self._cond.notify_all()
 
     def take(self, timeout: float = 0.05) -> SourceFrame | None:
@@ -96,12 +104,39 @@ class LatestFrame:
             return self._item
 
 
+def usable_frame(image) -> tuple[np.ndarray | None, str]:
+    """A camera frame as the pipeline takes it (uint8 BGR, at least MIN_FRAME_SIDE px) and what was wrong with it:
+    (frame, "") when fine, (converted frame, problem) for a grey, 4-channel or 16-bit frame, (None, problem) for an
+    empty, tiny or unreadable one."""
+    if image is None or not isinstance(image, np.ndarray) or image.size == 0:
+        return None, "an empty frame"
+    problem = ""
+    if image.dtype == np.uint16:
+        image, problem = (image >> 8).astype(np.uint8), "16-bit frames"
+    elif image.dtype != np.uint8:
+        return None, f"frames of type {image.dtype}"
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image, problem = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), "grey frames"
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image, problem = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), "4-channel frames"
+    elif image.ndim != 3 or image.shape[2] != 3:
+        return None, f"a frame of shape {image.shape}"
+    if min(image.shape[:2]) < MIN_FRAME_SIDE:
+        return None, f"a {image.shape[1]}×{image.shape[0]} frame (too small)"
+    return np.ascontiguousarray(image), problem
+
+
 class CaptureWorker(QThread):
     """Reads one source into a LatestFrame until stopped; `failed` carries a plain message (no camera, camera
-    unplugged, unreadable video) and ends the thread; `opened` carries a description of the source."""
+    unplugged or failing, unreadable video) and ends the thread; `opened` carries a description of the source;
+    `notice` says what the camera did wrong while the stream goes on (empty, odd or tiny frames: once per kind)
+    or that it changed resolution."""
 
     opened = Signal(str)
     failed = Signal(str)
+    notice = Signal(str)
 
     def __init__(self, source: Source, mailbox: LatestFrame, stream: int, parent=None):
         super().__init__(parent)
@@ -164,7 +199,7 @@ class CaptureWorker(QThread):
             self.mailbox.put(SourceFrame(image, index, timestamp_ms, self.stream))
 
     def _run_camera(self, index: int) -> None:
-        capture = _open_camera(index)
+        capture = self.source.opener() if self.source.opener is not None else _open_camera(index)
         if capture is None:
             self.failed.emit(f"No camera found at index {index}. Show the demo face, pick another camera, "
                              "or open a video file.")
@@ -173,11 +208,23 @@ class CaptureWorker(QThread):
             w, h = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
             self.opened.emit(f"camera {index} ({w}×{h})")
             start = last_ok = time.monotonic()
-            n = 0
+            n = segment = 0
+            size = None
+            told: set[str] = set()  # problems already reported: once each, not per frame
             while not self._stop.is_set():
-                ok, image = capture.read()
+                try:
+                    ok, image = capture.read()
+                except Exception as exc:  # a driver error: the camera is unusable from here
+                    self.failed.emit(f"Camera {index} failed ({type(exc).__name__}: {exc}). "
+                                     "Pick a source to continue.")
+                    return
                 now = time.monotonic()
-                if not ok or image is None:
+                image, problem = usable_frame(image) if ok else (None, "")
+                if problem and problem not in told:
+                    told.add(problem)
+                    self.notice.emit(f"Camera {index} sent {problem}: " + ("converted, the view goes on" if image
+                                     is not None else "skipped, the view goes on with the next good frame"))
+                if image is None:
                     if now - last_ok > CAMERA_FAIL_SECONDS:
                         self.failed.emit(f"Camera {index} stopped sending frames (unplugged?). "
                                          "Pick a source to continue.")
@@ -185,7 +232,12 @@ class CaptureWorker(QThread):
                     self._stop.wait(0.05)
                     continue
                 last_ok = now
-                self.mailbox.put(SourceFrame(image, n, int(1000 * (now - start)), self.stream))
+                if size is not None and image.shape[:2] != size:
+                    segment += 1  # the engine restarts its filters: landmarks in the old size mean nothing now
+                    self.notice.emit(f"Camera {index} changed resolution from {size[1]}×{size[0]} to "
+                                     f"{image.shape[1]}×{image.shape[0]}: tracking starts again")
+                size = image.shape[:2]
+                self.mailbox.put(SourceFrame(image, n, int(1000 * (now - start)), self.stream, segment))
                 n += 1
         finally:
             capture.release()
@@ -346,13 +398,14 @@ class EngineWorker(QThread):
                 frame = self.mailbox.take(0.05)
                 if frame is None:
                     continue
-                if frame.stream != stream or pipeline is None:  # a new source: fresh landmarker and filters
+                if (frame.stream, frame.segment) != stream or pipeline is None:
+                    # a new source or resolution: fresh landmarker and filters
                     if pipeline is not None:
                         pipeline.close()
                     pipeline = self._pipeline = LivePipeline(self.models,
                                                              background_render=self.config.background_render)
                     self.schedule.new_stream(frame.stream)  # another source may show someone else
-                    stream = frame.stream
+                    stream = (frame.stream, frame.segment)
                 self._last = frame
                 settings = self._settings
                 if self.schedule.applied is not None:
@@ -425,8 +478,11 @@ class EngineWorker(QThread):
                                               quality_steps=self.config.target_quality_steps), **kwargs)
             self.busy.emit(f"Inverting {photo.name}…")
             target = self._cache.load(photo)
-        except Exception:
+        except Exception as exc:
             self.target_failed.emit(photo.stem)  # its gallery tile goes; the message follows (_run_job)
+            if not photo.exists():  # deleted or moved after it was dropped, whichever step noticed it
+                raise CelebLookError(f"The target photo {photo.name} was deleted or moved before it could be "
+                                     f"inverted ({photo})") from exc
             raise
         self.target_ready.emit(target, select)
 

@@ -209,7 +209,9 @@ def load_encoder(threads: int = 2, path: str | os.PathLike | None = None) -> tup
     try:
         session = make_session(path, threads)
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-        raise ModelMissingError(f"cannot load the encoder model {path}: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelMissingError(f"cannot load the encoder model {path}: the file is damaged or truncated, or not an "
+                                f"ONNX model ({first})") from exc
     meta = session.get_modelmeta().custom_metadata_map
     size = int(meta["input_size"]) if "input_size" in meta else int(session.get_inputs()[0].shape[-1])
     return Encoder(session, size, sha256=sha256_file(path)), path

@@ -97,7 +97,8 @@ def resolve_model(name: str, explicit: str | os.PathLike | None = None, allow_do
         if path.is_file():
             if verify and sha256_file(path) != entry.sha256:
                 raise ModelMissingError(
-                    f"{path} is not the expected {entry.name} model (sha256 mismatch; expected {entry.sha256})")
+                    f"{path} is not the expected {entry.name} model (sha256 mismatch: damaged, truncated or "
+                    f"altered; expected {entry.sha256})")
             return path
         if origin == "explicit path" or origin == f"${entry.env}":
             # the user named this file: say so rather than silently looking elsewhere

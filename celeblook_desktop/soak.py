@@ -1,0 +1,189 @@
+"""`python -m celeblook_desktop.soak`: the headless app for N minutes on a looping clip, recording switched on and
+off, reporting what hours in the app would show: peak and final resident memory, frames per second minute by
+minute (drift: the last full minute against the first), dropped frames and how long each recording took to save.
+
+    python -m celeblook_desktop.soak --video ../shared/data/video/d18.mp4 --minutes 10 --record-every 60 \\
+        --json docs/results/soak.json
+
+Recording: on at 0, off at --record-every s, on again at twice that, and so on; a GIF take also stops at its 50-s
+limit, which is then saved while the app runs on. Memory is the process's (VmRSS, peak VmHWM from /proc, Linux):
+models, Qt, the capture and engine threads, the recordings and their saves, all of it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from engine.cli import OneLineParser
+
+
+def memory_mb() -> tuple[float, float]:
+    """(resident, peak resident) of this process in MB (0, 0 where /proc is not there)."""
+    values = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m celeblook_desktop.soak", description=__doc__.splitlines()[0])
+    p.add_argument("--video", type=Path, required=True, help="clip to loop (a talking head)")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--record-every", type=float, default=60.0, metavar="S",
+                   help="switch recording on or off every S seconds (0: never record)")
+    p.add_argument("--format", choices=(".gif", ".mp4"), default=".gif")
+    p.add_argument("--sample", type=float, default=5.0, metavar="S", help="memory sample period (default 5 s)")
+    p.add_argument("--out-dir", type=Path, help="where the recordings go (default: a temporary folder, removed)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--calibrate", type=int, default=3, metavar="KEYFRAMES",
+                   help="personal calibration keyframes as in the app (default 3: seconds of work each in the first "
+                        "minutes, which the first minute's fps shows; 0: the steady state alone)")
+    p.add_argument("--json", type=Path, help="write the report here")
+    return p
+
+
+def per_minute(samples: list[dict], key: str) -> list[float]:
+    """The increase of samples[key] over each full minute since the first sample (linear between samples)."""
+    import numpy as np
+
+    t = np.array([s["t"] for s in samples])
+    v = np.array([s[key] for s in samples], float)
+    edges = np.arange(0.0, t[-1] + 2.0, 60.0)  # a timer may fire a little early: 599 s is ten minutes
+    at = np.interp(edges, t, v)
+    return [float(x) for x in np.diff(at)]
+
+
+def report(samples: list[dict], saves: list[dict], args: argparse.Namespace) -> dict:
+    from engine.benchmark import machine_info
+
+    fps = [round(n / 60.0, 2) for n in per_minute(samples, "processed")]
+    drops = per_minute(samples, "dropped")
+    caught = per_minute(samples, "captured")
+    last = samples[-1]
+    return {
+        "benchmark": "soak", "video": args.video.name, "minutes": args.minutes, "record_every_s": args.record_every,
+        "format": args.format, "threads": args.threads, "calibrate": args.calibrate, "machine": machine_info(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_mb": round(max(s["peak_mb"] for s in samples)), "final_rss_mb": round(last["rss_mb"]),
+        "rss_after_first_minute_mb": round(next((s["rss_mb"] for s in samples if s["t"] >= 60), last["rss_mb"])),
+        "fps_per_minute": fps,
+        "fps_drift": round(fps[-1] / fps[0] - 1.0, 3) if len(fps) >= 2 and fps[0] > 0 else None,
+        "dropped_per_minute_pct": [round(100 * d / max(1.0, c), 1) for d, c in zip(drops, caught)],
+        "processed": last["processed"], "captured": last["captured"], "dropped": last["dropped"],
+        "saves": saves, "samples": samples,
+    }
+
+
+def print_report(r: dict) -> None:
+    print(f"soak: {r['minutes']} min on {r['video']}, recording {r['format']} toggled every {r['record_every_s']} s")
+    print(f"memory: peak {r['peak_rss_mb']} MB, after the first minute {r['rss_after_first_minute_mb']} MB, "
+          f"final {r['final_rss_mb']} MB")
+    print("minute  fps    dropped %")
+    for i, (f, d) in enumerate(zip(r["fps_per_minute"], r["dropped_per_minute_pct"])):
+        print(f"{i + 1:>6}  {f:<5}  {d}")
+    drift = r["fps_drift"]
+    print(f"fps drift (last minute vs first): {'n/a' if drift is None else f'{100 * drift:+.1f} %'}; dropped "
+          f"{r['dropped']} of {r['captured']} captured")
+    for s in r["saves"]:
+        print(f"saved {s['frames']} frames in {s['seconds']} s{' (limit)' if s['limit'] else ''}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.video.is_file():
+        print(f"soak: error: video not found: {args.video}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from celeblook_desktop.window import MainWindow
+    from celeblook_desktop.workers import EngineConfig, Source
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    scratch = None if args.out_dir else tempfile.TemporaryDirectory(prefix="celeblook-soak-")
+    out_dir = args.out_dir or Path(scratch.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # stop_after makes the window headless-friendly (no download question); it is never reached
+    config = EngineConfig(threads=args.threads, builtin_seeds=(0,), calibrate_keyframes=max(0, args.calibrate))
+    window = MainWindow(Source(video=args.video), config, out_dir=out_dir, stop_after=10 ** 9)
+    window.show()
+    samples: list[dict] = []
+    state = {"t0": None, "toggles": 0}
+    window.recording_failed.connect(lambda text: print(f"soak: {text}", file=sys.stderr))
+    window.engine.error.connect(lambda text: print(f"soak: {text}", file=sys.stderr))
+
+    def now() -> float:
+        return time.monotonic() - state["t0"]
+
+    def sample() -> None:
+        out = window.last_output
+        rss, peak = memory_mb()
+        samples.append({"t": round(now(), 2), "rss_mb": round(rss, 1), "peak_mb": round(peak, 1),
+                        "processed": out.processed, "captured": out.captured, "dropped": out.dropped,
+                        "recording": window.recorder.recording})
+
+    def toggle() -> None:
+        state["toggles"] += 1
+        if window.recorder.recording:
+            window.stop_recording()
+        elif state["toggles"] % 2 == 1 and now() < args.minutes * 60 - 5:
+            # odd toggles start, even ones stop (a take its limit ended stays off); none starts as the run ends
+            window.start_recording(out_dir / f"soak-{state['toggles']:03d}{args.format}")
+
+    def finish() -> None:
+        sample()
+        if window.recorder.recording:
+            window.stop_recording(wait=True)
+        window.wait_for_saves()
+        app.processEvents()
+        window.close()
+        app.quit()
+
+    def first_result() -> None:  # the clock starts once the models are loaded and frames come out
+        if state["t0"] is not None:
+            return
+        state["t0"] = time.monotonic()
+        sample()
+        timer = QTimer(window)
+        timer.timeout.connect(sample)
+        timer.start(int(args.sample * 1000))
+        if args.record_every > 0:
+            toggle()
+            rec = QTimer(window)
+            rec.timeout.connect(toggle)
+            rec.start(int(args.record_every * 1000))
+        end = QTimer(window)
+        end.setTimerType(Qt.TimerType.PreciseTimer)  # a coarse timer may end a minute 5 % early
+        end.setSingleShot(True)
+        end.timeout.connect(finish)
+        end.start(int(args.minutes * 60_000))
+
+    window.engine.result_ready.connect(lambda _: first_result())
+    window.engine.finished.connect(lambda: None if window.engine.models is not None else app.quit())
+    app.exec()
+    if not samples:
+        print("soak: error: the engine produced no frames", file=sys.stderr)
+        return 2
+    r = report(samples, window.save_log, args)
+    print_report(r)
+    if args.json:
+        from engine.benchmark import write_json
+
+        write_json(args.json, r)
+    if scratch is not None:
+        scratch.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,3 +52,42 @@ def test_recovered_fp16_weights_match_the_shipped_onnx():
     assert entry.sha256 == sha256_file(FP16_FILE)
     ref = np.load(MODELS_DIR / "inversion_encoder_parity.npy")
     assert parity_against_reference(load_fp16()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_a_training_step_with_real_photos_logs_their_losses_and_resumes(tmp_path, monkeypatch):
+    """--real: a fake cached UTKFace split (noise photos, half of each crop padding) mixed into the tiny recipe; the
+    real losses are logged, the identity term reads the photos, and a restart resumes from the checkpoint."""
+    import json
+
+    import training.data.utkface as utk
+    from tests.test_encoder import _tiny_cache
+    from training.convert.generator import load_weights
+    from training.train.encoder import make_config, train
+
+    torch.set_num_threads(2)
+    folder = tmp_path / "utk" / "train"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n = 6
+    np.save(folder / "crop.npy", rng.integers(0, 255, (n, 256, 256, 3), dtype=np.uint8))
+    valid = np.zeros((n, 256, 256), bool)
+    valid[:, 64:192, 64:192] = True
+    np.save(folder / "valid.npy", np.packbits(valid, axis=-1))
+    np.save(folder / "oval.npy", np.packbits(valid, axis=-1))
+    np.save(folder / "points.npy", np.zeros((n, 478, 3), np.float16))
+    np.save(folder / "labels.npy", np.zeros((n, 3), np.int16))
+    (folder / "names.txt").write_text("\n".join(f"fake_{i}.jpg" for i in range(n)) + "\n")
+    monkeypatch.setattr(utk, "CACHE", tmp_path / "utk")
+    monkeypatch.setattr(utk, "held_out_names", lambda names=None, n=0: ["not_in_this_cache.jpg"])
+    data = _tiny_cache(tmp_path / "cache")
+    gen = load_weights()
+    cfg = make_config("tiny", data=str(data), steps=1, batch=2, aug_strength=0.0, threads=2, image_block=4,
+                      real="train", real_batch=2, w_real_id=0.5, freeze_bn=True, device="cpu")
+    train(cfg, tmp_path / "run", generator=gen)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert 0 < log[-1]["real_l1"] < 1 and 0 < log[-1]["real_msssim"] <= 1 and 0 <= log[-1]["real_id"] <= 2
+    cfg2 = make_config("tiny", data=str(data), steps=2, batch=2, aug_strength=0.0, threads=2, image_block=4,
+                       real="train", real_batch=2, freeze_bn=True, device="cpu")
+    train(cfg2, tmp_path / "run", generator=gen)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]

@@ -44,6 +44,7 @@ class ModelEntry:
     url: str = ""
     env: str = ""
     shipped: bool = True
+    data: str = ""  # training data beyond the generator's own faces (e.g. real photos, with their terms)
 
 
 def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, ModelEntry]:

@@ -49,6 +49,11 @@ REGENERATE = ("D=~/.cache/celeblook/encoder_data; R=~/.cache/celeblook/runs; "
               f"python -m training.export.encoder --checkpoint {RUN}/last.pt (docs/ENCODER.md)")
 
 
+UTKFACE_DATA = ("UTKFace aligned & cropped (23,707 photos, ../shared/data/real-faces/utkface): image-space losses on "
+                "a training subset; the 1,000 names with the lowest sha256 held out (training/data/utkface.py)")
+UTKFACE_TERMS = "trained on UTKFace photos: non-commercial research use only (UTKFace's terms)"
+
+
 def parity_input(size: int) -> np.ndarray:
     """The fixed test input of the shipped parity reference: uniform [0, 1), numpy PCG64 seed 0, (1, 3, S, S)."""
     return np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--out-dir", type=Path, default=MODELS_DIR)
     ap.add_argument("--description", default="", help="what the model was trained on (goes into the manifest)")
+    ap.add_argument("--regenerate", default="", help="the manifest's regenerate command (default: the shipped legs')")
     args = ap.parse_args(argv)
     model = load_encoder(args.checkpoint)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
@@ -114,14 +120,25 @@ def main(argv: list[str] | None = None) -> None:
           f"parity vs torch: {report}")
     if report["wplus_max_abs"] > 1e-3 * max(1.0, report["wplus_scale"]):
         raise SystemExit(f"ONNX parity check failed: {report}")
+    real = (state.get("config") or {}).get("real", "")
     if args.out_dir == MODELS_DIR:
         e = entry(path, "Inversion encoder E_I + f: aligned face (B,3,S,S) RGB [0,1] -> W+ (B,23,512) and "
                         f"embedding (B,512); {model.cfg.backbone} (random init) at {model.cfg.input_size} px, trained "
                         f"data-free on the generator ({args.description or 'see docs/ENCODER.md'})")
         e["source"] = e["source"].replace("; official", "; generator: official")
         e["licence"] = "Apache-2.0 (CelebLook; timm architecture, random init); " + e["licence"]
-        e["regenerate"] = REGENERATE
+        e["regenerate"] = args.regenerate or REGENERATE
+        if real:  # trained on real photos too: their terms travel with the model
+            e["data"] = UTKFACE_DATA
+            e["licence"] += "; " + UTKFACE_TERMS
         update_manifest({NAME: e})
+        # the float16 torch weights of what is now shipped (the next leg's warm start), with their own entry
+        from training.convert.encoder_from_onnx import FP16_FILE, parity_against_reference, save_fp16, \
+            write_manifest_entry
+        save_fp16(model, FP16_FILE)
+        write_manifest_entry(FP16_FILE, 0, parity_against_reference(
+            __import__("training.convert.encoder_from_onnx", fromlist=["load_fp16"]).load_fp16(FP16_FILE)),
+            origin=f"exported from the training checkpoint {args.checkpoint.name} (step {state['step']})")
 
 
 if __name__ == "__main__":

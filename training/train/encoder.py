@@ -7,6 +7,10 @@
     python -m training.train.encoder --out runs/enc_gpu1 --init enc_ef2_slim.pt --thumb-size 32 --thumb-rank 128 \
         --align-workers 14 --align-res 512 --batch 64 --image-batch 16 --lr 4e-4 --warmup 300 --steps 200000 \
         --anneal-minutes 15 --aug-strength 0.5 --colour-strength 0
+    # real photos mixed in, warm-started from the shipped model's float16 weights (docs/ENCODER.md, "Real faces")
+    torchrun --standalone --nproc_per_node=2 -m training.train.encoder --preset cpu --data D/prev3k --val 100 \
+        --init resources/models/inversion_encoder_fp16.safetensors --thumb-size 32 --thumb-rank 128 --out runs/x \
+        --real train --real-batch 4 --w-real-id 0.5 --freeze-bn --image-every 0 --image-block 4 --threads 1
     # CPU scale: from a sample cache built by training.data.samples
     python -m training.train.encoder --preset cpu --data ~/.cache/celeblook/encoder_data/cpu2k --out runs/enc_cpu
 
@@ -18,6 +22,9 @@ jitter) and resized to the encoder's input. Loss =
     w_mse * MSE(residual / w_std) + w_cos * (1 - cos(residual)) + w_spread * slot spread   (every step)
   + w_l1 * L1(G(W+)_256, target_256) + w_msssim * (1 - MS-SSIM at 256 px)                (every `image_every`
   + w_id * (1 - cos of the face recogniser's embeddings of G(W+)_256 and target_256)         steps, on `image_batch` samples)
+  + w_real_l1 * masked L1 + w_real_msssim * (1 - MS-SSIM) + w_real_id * (1 - cos)       (every `real_every`
+    of G(E(photo)) against the aligned real photo itself (UTKFace, --real train; the      steps, on
+    photo's own pixels only: training/data/utkface.py pads the tight crops)                `real_batch` photos)
 where G is the frozen torch generator with the official weights (gradients reach W+ only) and the recogniser is the
 engine's face_id.onnx run in torch (training/models/face_id.py, frozen; off by default, w_id 0), read through one
 fixed recognition crop: the five points MediaPipe finds on the generator's render of w_avg (the generator's
@@ -91,6 +98,17 @@ class TrainConfig:
     stop_step: int = 0  # stop at this step, the schedule still planned for `steps` (0: at `steps`); replays a
     # run that --max-minutes cut short
     val: int = 0  # cache source: hold out the last N samples; their latent MSE (no augmentation) is logged
+    # real photos (UTKFace, training/data/utkface.py; never its held-out 1,000): image-space losses through the
+    # generator on `real_batch` aligned photos every `real_every` steps, masked to the photo's own pixels
+    real: str = ""  # "" off; a cached UTKFace split ("train")
+    real_every: int = 1
+    real_batch: int = 4
+    w_real_l1: float = 1.0
+    w_real_msssim: float = 1.0
+    w_real_id: float = 0.0  # the recogniser's 1 - cos against the photo itself
+    w_real_spread: float = 0.1  # keep real-photo codes as close to W as generated ones
+    device: str = ""  # "cpu" or "cuda" ("": cuda when available); the same recipe on either
+    freeze_bn: bool = False  # BatchNorm in eval mode (its running statistics kept): small CPU batches, warm starts
     thumb_ridge: float = 1000.0  # ridge strength of the thumbnail path's closed-form initialisation
 
 
@@ -252,10 +270,12 @@ def lr_at(step: int, cfg, seconds: float = 0.0) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, t)))))
 
 
-def setup_distributed() -> tuple[int, int, int, torch.device]:
+def setup_distributed(prefer: str = "") -> tuple[int, int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if prefer == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    if torch.cuda.is_available() and prefer != "cpu":
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     else:
@@ -265,17 +285,72 @@ def setup_distributed() -> tuple[int, int, int, torch.device]:
     return rank, world, device.index or 0, device
 
 
+class RealSource:
+    """Random batches of cached aligned UTKFace photos with their real-pixel masks (training/data/utkface.py)."""
+
+    def __init__(self, split: str, rank: int, seed: int):
+        from training.data.utkface import held_out_names, load_cache
+
+        d = load_cache(split)
+        held = set(held_out_names())
+        keep = np.array([n not in held for n in d["names"]])
+        if not keep.all():
+            raise SystemExit(f"the UTKFace cache {split} holds {int((~keep).sum())} held-out photos")
+        self.crop, self.valid = d["crop"], d["valid"]
+        self.rng = np.random.default_rng([seed, rank, 3])
+
+    def __len__(self) -> int:
+        return len(self.crop)
+
+    def batch(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """(uint8 RGB crops (n, 256, 256, 3), targets (n, 3, 256, 256) in [-1, 1], masks (n, 1, 256, 256))."""
+        i = np.sort(self.rng.choice(len(self.crop), n, replace=False))
+        crops = np.ascontiguousarray(self.crop[i])
+        target = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return crops, target, torch.from_numpy(self.valid[i]).unsqueeze(1).float()
+
+
+def real_image_losses(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """L1 and 1 - MS-SSIM of a render against a real photo's aligned crop (both [-1, 1], (B, 3, S, S)) on the
+    photo's own pixels only: L1 averaged over the mask; outside it the target is the render itself (detached), so
+    the padding adds no error to MS-SSIM. Returns the composite target too (for the identity term)."""
+    from training.models.encoder import ms_ssim
+
+    render = render.clamp(-1, 1)
+    composite = mask * target + (1 - mask) * render.detach()
+    l1 = ((render - target).abs() * mask).sum() / (2 * 3 * mask.sum().clamp_min(1))
+    msssim = 1.0 - ms_ssim((render + 1) / 2, (composite + 1) / 2).mean()
+    return {"real_l1": l1, "real_msssim": msssim, "composite": composite}
+
+
+def set_train_mode(model: torch.nn.Module, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def load_init_state(path: str, device) -> dict:
+    """Model weights to start from: a training checkpoint (--init runs/x/last.pt) or the float16 safetensors of
+    the shipped encoder (resources/models/inversion_encoder_fp16.safetensors), as float32."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return {k: v.float().to(device) for k, v in load_file(str(path)).items()}
+    return torch.load(path, map_location=device, weights_only=True)["model"]
+
+
 def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None) -> dict:
     """Run (or resume) training; returns the last logged metrics. `generator`: an already loaded MobileStyleGAN."""
     if cfg.w_id > 0 and not cfg.image_every:
         raise SystemExit("--w-id needs the image loss (--image-every > 0): the identity loss reads its renders")
-    rank, world, _, device = setup_distributed()
+    rank, world, _, device = setup_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    need_g = cfg.source == "online" or cfg.image_every > 0
+    need_g = cfg.source == "online" or cfg.image_every > 0 or bool(cfg.real)
     if need_g and generator is None:
         from training.convert.generator import load_weights
         generator = load_weights()
@@ -294,13 +369,13 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     ckpt = out / "last.pt"
     fit_thumb = model.thumb is not None and not ckpt.is_file()
     if cfg.init and not ckpt.is_file():
-        init_state = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
+        init_state = load_init_state(cfg.init, device)
         fit_thumb = fit_thumb and not any(k.startswith("thumb.") for k in init_state)
         other_rank = model.thumb is not None and "thumb.down.weight" in init_state and \
             init_state["thumb.down.weight"].shape != model.thumb.down.weight.shape
         if other_rank:  # --thumb-rank differs from the init's: start from its map (truncated SVD when lower)
             down, up = init_state.pop("thumb.down.weight"), init_state.pop("thumb.up.weight")
-        model.load_state_dict(init_state, strict=not (fit_thumb or other_rank))
+        model.load_state_dict(init_state, strict=not (fit_thumb or other_rank or cfg.init.endswith(".safetensors")))
         if other_rank:
             model.thumb.set_truncated(down, up)
         if rank == 0:
@@ -323,7 +398,15 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
               f"source {cfg.source}" + (f" ({len(source)} cached samples per rank)" if cfg.source == "cache" else ""),
               flush=True)
     w_avg, w_std = model.w_avg, model.mapper.w_std
-    identity = identity_term(generator, cfg, device) if cfg.w_id > 0 and cfg.image_every else None
+    identity = identity_term(generator, cfg, device) if (cfg.w_id > 0 and cfg.image_every) or \
+        (cfg.w_real_id > 0 and cfg.real) else None
+    real = RealSource(cfg.real, rank, cfg.seed) if cfg.real else None
+    if real is not None:
+        real.rng = np.random.default_rng([cfg.seed, rank, 3, step])
+        if rank == 0:
+            print(f"real photos: {len(real)} aligned UTKFace crops ({cfg.real}), {cfg.real_batch} every "
+                  f"{cfg.real_every} step(s)", flush=True)
+    set_train_mode(model, cfg.freeze_bn)
     aug_rng = np.random.default_rng([cfg.seed, rank, 7, step])
     t0, seen, last = time.time(), 0, {}
     start_wall = time.time()
@@ -346,7 +429,12 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         x, target_img, target_w = source.train_batch(cfg.batch, cfg.encoder.input_size, aug_rng, cfg.aug_strength,
                                                      colour)
         x, target_w = x.to(device), target_w.to(device)
-        pred, _ = net(x)
+        use_real = real is not None and step % cfg.real_every == 0
+        if use_real:  # one forward for both (DDP allows one per backward)
+            crops, tgt_r, mask_r = real.batch(cfg.real_batch)
+            x = torch.cat([x, augment(crops, cfg.encoder.input_size, aug_rng, cfg.aug_strength, colour).to(device)])
+        pred_all, _ = net(x)
+        pred, pred_r = pred_all[:len(target_w)], pred_all[len(target_w):]
         parts = latent_losses(pred, target_w, w_avg, w_std)
         if getattr(source, "aligned_share", None) is not None:
             parts["aligned"] = torch.tensor(source.aligned_share)
@@ -361,9 +449,26 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
                 tgt = F.interpolate(tgt, size=(cfg.image_res, cfg.image_res), mode="area")
             parts.update(image_losses(render, tgt))
             loss = loss + cfg.w_l1 * parts["l1"] + cfg.w_msssim * parts["msssim"]
-            if identity is not None:
+            if identity is not None and cfg.w_id > 0:
                 parts["id"] = identity_loss(identity[0], render, tgt, *identity[1:])
                 loss = loss + cfg.w_id * parts["id"]
+        if use_real:
+            tgt, mask = tgt_r, mask_r
+            render = generator.synthesis(pred_r, None if cfg.image_block < 0 else cfg.image_block)
+            render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
+            tgt, mask = tgt.to(device), mask.to(device)
+            if tgt.shape[-1] != cfg.image_res:
+                tgt = F.interpolate(tgt, size=(cfg.image_res, cfg.image_res), mode="area")
+                mask = F.interpolate(mask, size=(cfg.image_res, cfg.image_res), mode="area")
+            rl = real_image_losses(render, tgt, mask)
+            composite = rl.pop("composite")
+            parts.update(rl)
+            parts["real_spread"] = latent_losses(pred_r, pred_r, w_avg, w_std)["spread"]
+            loss = loss + cfg.w_real_l1 * rl["real_l1"] + cfg.w_real_msssim * rl["real_msssim"] + \
+                cfg.w_real_spread * parts["real_spread"]
+            if identity is not None and cfg.w_real_id > 0:
+                parts["real_id"] = identity_loss(identity[0], render, composite, *identity[1:])
+                loss = loss + cfg.w_real_id * parts["real_id"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -461,7 +566,7 @@ def validate(model: InversionEncoder, source: CacheSource, cfg: TrainConfig, dev
         x = augment(source.val_crop[i:i + 64], cfg.encoder.input_size, np.random.default_rng(0), 0.0).to(device)
         target = source.val_wplus[i:i + 64].to(device)
         total += float(latent_losses(model(x)[0], target, model.w_avg, model.mapper.w_std)["mse"]) * len(target)
-    model.train()
+    set_train_mode(model, cfg.freeze_bn)
     return total / len(source.val_crop)
 
 
@@ -501,12 +606,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", help="sample cache folder (source cache)")
     ap.add_argument("--source", choices=["online", "cache"])
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
-                 "threads", "seed", "val", "stop_step", "align_workers", "align_res"):
+                 "threads", "seed", "val", "stop_step", "align_workers", "align_res", "real_every", "real_batch"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "w_id", "aug_strength", "colour_strength", "max_minutes",
-                 "anneal_minutes", "thumb_ridge"):
+                 "anneal_minutes", "thumb_ridge", "w_real_l1", "w_real_msssim", "w_real_id", "w_real_spread"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
+    ap.add_argument("--real", help="mix in real photos: a cached UTKFace split (training/data/utkface.py), e.g. train")
+    ap.add_argument("--freeze-bn", action="store_true", default=None,
+                    help="BatchNorm layers in eval mode (keep the warm start's statistics)")
+    ap.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks its local GPU")
     ap.add_argument("--init", help="start from this checkpoint's weights (fresh optimiser and schedule)")
     ap.add_argument("--backbone")
     ap.add_argument("--input-size", type=int)

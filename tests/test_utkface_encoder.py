@@ -1,0 +1,93 @@
+"""Real photos for the encoder: UTKFace names, the held-out rule, the masked real-photo losses, a real-photo training
+step, and the shipped encoder's recovered float16 torch weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.data.utkface import age_group, held_out_names, parse_name  # noqa: E402
+
+
+def test_names_parse_with_missing_race():
+    assert parse_name("26_1_3_20170117174500453.jpg.chip.jpg") == (26, 1, 3)
+    assert parse_name("39_1_20170116174525125.jpg.chip.jpg") == (39, 1, -1)  # one of the three without race
+    assert [age_group(a) for a in (0, 12, 13, 19, 20, 39, 40, 59, 60, 116)] == \
+        ["0-12", "0-12", "13-19", "13-19", "20-39", "20-39", "40-59", "40-59", "60+", "60+"]
+
+
+def test_held_out_rule_is_a_fixed_function_of_the_names():
+    names = [f"{a}_{a % 2}_{a % 5}_2017010{a}.jpg.chip.jpg" for a in range(50)]
+    held = held_out_names(names, n=10)
+    assert len(set(held)) == 10 and held == held_out_names(list(reversed(names)), n=10)
+    # adding names can only push a name out, never pull a non-held one in (lowest sha256)
+    assert set(held_out_names(names + ["x.jpg"], n=10)) <= set(held) | {"x.jpg"}
+
+
+def test_real_losses_ignore_the_padding():
+    from training.train.encoder import real_image_losses
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 128, 128, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 128, 128)
+    mask[..., 32:96, 32:96] = 1
+    render = target.clone()
+    render[..., :8, :] = -1  # differs only outside the mask
+    out = real_image_losses(render, target, mask)
+    assert float(out["real_l1"]) == 0.0 and float(out["real_msssim"]) < 1e-4
+    render[..., 40:60, 40:60] = 1
+    assert float(real_image_losses(render, target, mask)["real_l1"]) > 0
+
+
+def test_recovered_fp16_weights_match_the_shipped_onnx():
+    """resources/models/inversion_encoder_fp16.safetensors (recovered from the shipped ONNX by
+    training/convert/encoder_from_onnx.py) reproduces the shipped parity reference within float16 rounding."""
+    from engine.models import MODELS_DIR, load_manifest, sha256_file
+    from training.convert.encoder_from_onnx import FP16_FILE, load_fp16, parity_against_reference
+
+    if not FP16_FILE.is_file():
+        pytest.skip("no recovered float16 weights")
+    entry = load_manifest()["inversion_encoder_fp16"]
+    assert entry.sha256 == sha256_file(FP16_FILE)
+    ref = np.load(MODELS_DIR / "inversion_encoder_parity.npy")
+    assert parity_against_reference(load_fp16()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_a_training_step_with_real_photos_logs_their_losses_and_resumes(tmp_path, monkeypatch):
+    """--real: a fake cached UTKFace split (noise photos, half of each crop padding) mixed into the tiny recipe; the
+    real losses are logged, the identity term reads the photos, and a restart resumes from the checkpoint."""
+    import json
+
+    import training.data.utkface as utk
+    from tests.test_encoder import _tiny_cache
+    from training.convert.generator import load_weights
+    from training.train.encoder import make_config, train
+
+    torch.set_num_threads(2)
+    folder = tmp_path / "utk" / "train"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n = 6
+    np.save(folder / "crop.npy", rng.integers(0, 255, (n, 256, 256, 3), dtype=np.uint8))
+    valid = np.zeros((n, 256, 256), bool)
+    valid[:, 64:192, 64:192] = True
+    np.save(folder / "valid.npy", np.packbits(valid, axis=-1))
+    np.save(folder / "oval.npy", np.packbits(valid, axis=-1))
+    np.save(folder / "points.npy", np.zeros((n, 478, 3), np.float16))
+    np.save(folder / "labels.npy", np.zeros((n, 3), np.int16))
+    (folder / "names.txt").write_text("\n".join(f"fake_{i}.jpg" for i in range(n)) + "\n")
+    monkeypatch.setattr(utk, "CACHE", tmp_path / "utk")
+    monkeypatch.setattr(utk, "held_out_names", lambda names=None, n=0: ["not_in_this_cache.jpg"])
+    data = _tiny_cache(tmp_path / "cache")
+    gen = load_weights()
+    cfg = make_config("tiny", data=str(data), steps=1, batch=2, aug_strength=0.0, threads=2, image_block=4,
+                      real="train", real_batch=2, w_real_id=0.5, freeze_bn=True, device="cpu")
+    train(cfg, tmp_path / "run", generator=gen)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert 0 < log[-1]["real_l1"] < 1 and 0 < log[-1]["real_msssim"] <= 1 and 0 <= log[-1]["real_id"] <= 2
+    cfg2 = make_config("tiny", data=str(data), steps=2, batch=2, aug_strength=0.0, threads=2, image_block=4,
+                       real="train", real_batch=2, freeze_bn=True, device="cpu")
+    train(cfg2, tmp_path / "run", generator=gen)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]

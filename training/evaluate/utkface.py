@@ -1,0 +1,157 @@
+"""The inversion encoder on the held-out UTKFace photos (training/data/utkface.py: the 1,000 names with the lowest
+sha256, never trained on), several encoders in one run, with the fairness table per race and age group.
+
+    python -m training.data.utkface --split heldout          # once: aligned crops + masks under runs/utkface
+    python -m training.evaluate.utkface --n 300 --encoder shipped --encoder runs/leg/inversion_encoder.onnx \
+        --json docs/results/utkface_eval.json
+
+Per photo and encoder: the one pass (network alone; for the shipped model also the engine's one pass with its
+landmark and identity corrections, which are tied to its sha256) rendered at 1024 px by the engine's generator and
+re-aligned by its own landmarks (as `celeblook invert` writes it); identity = dlib descriptor distance between the
+aligned input crop and that reconstruction (< 0.6: the same person); skin = median CIELAB in the input's face oval,
+reconstruction minus input (delta L*, delta E76); PSNR in the oval. Groups: UTKFace race (0 White, 1 Black,
+2 Asian, 3 Indian, 4 other; the 3 names without race are in no race group) and age group.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.atomic import write_json_atomic
+from training.data.utkface import AGE_GROUPS, RACES, age_group, load_cache
+
+LIMIT = 0.6
+
+
+def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows_file: Path | None = None,
+             ) -> list[dict]:
+    """Rows per photo, encoder and method. With `rows_file` (JSON lines) every photo's rows are appended as soon as
+    they are measured and photos already there (per encoder) are skipped: a long run can be stopped and resumed,
+    and encoders measured in separate runs are compared on the photos both have."""
+    import json
+    import cv2  # noqa: F401
+    from engine.generator import Generator
+    from engine.inversion.encoder import Encoder
+    from engine.inversion.skin_tone import skin_lab
+    from engine.landmarks import FaceLandmarker
+    from training.evaluate.dlib_judge import DlibIdentity
+    from training.evaluate.encoder import ONE_PASS, render_aligned
+    from training.evaluate.image_metrics import region_metrics
+
+    d = load_cache("heldout")
+    idx = range(start, min(start + n, len(d["names"])))
+    gen, ident = Generator.load(threads), DlibIdentity()
+    encs = {name: Encoder.load(threads, None if name == "shipped" else name) for name in encoders}
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()] \
+        if rows_file is not None and rows_file.is_file() else []
+    done = {(r["name"], r["encoder"]) for r in rows}
+    rows = [r for r in rows if r["encoder"] in encoders]
+    out = open(rows_file, "a") if rows_file is not None else None
+    t0 = time.time()
+    with FaceLandmarker() as lm:
+        for k, i in enumerate(idx):
+            todo = {name: enc for name, enc in encs.items() if (d["names"][i], name) not in done}
+            if not todo:
+                continue
+            rgb = np.ascontiguousarray(d["crop"][i])
+            crop = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            oval, points = d["oval"][i], d["points"][i].astype(np.float32)
+            desc_in, found_in = ident.descriptor(crop)
+            lab_in = skin_lab(crop, oval)
+            age, gender, race = (int(v) for v in d["labels"][i])
+            for name, enc in todo.items():
+                methods = {"network": enc.invert(crop)}
+                if name == "shipped" and enc.correction is not None:
+                    w = enc.correction.apply(methods["network"], points)
+                    if enc.identity is not None:
+                        emb = enc.face_id.embed(crop, points[:, :2] * crop.shape[0])
+                        methods[ONE_PASS] = enc.identity.apply(w, emb)
+                for method, wplus in methods.items():
+                    recon, _ = render_aligned(gen, lm, wplus)
+                    desc, found = ident.descriptor(recon)
+                    diff = skin_lab(recon, oval) - lab_in
+                    psnr, _ = region_metrics(crop, recon, oval)
+                    rows.append({"name": d["names"][i], "age": age, "gender": gender, "race": race,
+                                 "encoder": name, "method": method,
+                                 "id_dist": float(np.linalg.norm(desc - desc_in)), "dlib_found": found and found_in,
+                                 "skin_dL": float(diff[0]), "skin_dE": float(np.linalg.norm(diff)),
+                                 "psnr": float(psnr)})
+                    if out is not None:
+                        out.write(json.dumps(rows[-1]) + "\n")
+                        out.flush()
+            if (k + 1) % 25 == 0:
+                print(f"{k + 1}/{len(idx)} photos, {time.time() - t0:.0f} s", flush=True)
+    return rows
+
+
+def _stats(rs: list[dict]) -> dict:
+    d = np.array([r["id_dist"] for r in rs])
+    return {"n": len(rs), "id_dist": round(float(d.mean()), 3), "same_person": round(float((d < LIMIT).mean()), 3),
+            "skin_dE": round(float(np.mean([r["skin_dE"] for r in rs])), 2),
+            "skin_dL": round(float(np.mean([r["skin_dL"] for r in rs])), 2),
+            "psnr_db": round(float(np.mean([r["psnr"] for r in rs])), 2)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """{encoder/method: {"all": stats, "race": {group: stats}, "age": {group: stats}, "worst_gap": ...}}"""
+    out = {}
+    for key in dict.fromkeys((r["encoder"], r["method"]) for r in rows):
+        rs = [r for r in rows if (r["encoder"], r["method"]) == key]
+        s = {"all": _stats(rs), "race": {}, "age": {}}
+        for ri, race in enumerate(RACES):
+            g = [r for r in rs if r["race"] == ri]
+            if g:
+                s["race"][race] = _stats(g)
+        for lo, hi in AGE_GROUPS:
+            label = age_group(lo)
+            g = [r for r in rs if age_group(r["age"]) == label]
+            if g:
+                s["age"][label] = _stats(g)
+        groups = list(s["race"].values()) + list(s["age"].values())
+        s["worst_gap_id"] = round(max(g["id_dist"] for g in groups) - s["all"]["id_dist"], 3)
+        out[f"{key[0]} / {key[1]}"] = s
+    return out
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| encoder / method | group | n | dlib distance | same person (< 0.6) | skin ΔE | skin ΔL* | PSNR (oval) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, s in summary.items():
+        for label, st in [("all", s["all"])] + [(f"race {k}", v) for k, v in s["race"].items()] + \
+                [(f"age {k}", v) for k, v in s["age"].items()]:
+            lines.append(f"| {key} | {label} | {st['n']} | {st['id_dist']:.3f} | {100 * st['same_person']:.0f} % | "
+                         f"{st['skin_dE']:.1f} | {st['skin_dL']:+.1f} | {st['psnr_db']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--encoder", action="append", help="'shipped' or an ONNX path (repeat to compare)")
+    ap.add_argument("--n", type=int, default=1000, help="the first N held-out photos (sha256 order)")
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--rows", type=Path, help="JSON lines of every measured row: appended as it goes, resumed from")
+    ap.add_argument("--common", action="store_true",
+                    help="summarise only the photos every encoder has rows for (--rows from separate runs)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    encoders = args.encoder or ["shipped"]
+    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows)
+    if args.common:
+        have = [{r["name"] for r in rows if r["encoder"] == e} for e in encoders]
+        common = set.intersection(*have)
+        rows = [r for r in rows if r["name"] in common]
+    summary = summarise(rows)
+    print(markdown(summary))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.json, {"n": args.n, "start": args.start, "summary": summary, "rows": rows,
+                                      "seconds": round(time.time() - t0)}, indent=1)
+
+
+if __name__ == "__main__":
+    main()

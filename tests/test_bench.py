@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 import pytest
+from tests.conftest import require
 
 from engine.cli import main as cli_main
 from engine.model_stats import onnx_stats
@@ -15,7 +16,7 @@ from engine.pipeline_bench import BUDGETS_PATH, check_budgets
 
 
 def test_generator_macs_and_params_match_the_architecture():
-    pytest.importorskip("onnx")
+    require("onnx")
     stats = onnx_stats(resolve_model("mobilestylegan_synthesis"))
     assert 7.9e6 < stats.params < 8.1e6  # synthesis parameters incl. baked noise maps
     assert 7.0e9 < stats.macs < 7.6e9  # hand count from DESIGN.md's per-block figures, minus the IDWT convs

@@ -8,9 +8,10 @@ import json
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
+torch = require("torch")
+require("open_clip")
 
 from engine.cli import main as cli_main  # noqa: E402
 from training.train.clip_runs import read_log  # noqa: E402

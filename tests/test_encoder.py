@@ -7,8 +7,9 @@ import json
 import cv2
 import numpy as np
 import pytest
+from tests.conftest import require
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 from engine.cli import main as cli_main  # noqa: E402
 from training.models.encoder import (EncoderConfig, InversionEncoder, USED_SLOTS, count_parameters,  # noqa: E402

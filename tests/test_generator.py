@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
 from engine.cli import main as cli_main
 from engine.errors import BadInputError, ModelMissingError
@@ -23,7 +24,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak_to_peak: float = 2.0) -> float:
 
 @pytest.fixture(scope="module")
 def torch_model():
-    pytest.importorskip("torch")
+    require("torch")
     from training.convert.generator import load_official
 
     return load_official()
@@ -31,7 +32,7 @@ def torch_model():
 
 @pytest.fixture(scope="module")
 def openvino_models():
-    ov = pytest.importorskip("openvino")
+    ov = require("openvino")
     from training.convert.random_face_weights import ir_dir
 
     folder = ir_dir()

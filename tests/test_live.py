@@ -188,7 +188,9 @@ def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarke
             out = [_embed(fid, landmarker, pipe.process(f.image, f.timestamp_ms, settings).frame) for f in frames]
         to_target[strength] = float(np.mean([e @ target_e for e in out]))
         to_user[strength] = float(np.mean([e @ u for e, u in zip(out, user_e)]))
-    assert to_target[0.0] < to_target[0.5] < to_target[1.0], to_target
+    # each half step moves the output clearly (0.50, 0.69, 0.84 here): a morph that ignored its strength and
+    # went all the way at 0.5 measured 0.82 there, 0.02 below full strength
+    assert to_target[0.5] - to_target[0.0] > 0.06 and to_target[1.0] - to_target[0.5] > 0.06, to_target
     assert to_user[0.0] > to_user[1.0], to_user
     assert to_target[1.0] > to_user[1.0], (to_target, to_user)
 

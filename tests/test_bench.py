@@ -32,6 +32,7 @@ def test_budget_check_reports_only_missed_budgets():
     assert budgets["laptop"]["min_fps"] == 20 and budgets["phone"]["max_model_ms"] == 33
 
 
+@pytest.mark.slow
 def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
     out = tmp_path / "bench.json"
     rc = cli_main(["bench", "--threads", "2", "--frames", "3", "--videos", str(videos_dir / "d18.mp4"),
@@ -73,6 +74,7 @@ def test_bench_encoder_times_a_chosen_export(tmp_path, face_photo, capsys):
     assert "missing.onnx" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsys):
     """`bench refine` times one objective step, one colour anchor and a whole (short) run; a photo without a face
     is a clear error."""
@@ -88,6 +90,7 @@ def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsy
     assert "no face" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_generator_times_onnxruntime_and_training_adds_the_openvino_ir(tmp_path):
     """`celeblook bench generator` times the shipped ONNX alone (the engine never needs openvino); the comparison with
     the official IR is training's command, which adds an IR row per thread count (n/a without openvino or the IR)."""

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from tests.conftest import require
 
+pytestmark = pytest.mark.slow  # training loops and the torch generator (converted from the official IR once per session)
+
 torch = require("torch")
 require("open_clip")
 

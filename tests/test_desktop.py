@@ -11,6 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from tests.conftest import require  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test opens the window and loads the models (minutes on a loaded 2-core machine)
+
 require("pytestqt", "dev")
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402

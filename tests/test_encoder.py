@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from tests.conftest import require
 
+pytestmark = pytest.mark.slow  # training steps, ONNX exports and the torch generator
+
 torch = require("torch")
 
 from engine.cli import main as cli_main  # noqa: E402

@@ -68,6 +68,7 @@ def test_no_face_passes_frames_through(models, videos_dir):
         assert pipe.renders == 0
 
 
+@pytest.mark.slow
 def test_latent_smoothing_reduces_frame_to_frame_change(models, d18):
     def steps(settings):
         with LivePipeline(models) as pipe:
@@ -170,6 +171,7 @@ def _embed(fid, landmarker, image):
     return fid.embed(image, faces[0].xy)
 
 
+@pytest.mark.slow
 def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarker):
     """What the user sees: the pasted-back face is recognised as the target more the higher the strength, and at
     full strength it is closer to the target than to the user (the shipped recogniser, cosine similarity)."""
@@ -212,6 +214,7 @@ def test_the_live_loop_and_a_still_share_the_inverter(models, d18, landmarker):
     np.testing.assert_allclose(still.wplus, live.wplus, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_output_mouth_follows_the_users_at_full_strength(models, videos_dir, landmarker_model):
     """At full strength toward another face, the output's mouth opens and closes with the user's (d18's frames
     40-104: closed, wide open, closed), by MediaPipe's jawOpen on the input frame and on the window's output."""

@@ -34,7 +34,7 @@ LANDMARKER_MODEL = SHARED_DIR / "models" / "face_landmarker.task"
 
 _REAL_CONNECT, _REAL_CONNECT_EX = socket.socket.connect, socket.socket.connect_ex
 _REAL_GETADDRINFO = socket.getaddrinfo
-_session: dict = {"home": None, "connections": []}  # the temporary home; the refused connect() calls
+_session: dict = {"home": None, "connections": []}  # the temporary home; the refused connections and lookups
 
 
 class NetworkUsedError(RuntimeError):
@@ -48,8 +48,9 @@ def require(module: str, extra: str = "train") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        pytest.fail(f"{module} is not installed ({exc}); these tests need the [{extra}] extra: "
-                    f"python -m pip install -e '.[train,dev]'", pytrace=False)
+        missing = str(exc)
+    pytest.fail(f"{module} is not installed ({missing}); these tests need the [{extra}] extra: "
+                f"python -m pip install -e '.[train,dev]'", pytrace=False)
 
 
 def _is_local_host(host) -> bool:

@@ -13,41 +13,65 @@ from engine.live import LiveModels, LivePipeline, LiveSettings, rms
 from engine.video import VideoReader
 
 
-def slow_render(seconds: float, started: threading.Event | None = None):
-    def render(latent):
-        if started is not None:
-            started.set()
-        time.sleep(seconds)
+class GatedRender:
+    """A render function the test holds: each call says it started, then waits until `release` is set. No clock:
+    what a test asserts happens while a render is provably still running."""
+
+    def __init__(self):
+        self.started, self.release = threading.Event(), threading.Event()
+        self.calls: list[float] = []  # the latents' first value, in call order
+        self.inner_ms: list[float] = []
+
+    def __call__(self, latent):
+        t0 = time.perf_counter()
+        self.calls.append(float(np.ravel(latent)[0]))
+        self.started.set()
+        assert self.release.wait(60), "the test never released the render"
+        self.inner_ms.append(1000.0 * (time.perf_counter() - t0))
         return latent * 2
-    return render
+
+
+def call_in_thread(fn, timeout: float = 30.0):
+    """Run fn() on another thread; its result, or fail if it does not return within `timeout` s (it blocked)."""
+    out, done = [], threading.Event()
+    threading.Thread(target=lambda: (out.append(fn()), done.set()), daemon=True).start()
+    assert done.wait(timeout), f"{fn} blocked"
+    return out[0]
 
 
 def test_requests_made_while_busy_collapse_to_the_newest():
-    r = BackgroundRenderer(slow_render(0.15))
+    render = GatedRender()
+    r = BackgroundRenderer(render)
     try:
-        for i in range(6):
-            r.submit(np.full(3, i, np.float32))
+        r.submit(np.full(3, 0, np.float32))
+        assert render.started.wait(30)  # the worker is inside render(0) and stays there
+        for i in range(1, 6):
+            call_in_thread(lambda: r.submit(np.full(3, i, np.float32)))  # submit never waits for the render
+        assert r.renders == 0 and r.latest() is None
+        render.release.set()
         done = r.wait()
         assert done is not None and np.array_equal(done.latent, np.full(3, 5)) and np.array_equal(done.face, 2 * done.latent)
-        assert r.renders < 6, "requests that were never started must be dropped, not queued"
-        assert done.ms >= 100
+        assert render.calls == [0.0, 5.0] and r.renders == 2, "requests never started are dropped, not queued"
+        assert done.sequence == 2 and done.ms >= render.inner_ms[-1], "ms is the render's own time"
     finally:
+        render.release.set()
         r.close()
 
 
 def test_latest_never_blocks_and_clear_discards_a_render_in_flight():
-    started = threading.Event()
-    r = BackgroundRenderer(slow_render(0.3, started))
+    render = GatedRender()
+    r = BackgroundRenderer(render)
     try:
         r.submit(np.zeros(2))
-        assert started.wait(5)
-        t0 = time.perf_counter()
-        assert r.latest() is None and time.perf_counter() - t0 < 0.05
+        assert render.started.wait(30)
+        assert call_in_thread(r.latest) is None, "latest() answers while the render is held"
         r.clear()  # e.g. the face was lost while its render was running
-        assert r.wait() is None and r.renders == 1
+        render.release.set()
+        assert r.wait() is None and r.renders == 1, "the render finished but belongs to the cleared epoch"
         r.submit(np.ones(2))
-        assert np.array_equal(r.wait().latent, np.ones(2))
+        assert np.array_equal(r.wait().latent, np.ones(2)) and r.renders == 2
     finally:
+        render.release.set()
         r.close()
 
 
@@ -61,23 +85,50 @@ def test_a_failing_render_is_reported_to_the_caller():
     r.close()
 
 
-def test_live_pipeline_renders_in_the_background(landmarker_model, videos_dir):
+def test_live_pipeline_renders_in_the_background(landmarker_model, videos_dir, monkeypatch):
+    """Only the first face of a stream is waited for; while the generator is held on its thread, later frames are
+    still processed, each pasting the newest finished face with its own crop."""
+    held, release, second_started = threading.Event(), threading.Event(), threading.Event()
+    real_render = LivePipeline._render_bgr
+
+    def gated_render(self, latent):
+        if held.is_set() and threading.current_thread().name == "celeblook-render":
+            second_started.set()
+            assert release.wait(120), "the test never released the render"
+        return real_render(self, latent)
+
+    waits = []
+    real_wait = BackgroundRenderer.wait
+    monkeypatch.setattr(LivePipeline, "_render_bgr", gated_render)
+    monkeypatch.setattr(BackgroundRenderer, "wait", lambda self, *a, **k: (waits.append(1), real_wait(self, *a, **k))[1])
+
     models = LiveModels.load(threads=2, landmarker_model=landmarker_model)
     with VideoReader(videos_dir / "d18.mp4") as reader:
         frames = list(reader.frames(6))
     # the identity feedback arrives later in background mode (tests/test_identity_feedback.py); off here, so the
     # first face of both loops comes from the same latent
     settings = LiveSettings(reuse=False, inversion=InversionOptions(identity_feedback=False))
-    with LivePipeline(models, background_render=True) as pipe, LivePipeline(models) as sync:
-        results = [pipe.process(f.image, f.timestamp_ms, settings) for f in frames]
-        first_sync = sync.process(frames[0].image, frames[0].timestamp_ms, settings)
-        assert all(r.face_found for r in results)
-        # the first face of a stream is waited for: it is the same face the inline generator makes
-        assert not results[0].reused and rms(results[0].edited, first_sync.edited) < 1e-6
-        assert np.abs(results[0].frame.astype(int) - first_sync.frame.astype(int)).max() <= 1
-        # later frames do not wait: most show a face rendered from an earlier latent, pasted with their own crop
-        assert sum(r.reused for r in results[1:]) >= 1
-        assert all(r.timings["generate"] < 20 for r in results[1:])
-        assert 1 <= pipe.renders <= len(frames)
-        counts = [r.renders for r in results]  # what the app shows as "face N/s"
-        assert counts[0] == 1 and counts == sorted(counts) and counts[-1] <= pipe.renders
+    try:
+        with LivePipeline(models, background_render=True) as pipe, LivePipeline(models) as sync:
+            results = [pipe.process(frames[0].image, frames[0].timestamp_ms, settings)]
+            held.set()  # every later render waits for `release`
+            results += [pipe.process(f.image, f.timestamp_ms, settings) for f in frames[1:]]
+            assert second_started.is_set() and pipe.renders == 1, "the second render is in flight, held"
+            assert len(waits) == 1, "only the first frame waited for the generator"
+            release.set()
+            first_sync = sync.process(frames[0].image, frames[0].timestamp_ms, settings)
+            assert all(r.face_found for r in results)
+            # the first face of a stream is waited for: it is the same face the inline generator makes
+            assert not results[0].reused and rms(results[0].edited, first_sync.edited) < 1e-6
+            assert np.abs(results[0].frame.astype(int) - first_sync.frame.astype(int)).max() <= 1
+            # later frames did not wait: they show the first face, pasted with their own crop
+            assert all(r.reused and np.array_equal(r.edited, results[0].edited) for r in results[1:])
+            counts = [r.renders for r in results]  # what the app shows as "face N/s"
+            assert counts == [1] * len(frames)
+            # released: the held render (frame 1) lands, then the newest request (frame 5); frames 2-4 were dropped
+            deadline = time.monotonic() + 120
+            while pipe.renders < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pipe.renders == 3
+    finally:
+        release.set()

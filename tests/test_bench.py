@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 import pytest
+from tests.conftest import require
 
 from engine.cli import main as cli_main
 from engine.model_stats import onnx_stats
@@ -15,7 +16,7 @@ from engine.pipeline_bench import BUDGETS_PATH, check_budgets
 
 
 def test_generator_macs_and_params_match_the_architecture():
-    pytest.importorskip("onnx")
+    require("onnx")
     stats = onnx_stats(resolve_model("mobilestylegan_synthesis"))
     assert 7.9e6 < stats.params < 8.1e6  # synthesis parameters incl. baked noise maps
     assert 7.0e9 < stats.macs < 7.6e9  # hand count from DESIGN.md's per-block figures, minus the IDWT convs
@@ -53,6 +54,7 @@ def test_bench_check_without_names_fails_on_any_missed_budget(tmp_path, videos_d
         assert ("OVER BUDGET: phone" in out) == bool(code)
 
 
+@pytest.mark.slow
 def test_bench_pipeline_writes_a_report_with_fps(tmp_path, videos_dir, capsys):
     out = tmp_path / "bench.json"
     rc = cli_main(["bench", "--threads", "2", "--frames", "3", "--videos", str(videos_dir / "d18.mp4"),
@@ -95,6 +97,7 @@ def test_bench_encoder_times_a_chosen_export(tmp_path, face_photo, capsys):
     assert "missing.onnx" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsys):
     """`bench refine` times one objective step, one colour anchor and a whole (short) run; a photo without a face
     is a clear error."""
@@ -110,6 +113,7 @@ def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsy
     assert "no face" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_generator_times_onnxruntime_and_training_adds_the_openvino_ir(tmp_path):
     """`celeblook bench generator` times the shipped ONNX alone (the engine never needs openvino); the comparison with
     the official IR is training's command, which adds an IR row per thread count (n/a without openvino or the IR)."""

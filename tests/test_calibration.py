@@ -65,6 +65,7 @@ def test_keyframe_picker_spacing():
     assert not p.wants(5.0), "done after `wanted` keyframes"
 
 
+@pytest.mark.slow
 def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, videos_dir):
     """One keyframe of d20.mp4 at 0 s, refined once: the one pass of its frame at 4 s, plus the calibration, is
     nearer that frame by dlib's measure than the one pass alone (at 1024 px), and well under the 0.6 threshold.
@@ -89,6 +90,7 @@ def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, video
     assert calibrated < distance(one) - 0.05 and calibrated < 0.52
 
 
+@pytest.mark.slow
 def test_a_yawn_or_a_cut_off_face_is_no_keyframe(parts, videos_dir, face_photo):
     """d18.mp4 yawns at 2.7 s (its mouth closed at 0 s); obama_partial_face.jpg is cut off at the picture's edge."""
     from engine.align import align_face
@@ -113,6 +115,7 @@ def test_calibrate_without_a_face_is_a_clear_error(parts):
         calibrate([], lm, enc, refiner, "x" * 64, keyframes=0)
 
 
+@pytest.mark.slow
 def test_live_loop_adds_the_calibration(landmarker_model, videos_dir):
     models = LiveModels.load(threads=2, landmarker_model=landmarker_model)
     (frame, t), = frames_of(videos_dir / "d18.mp4", [0.5])
@@ -132,6 +135,7 @@ def test_live_loop_adds_the_calibration(landmarker_model, videos_dir):
     np.testing.assert_allclose(out["calibrated"] - out["plain"], expected[None], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_calibrate_then_invert(tmp_path, face_photo, capsys):
     cal = tmp_path / "obama.npz"
     photos = [str(face_photo(n)) for n in ("obama-240p.jpg", "32bit.png", "obama.jpg")]

@@ -8,9 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("open_clip")
+pytestmark = pytest.mark.slow  # training loops and the torch generator (converted from the official IR once per session)
+
+torch = require("torch")
+require("open_clip")
 
 from engine.cli import main as cli_main  # noqa: E402
 from training.train.clip_runs import read_log  # noqa: E402

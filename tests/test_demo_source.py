@@ -22,6 +22,7 @@ def yaw_proxy(face) -> float:
     return float((nose[0] - mid[0]) / np.linalg.norm(left - right))
 
 
+@pytest.mark.slow
 def test_demo_frames_show_a_face_that_turns(demo, landmarker):
     frames = demo.render()
     assert len(frames) == 12 and demo.render() is frames, "rendered once, then served from memory"

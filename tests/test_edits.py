@@ -61,6 +61,7 @@ def test_shipped_directions_are_unit_decoupled_and_calibrated():
     assert ds.directions["smile"].units_per_step > 0
 
 
+@pytest.mark.slow
 def test_yaw_direction_turns_a_generated_head_by_the_asked_angle(generator_session, labeler):
     """The real check: render w and w + yaw(+-15 deg) and measure yaw with MediaPipe."""
     import cv2

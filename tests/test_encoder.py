@@ -7,8 +7,11 @@ import json
 import cv2
 import numpy as np
 import pytest
+from tests.conftest import require
 
-torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # training steps, ONNX exports and the torch generator
+
+torch = require("torch")
 
 from engine.cli import main as cli_main  # noqa: E402
 from training.models.encoder import (EncoderConfig, InversionEncoder, USED_SLOTS, count_parameters,  # noqa: E402

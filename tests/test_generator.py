@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
 from engine.cli import main as cli_main
 from engine.errors import BadInputError, ModelMissingError
@@ -23,7 +24,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak_to_peak: float = 2.0) -> float:
 
 @pytest.fixture(scope="module")
 def torch_model():
-    pytest.importorskip("torch")
+    require("torch")
     from training.convert.generator import load_official
 
     return load_official()
@@ -31,7 +32,7 @@ def torch_model():
 
 @pytest.fixture(scope="module")
 def openvino_models():
-    ov = pytest.importorskip("openvino")
+    ov = require("openvino")
     from training.convert.random_face_weights import ir_dir
 
     folder = ir_dir()
@@ -46,6 +47,7 @@ def generator():
     return Generator.load(threads=2)
 
 
+@pytest.mark.slow
 def test_torch_matches_openvino_ir_for_8_random_z(torch_model, openvino_models):
     import torch
 
@@ -63,6 +65,7 @@ def test_torch_matches_openvino_ir_for_8_random_z(torch_model, openvino_models):
         assert np.linalg.norm(img_torch - img_ir) / np.linalg.norm(img_ir) <= 1e-3
 
 
+@pytest.mark.slow
 def test_w_repeated_in_every_slot_is_exactly_w(torch_model):
     import torch
 
@@ -73,6 +76,7 @@ def test_w_repeated_in_every_slot_is_exactly_w(torch_model):
     assert torch.equal(from_w, from_wplus)
 
 
+@pytest.mark.slow
 def test_unused_slots_change_nothing_and_used_slots_do(torch_model):
     """Slots 3, 6, ..., 18 feed heads absent from the release; 22 is unused; the others matter."""
     import torch
@@ -88,6 +92,7 @@ def test_unused_slots_change_nothing_and_used_slots_do(torch_model):
             assert changed == used, f"slot {slot}"
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch_for_w_and_wplus(torch_model, generator):
     import torch
 
@@ -102,6 +107,7 @@ def test_onnx_matches_torch_for_w_and_wplus(torch_model, generator):
         assert psnr(out, ref) >= 45.0
 
 
+@pytest.mark.slow
 def test_onnx_mapping_and_w_avg_match_torch(torch_model, generator):
     import torch
 
@@ -158,6 +164,7 @@ def _face_detector():
     return FaceLandmarker(SHARED / "models" / "face_landmarker.task")
 
 
+@pytest.mark.slow
 def test_cli_generate_seeds_0_to_7_are_faces(tmp_path, capsys):
     import cv2
 
@@ -173,6 +180,7 @@ def test_cli_generate_seeds_0_to_7_are_faces(tmp_path, capsys):
             assert 300 < x1 - x0 < 800 and 250 < (x0 + x1) / 2 < 774, f"seed {seed}: face box {faces[0].bbox}"
 
 
+@pytest.mark.slow
 def test_cli_generate_renders_saved_latents_of_every_shape(tmp_path, generator):
     w = generator.sample_w(5, 0.7)
     reference = generator.render(w)

@@ -58,6 +58,7 @@ def test_missing_model_names_the_command_that_makes_it(tmp_path):
     assert IDENTITY_CORRECTION_PATH.is_file()
 
 
+@pytest.mark.slow
 def test_correction_brings_real_frames_closer_by_dlib(landmarker, videos_dir):
     """Three frames of d20.mp4 (1, 3, 5 s): the one pass with the identity correction is nearer each frame by dlib's
     face-recognition distance (an independent recogniser: the correction reads another network) than without it.

@@ -49,6 +49,7 @@ def test_closed_loop_counts_only_what_it_can_measure():
                       identity_passes=0).passes() == 0
 
 
+@pytest.mark.slow
 def test_feedback_brings_real_faces_closer_by_dlib(landmarker, videos_dir, faces_dir):
     """One feedback pass after the one pass, judged by dlib (it never sees the recogniser the feedback reads):
     three frames of d20.mp4 (1, 3, 5 s) and 32bit.png, the photo the one pass misses by most (docs/ENCODER.md).
@@ -77,6 +78,7 @@ def test_feedback_brings_real_faces_closer_by_dlib(landmarker, videos_dir, faces
     assert min(gains) > 0 and np.mean(gains) > 0.04, gains
 
 
+@pytest.mark.slow
 def test_live_loop_adds_the_feedback_measured_every_few_frames(landmarker_model, videos_dir):
     """The live loop measures the feedback on the face's first frame and every FEEDBACK_EVERY frames (a render of
     the one pass each) and adds the averaged change to every frame's W+; switched off, the W+ is the one pass
@@ -112,6 +114,7 @@ def test_target_cache_keys_tell_the_feedback_passes_apart(faces_dir):
     assert len(quality) == 1, "the quality mode runs without the feedback, so its passes do not split the cache"
 
 
+@pytest.mark.slow
 def test_live_loop_with_background_rendering_measures_off_the_frame_thread(landmarker_model, videos_dir):
     """With background rendering the feedback's render and measurement run on their own thread: the first frame
     goes out without it, the next frame after the measurement has finished carries the same change as in the
@@ -132,6 +135,7 @@ def test_live_loop_with_background_rendering_measures_off_the_frame_thread(landm
     np.testing.assert_allclose(second.wplus, expected.wplus, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_live_likeness_evaluation_scores_both_settings(tmp_path, videos_dir):
     """training.evaluate.live_identity: one clip, one scored frame per setting and renderer, dlib distances in the
     JSON; a frame count below the scoring period is refused."""

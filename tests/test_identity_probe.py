@@ -5,8 +5,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
-pytest.importorskip("dlib")
+require("dlib")
 
 from engine.align import align_face, usable_faces  # noqa: E402
 from engine.image_io import load_image  # noqa: E402

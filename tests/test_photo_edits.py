@@ -22,6 +22,7 @@ def parts():
         yield gen, enc, lm
 
 
+@pytest.mark.slow
 def test_target_cache_inverts_once_and_reuses(tmp_path, parts, faces_dir):
     gen, enc, lm = parts
     cache = TargetCache(enc, gen, lm, sha256_file(resolve_model(MODEL_NAME)), folder=tmp_path / "targets")
@@ -56,6 +57,7 @@ def _face_box_diff(a: np.ndarray, b: np.ndarray, lm: FaceLandmarker) -> tuple[fl
     return inside, corner
 
 
+@pytest.mark.slow
 def test_cli_morph_writes_photo_and_sweep_gif(tmp_path, parts, faces_dir, monkeypatch):
     import imageio.v3 as iio
 
@@ -74,6 +76,7 @@ def test_cli_morph_writes_photo_and_sweep_gif(tmp_path, parts, faces_dir, monkey
     assert list((tmp_path / "cache" / "celeblook" / "targets").glob("*.npz"))
 
 
+@pytest.mark.slow
 def test_cli_edit_turns_the_head(tmp_path, parts, faces_dir):
     from training.data.face_labels import FaceLabeler
 

@@ -22,6 +22,7 @@ def parts():
         yield gen, Encoder.load(threads=2), Refiner.load(threads=2, full=gen), lm
 
 
+@pytest.mark.slow
 def test_exported_gradient_matches_torch_autograd():
     """The shipped objective's loss and gradient equal torch's autograd through the same preview head and
     recogniser, on an input it was not exported with, with the identity term on and off."""
@@ -70,6 +71,7 @@ def test_crop_target_rejects_a_non_image():
         crop_target(np.zeros((256, 256), np.float32))
 
 
+@pytest.mark.slow
 def test_quality_mode_brings_a_real_face_closer_and_keeps_the_person(parts, face_photo):
     """On obama.jpg the quality mode lowers its own loss step over step on average and takes dlib's identity
     distance of the reconstruction below the one pass's."""
@@ -96,6 +98,7 @@ def test_quality_mode_brings_a_real_face_closer_and_keeps_the_person(parts, face
     assert distance(refined) < distance(start) - 0.03
 
 
+@pytest.mark.slow
 def test_identity_term_makes_the_quality_mode_keep_the_person(parts, face_photo):
     """On biden.jpg (the one pass's hardest photo) the same 10 quality steps with the recogniser's identity term
     end at a reconstruction dlib finds clearly closer to the photo than pixels alone do."""
@@ -116,6 +119,7 @@ def test_identity_term_makes_the_quality_mode_keep_the_person(parts, face_photo)
     assert dist["identity"] < dist["pixels"] - 0.05, dist
 
 
+@pytest.mark.slow
 def test_cli_invert_quality(tmp_path, face_photo, capsys):
     out = tmp_path / "q.png"
     assert cli_main(["invert", str(face_photo("obama.jpg")), "--out", str(out), "--quality", "3",

@@ -58,6 +58,7 @@ def test_the_model_reads_a_generated_face(parts):
     assert np.max(np.array(errors)[:, 1:]) < 6.0
 
 
+@pytest.mark.slow
 def test_matching_brings_a_real_face_skin_colour_closer(parts, face_photo):
     """obama.jpg comes back less yellow (b*) from the one pass (3.6 units); the predicted match takes most of that
     back (to 1.1), and one closed-loop pass on the rendered skin most of the rest (all of CIELAB: dE 3.6 -> 1.5).

@@ -18,8 +18,10 @@ import threading  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from tests.conftest import require  # noqa: E402
 
-pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.slow  # the app with its real models, one window per fault
+require("pytestqt", "dev")
 from PySide6.QtCore import Qt  # noqa: E402
 
 from celeblook_desktop.recorder import clock  # noqa: E402

@@ -4,8 +4,10 @@ fp16 weights round-trip."""
 from __future__ import annotations
 
 import pytest
+from tests.conftest import require
 
-torch = pytest.importorskip("torch", reason="the training extra is needed: pip install -e '.[train]'")
+pytestmark = pytest.mark.slow  # loads the torch generator
+torch = require("torch")
 
 
 @pytest.fixture(scope="module")

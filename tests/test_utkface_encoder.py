@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 from training.data.utkface import age_group, held_out_names, parse_name  # noqa: E402
 

@@ -12,7 +12,7 @@ its 1024-d unit embedding, plus a 32 x 32 RGB thumbnail of that crop (skin textu
 edited face is featurised the same way (`face_features`), so the labellers see every face framed alike.
 
     python -m training.data.utkface_labels --split heldout
-    python -m training.data.utkface_labels --split train --limit 7000
+    python -m training.data.utkface_labels --split train --limit 5250
 
 Cache: runs/utk_features/<split>[_<limit>].npz (names, age, gender, emb (N,1024) float16, thumb (N,32,32,3) uint8);
 photos without a detected face are dropped (their count is printed); rewritten every 250 photos, so a

@@ -43,8 +43,9 @@ class AgeGenderHeads:
         np.savez(path, mean=self.mean, std=self.std, n_layers=len(self.layers), **arrays, **meta)
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """features (B, F) -> (age in years (B,), P(female) (B,))."""
-        h = (np.asarray(features, np.float32) - self.mean) / self.std
+        """features (B, F) -> (age in years (B,), P(female) (B,)); heads fitted on the embedding alone take the
+        first 1024 columns (feature_vector puts the embedding first)."""
+        h = (np.asarray(features, np.float32)[:, :len(self.mean)] - self.mean) / self.std
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b
             if i < len(self.layers) - 1:

@@ -1,7 +1,7 @@
 """Train the age regressor and gender classifier on UTKFace features (training/data/utkface_labels.py).
 
     python -m training.data.utkface_labels --split heldout
-    python -m training.data.utkface_labels --split train --limit 10000
+    python -m training.data.utkface_labels --split train --limit 5250
     python -m training.train.age_gender [--train runs/utk_features/train_10000.npz]
 
 Candidates, picked by validation (the last 10 % of the training photos in a seeded shuffle): ridge regression of
@@ -78,7 +78,7 @@ def score(heads: AgeGenderHeads, x, age, gender) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=Path, default=cache_path("train", 10000))
+    ap.add_argument("--train", type=Path, default=cache_path("train", 5250))
     ap.add_argument("--heldout", type=Path, default=cache_path("heldout", None))
     ap.add_argument("--out", type=Path, default=LABELLER_PATH)
     ap.add_argument("--lams", type=float, nargs="+", default=[0.01, 0.03, 0.1], help="ridge strengths to try")
@@ -105,13 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     best = min(trials, key=lambda k: trials[k]["age_mae"] - 20 * trials[k]["gender_accuracy"])
     fit, cols = candidates[best]
     heads = fit()  # the same recipe, seeded: refit on the training part only (validation stays for the record)
-    if cols == emb_only:  # pad so the labeller always takes the full feature vector
-        w0, b0 = heads.layers[0]
-        pad = x.shape[1] - 1024
-        heads = AgeGenderHeads(np.r_[heads.mean, np.zeros(pad, np.float32)], np.r_[heads.std, np.ones(pad, np.float32)],
-                               [(np.r_[w0, np.zeros((pad, w0.shape[1]), np.float32)], b0)] + heads.layers[1:])
     hx, hage, hgender = load(args.heldout)
-    held = score(heads, hx, hage, hgender)
+    held = score(heads, hx[:, cols], hage, hgender)
     heads.save(args.out)
     report = {"chosen": best, "validation": trials, "held_out": held, "train_photos": int(len(tr)),
               "validation_photos": int(n_val), "held_out_rule": "the 1,000 UTKFace names with the lowest sha256(name); "

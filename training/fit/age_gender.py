@@ -138,7 +138,6 @@ def write_directions(new: dict[str, np.ndarray], masks: dict[str, np.ndarray], m
                       "chosen by identity cost; age and gender directions fitted on generated faces labelled by an "
                       "age regressor and gender classifier trained on UTKFace (training/train/age_gender.py)",
             "licence": f"Apache-2.0 (ours); {LICENCE_NOTE}",
-            "data": "generated faces (MobileStyleGAN FFHQ); labellers trained on UTKFace (non-commercial research use)",
             "regenerate": "python -m training.fit.directions && python -m training.fit.age_gender", "shipped": True}})
 
 

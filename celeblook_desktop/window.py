@@ -352,7 +352,9 @@ class MainWindow(QMainWindow):
             if name in self._directions and slider.isEnabled():
                 value = slider.value() / 100.0 * self._directions[name][1]
                 amounts[name] = value
-                label.setText(f"{value:+.2f}" if abs(self._directions[name][1]) < 5 else f"{value:+.0f}°")
+                unit = self._directions[name][0]
+                label.setText(f"{value:+.0f}°" if unit == "degrees" else f"{value:+.0f} y" if unit == "years"
+                              else f"{value:+.2f}")
         strength = c.strength.value() / 100.0
         c.strength_label.setText(f"{strength:.2f}")
         return LiveSettings(target=self.target.wplus if self.target is not None else None, strength=strength,

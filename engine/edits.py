@@ -156,7 +156,8 @@ class Direction:
     """A unit direction in W (512,), the W+ slots it is applied to (`slots`, (23,) weights: edits act on the
     layers that carry the attribute, which keeps identity) and its calibration: `units_per_step` attribute
     units per unit of latent distance (degrees for pose, blendshape score for expressions) on those slots,
-    measured up to `max_units`."""
+    measured up to `max_units`; `units_per_step_negative`, when given, is the calibration for negative amounts
+    (a direction whose two ends respond differently, e.g. age on real faces: older comes easier than younger)."""
 
     name: str
     vector: np.ndarray
@@ -164,10 +165,12 @@ class Direction:
     unit: str
     max_units: float
     slots: np.ndarray = field(default_factory=lambda: np.ones(N_SLOTS, np.float32))
+    units_per_step_negative: float | None = None
 
     def delta(self, amount: float) -> np.ndarray:
         """W+ offset (1, 23, 512) that changes the attribute by `amount` units."""
-        return (float(amount) / self.units_per_step) * self.slots[None, :, None] * self.vector[None, None, :]
+        slope = self.units_per_step_negative if amount < 0 and self.units_per_step_negative else self.units_per_step
+        return (float(amount) / slope) * self.slots[None, :, None] * self.vector[None, None, :]
 
 
 @dataclass
@@ -190,7 +193,9 @@ class DirectionSet:
                 if vec.shape != (STYLE_DIM,):
                     raise BadInputError(f"{path}: direction {name} has shape {vec.shape}")
                 slots = data[f"{name}_slots"].astype(np.float32) if f"{name}_slots" in data else np.ones(N_SLOTS, np.float32)
-                out[name] = Direction(name, vec, float(m["units_per_step"]), m["unit"], float(m["max_units"]), slots)
+                neg = m.get("units_per_step_negative")
+                out[name] = Direction(name, vec, float(m["units_per_step"]), m["unit"], float(m["max_units"]), slots,
+                                      None if neg is None else float(neg))
         return cls(out)
 
     def restore(self, edited: np.ndarray, source: np.ndarray, names: tuple[str, ...]) -> np.ndarray:

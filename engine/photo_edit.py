@@ -5,7 +5,7 @@ FFHQ crop's framing, so a render, resized to the crop, is pasted back with the c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import cv2
@@ -14,7 +14,7 @@ import numpy as np
 from engine.generator import Generator, to_uint8_rgb
 from engine.inversion.encoder import Inversion
 from engine.inversion.inverter import InversionOptions, Inverter
-from engine.paste import paste_back
+from engine.paste import PasteOptions, paste_back
 
 
 @dataclass
@@ -24,6 +24,7 @@ class PhotoEditor:
     image: np.ndarray  # uint8 BGR
     inversion: Inversion
     generator: Generator
+    paste_options: PasteOptions = field(default_factory=PasteOptions)  # e.g. a grown oval for head turns
 
     @classmethod
     def open(cls, image_bgr: np.ndarray, landmarker, inverter: Inverter,
@@ -48,7 +49,7 @@ class PhotoEditor:
     def render(self, wplus: np.ndarray, paste: bool = True) -> np.ndarray:
         """The photo with the face replaced by G(wplus) (paste=True), or the face crop alone."""
         face = self.face_crop(wplus)
-        return paste_back(self.image, face, self.inversion.crop, self.inversion.face) if paste else face
+        return paste_back(self.image, face, self.inversion.crop, self.inversion.face, self.paste_options) if paste else face
 
     def sweep(self, edit: Callable[[float], np.ndarray], values: Iterable[float], paste: bool = True) -> list[np.ndarray]:
         """Render edit(v) for each v (e.g. a morph strength 0 -> 0.8): frames for a sweep GIF."""

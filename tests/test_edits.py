@@ -54,7 +54,7 @@ def test_direction_set_apply_is_linear_in_real_units(tmp_path):
 def test_shipped_directions_are_unit_decoupled_and_calibrated():
     ds = DirectionSet.load(DIRECTIONS_PATH)
     names = ["yaw", "pitch", "smile", "jaw_open", "eye_blink", "brow_raise"]
-    assert sorted(ds.directions) == sorted(names)
+    assert sorted(ds.directions) == sorted(names + ["age", "gender"])  # age, gender: tests/test_age_gender.py
     vecs = np.stack([ds.directions[n].vector for n in names])
     np.testing.assert_allclose(vecs @ vecs.T, np.eye(len(names)), atol=1e-4)  # orthonormal after Gram-Schmidt
     assert ds.directions["yaw"].unit == "degrees" and ds.directions["yaw"].max_units >= 20

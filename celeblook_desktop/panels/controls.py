@@ -12,6 +12,8 @@ from engine.text_edit import missing_text_models
 from celeblook_desktop.workers import Source
 
 SLIDER_EDITS = (("yaw", "Head yaw"), ("pitch", "Head pitch"), ("smile", "Expression (smile)"))
+# the face's attributes, a panel of their own: age in years, gender on P(female) 0..1 (docs/EDITS.md)
+ATTRIBUTE_SLIDERS = (("age", "Age (younger ↔ older)"), ("gender", "Gender (masc. ↔ fem.)"))
 CAMERA_CHOICES = 4
 PANEL_WIDTH = 330
 
@@ -68,14 +70,11 @@ class ControlsPanel(QWidget):
                                "face shape; full / features: other mixes of the two faces")
         form.addRow("Morph", self.preset)
         self.edit_sliders: dict[str, tuple[QSlider, QLabel]] = {}
-        for name, title in SLIDER_EDITS:
-            slider = QSlider(Qt.Orientation.Horizontal)
-            slider.setRange(-100, 100)
-            slider.setEnabled(False)
-            slider.setToolTip("waiting for the engine")
-            label = QLabel("0")
-            self.edit_sliders[name] = (slider, label)
-            form.addRow(title, _with_label(slider, label))
+        self._add_sliders(form, SLIDER_EDITS)
+        attributes = QLabel("Face attributes")
+        attributes.setToolTip("Age and gender directions (labellers trained on UTKFace: non-commercial research use)")
+        form.addRow(attributes)
+        self._add_sliders(form, ATTRIBUTE_SLIDERS)
 
         # text prompts: only once their models are installed (engine.text_edit; none ships)
         self.prompt = QLineEdit()
@@ -130,6 +129,17 @@ class ControlsPanel(QWidget):
         form.addRow("", self.sweep_button)
         self.face_indicator = QLabel("—")
         form.addRow("Face", self.face_indicator)
+
+    def _add_sliders(self, form: QFormLayout, edits: tuple[tuple[str, str], ...]) -> None:
+        """One disabled slider (-100..100 % of the direction's calibrated range) per edit, enabled by the engine."""
+        for name, title in edits:
+            slider = QSlider(Qt.Orientation.Horizontal)
+            slider.setRange(-100, 100)
+            slider.setEnabled(False)
+            slider.setToolTip("waiting for the engine")
+            label = QLabel("0")
+            self.edit_sliders[name] = (slider, label)
+            form.addRow(title, _with_label(slider, label))
 
     def settings_changed_signals(self) -> list:
         """The signals of every control that changes LiveSettings."""

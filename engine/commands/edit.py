@@ -1,4 +1,4 @@
-"""`celeblook edit PHOTO --yaw 20 --pitch -10 --smile 0.6 --out out.png [--gif sweep.gif]`."""
+"""`celeblook edit PHOTO --yaw 20 --pitch -10 --smile 0.6 --age 20 --gender 1 --out out.png [--gif sweep.gif]`."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,11 @@ from engine.edits import DirectionSet
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
+from engine.paste import PasteOptions
 
+# The paste-back oval's growth for head turns: with the photo's own outline (1.0) a 20-degree turn shows as
+# 10-12 degrees on the photo (docs/EDITS.md, training/evaluate/age_gender_edits.py)
+POSE_PASTE_GROW = 1.3
 # CLI flag -> (direction name, help)
 EDIT_FLAGS = {
     "yaw": "turn the head, degrees (+: toward the image's right)",
@@ -17,6 +21,8 @@ EDIT_FLAGS = {
     "jaw_open": "change of jaw-open blendshape score",
     "eye_blink": "change of eye-blink blendshape score",
     "brow_raise": "change of brow-raise blendshape score",
+    "age": "change of apparent age, years (+: older, -: younger)",
+    "gender": "change of P(female) on a 0..1 scale (+1: a male face made female, -1: a female face made male)",
 }
 
 
@@ -26,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("nothing to do: give at least one of " + ", ".join(f"--{n.replace('_', '-')}" for n in EDIT_FLAGS))
     directions = DirectionSet.load()
     for name, amount in amounts.items():
+        if name not in directions.directions:
+            raise BadInputError(f"--{name.replace('_', '-')}: the shipped directions have no {name} direction "
+                                f"(regenerate: python -m training.fit.age_gender)")
         limit = directions.directions[name].max_units * 1.5
         if abs(amount) > limit:
             raise BadInputError(f"--{name.replace('_', '-')} {amount} is beyond what the direction was "
@@ -34,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
     encoder = photo_encoder(args)
     with FaceLandmarker(args.model) as landmarker:
         editor = open_photo(args, landmarker, encoder, generator)
+    if amounts.get("yaw") or amounts.get("pitch"):  # the turned head's outline must replace the photo's
+        editor.paste_options = PasteOptions(grow=POSE_PASTE_GROW)
     write_outputs(args, editor, lambda t: directions.apply(editor.wplus, **{k: t * v for k, v in amounts.items()}))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("edit", help="turn the head or change the expression of the face in a photo")
+    p = sub.add_parser("edit", help="turn the head, change the expression, age or gender of the face in a photo")
     add_photo_args(p)
     for name, text in EDIT_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0, help=text)

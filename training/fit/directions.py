@@ -96,6 +96,11 @@ def calibrate(gen: Generator, labeler: FaceLabeler, ws: np.ndarray, offset: np.n
             if b is not None and e is not None:
                 xs.append(s)
                 ys.append(e[name] - b[name])
+    return slope_fit(xs, ys, steps)
+
+
+def slope_fit(xs: list[float], ys: list[float], steps: tuple[float, ...]) -> dict:
+    """Attribute change `ys` per latent step `xs`, through the origin; max_units: mean |change| at the largest step."""
     xs, ys = np.array(xs), np.array(ys)
     slope = float(xs @ ys / (xs @ xs))
     top = np.abs(xs) == max(abs(s) for s in steps)
@@ -200,14 +205,23 @@ def main(argv: list[str] | None = None) -> None:
               f"up to {c['max_units']:.2f}", flush=True)
     labeler.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    extra = {}  # directions fitted elsewhere (age, gender: training/fit/age_gender.py) stay
+    if args.out.is_file():
+        with np.load(args.out, allow_pickle=False) as data:
+            old_meta = json.loads(str(data["meta"]))
+            for name in set(old_meta) - set(meta):
+                meta[name] = old_meta[name]
+                extra |= {k: data[k] for k in (name, f"{name}_slots") if k in data.files}
     tmp = args.out.with_suffix(".tmp.npz")
-    np.savez(tmp, meta=json.dumps(meta), **dirs, **{f"{a}_slots": m for a, m in slot_masks.items()})
+    np.savez(tmp, meta=json.dumps(meta), **dirs, **{f"{a}_slots": m for a, m in slot_masks.items()}, **extra)
     tmp.replace(args.out)
     if args.out == DIRECTIONS_PATH:
         update_manifest({"directions": {
             "file": args.out.name, "sha256": sha256_file(args.out), "bytes": args.out.stat().st_size,
             "source": f"pose/expression directions in W fitted on {n_found} generated faces labelled by MediaPipe",
-            "licence": "Apache-2.0 (ours)", "regenerate": "python -m training.fit.directions", "shipped": True}})
+            "licence": "Apache-2.0 (ours)" + ("; age and gender: labellers trained on UTKFace, non-commercial research "
+                                              "use only" if "age" in meta or "gender" in meta else ""),
+            "regenerate": "python -m training.fit.directions", "shipped": True}})
     report = {"samples": args.samples, "faces_found": n_found, "label_stats": stats, "directions": meta,
               "minutes": round((time.time() - t0) / 60, 1), "command": "python -m training.fit.directions " +
               " ".join(argv or [])}

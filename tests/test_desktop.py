@@ -297,17 +297,29 @@ def test_missing_landmarker_refuses_a_bad_download(no_landmarker, qtbot, tmp_pat
     w.close()
 
 
-def test_headless_command_line(qapp, tmp_path, videos_dir, landmarker_model):
-    from celeblook_desktop.app import build_parser, main
+def test_headless_command_line(tmp_path, videos_dir, landmarker_model):
+    """`celeblook-desktop --frames N --record --screenshot` as a user runs it: its own process (app.main runs Qt's
+    event loop to the end and quits the application, which a test session must not share)."""
+    import subprocess
+    import sys
+
+    from celeblook_desktop.app import build_parser
 
     assert build_parser().parse_args(["--demo"]).demo
 
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+        return subprocess.run([sys.executable, "-m", "celeblook_desktop.app", *args], capture_output=True, text=True,
+                              env=env, timeout=900)
+
     gif, shot = tmp_path / "out.gif", tmp_path / "window.png"
-    code = main(["--video", str(videos_dir / "dark_stage_clip.mp4"), "--frames", "6", "--builtin", "1",
-                 "--record", str(gif), "--screenshot", str(shot), "--side-by-side"])
-    assert code == 0
+    done = run("--video", str(videos_dir / "dark_stage_clip.mp4"), "--frames", "6", "--builtin", "1",
+               "--record", str(gif), "--screenshot", str(shot), "--side-by-side")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "processed" in done.stdout and f"wrote {gif}" in done.stdout
     import imageio.v3 as iio
 
     assert iio.imread(gif, index=None).shape[0] >= 2
     assert iio.imread(shot).shape[0] > 100
-    assert main(["--video", str(tmp_path / "missing.mp4"), "--frames", "2"]) == 2
+    missing = run("--video", str(tmp_path / "missing.mp4"), "--frames", "2")
+    assert missing.returncode == 2 and "video not found" in missing.stderr and "Traceback" not in missing.stderr

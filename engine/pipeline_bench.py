@@ -103,15 +103,15 @@ def bench_pipeline(args) -> dict:
     for kind in kinds:
         for threads in args.threads:
             models = LiveModels.load(threads, resolution=args.resolution, generator=kind)
-            label = f"{kind} {generator_file(models).stem}"
+            label = f"{kind} ({generator_file(models).stem})"  # the file says when "live" fell back to the preview
             target = builtin_targets(models.generator, seeds=(0,))[0].wplus
             for mode, background, settings in MODES:
                 r = run_clips(models, videos, args.frames, settings.with_(target=target, identity_feedback=feedback),
                               background)
                 runs.append({"generator": label, "threads": threads, "mode": mode, **r})
-                stage_rows.append({"generator": kind, "threads": threads, "mode": mode,
+                stage_rows.append({"generator": label, "threads": threads, "mode": mode,
                                    **{k: round(v, 1) for k, v in r["median_ms"].items()}})
-                fps_rows.append({"generator": kind, "threads": threads, "mode": mode, "frames": r["frames"],
+                fps_rows.append({"generator": label, "threads": threads, "mode": mode, "frames": r["frames"],
                                  "with face": r["faces"], "generator runs": r["renders"], "fps": round(r["fps"], 1),
                                  "face refreshes/s": round(r["refresh_hz"], 1),
                                  "capture-to-face ms": round(r["latency_ms"]),

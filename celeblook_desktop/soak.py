@@ -12,6 +12,7 @@ models, Qt, the capture and engine threads, the recordings and their saves, all 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -32,6 +33,35 @@ def memory_mb() -> tuple[float, float]:
     except OSError:
         pass
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds this process has used, CPU seconds the whole machine has been busy), (0, 0) without /proc:
+    their difference over a minute is what other programs took, which tells an fps drop of the app from one
+    caused by a neighbour."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        own = sum(int(x) for x in Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[11:13]) / ticks
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
+        return own, busy
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+
+
+PROBE = bytes(range(256)) * (8 << 12)  # 8 MB of fixed work for speed_probe_ms
+
+
+def speed_probe_ms(repeats: int = 3) -> float:
+    """How long this machine takes for a fixed piece of single-threaded work (sha256 of 8 MB; the best of
+    `repeats`), in ms. Cloud machines change speed by tens of percent over minutes with nothing else running
+    (the host's other tenants, clocks): an fps change that the probe shows too is the machine's, not the app's."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        hashlib.sha256(PROBE).digest()
+        best = min(best, time.perf_counter() - t0)
+    return 1000.0 * best
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +92,47 @@ def per_minute(samples: list[dict], key: str) -> list[float]:
     return [float(x) for x in np.diff(at)]
 
 
+def probe_per_minute(samples: list[dict]) -> list[float]:
+    """The median speed probe (ms) of the samples in each full minute."""
+    import numpy as np
+
+    t = np.array([s["t"] for s in samples])
+    p = np.array([s.get("probe_ms", np.nan) for s in samples], float)
+    return [float(np.nanmedian(p[(t >= a) & (t < a + 60)])) if ((t >= a) & (t < a + 60)).any() else float("nan")
+            for a in np.arange(0.0, t[-1] - 59.0, 60.0)]
+
+
+def recording_minutes(samples: list[dict]) -> list[bool]:
+    """Per full minute: was recording on for most of it (its frames were spooled, and a save may have run)."""
+    import numpy as np
+
+    t = np.array([s["t"] for s in samples])
+    on = np.array([s["recording"] for s in samples], float)
+    return [bool(on[(t >= a) & (t < a + 60)].mean() > 0.5) if ((t >= a) & (t < a + 60)).any() else False
+            for a in np.arange(0.0, t[-1] - 59.0, 60.0)]
+
+
+def like_for_like_drift(fps: list[float], recording: list[bool]) -> dict[str, float | None]:
+    """The last minute against the first of the same kind (recording or not): a recording minute spools frames and
+    saves, so comparing it with a quiet one would measure the recorder, not drift."""
+    out = {}
+    for kind, flag in (("recording", True), ("quiet", False)):
+        xs = [f for f, r in zip(fps, recording) if r == flag]
+        out[kind] = round(xs[-1] / xs[0] - 1.0, 3) if len(xs) >= 2 and xs[0] > 0 else None
+    return out
+
+
 def report(samples: list[dict], saves: list[dict], args: argparse.Namespace) -> dict:
     from engine.benchmark import machine_info
 
     fps = [round(n / 60.0, 2) for n in per_minute(samples, "processed")]
     drops = per_minute(samples, "dropped")
     caught = per_minute(samples, "captured")
+    own, busy = per_minute(samples, "cpu_own_s"), per_minute(samples, "cpu_busy_s")
+    recording = recording_minutes(samples)[:len(fps)]
+    probe = probe_per_minute(samples)[:len(fps)]
+    # fps at the first minute's machine speed: fps x (this minute's probe time / the first minute's)
+    fps_at_speed = [round(f * p / probe[0], 2) for f, p in zip(fps, probe)] if probe and probe[0] > 0 else []
     last = samples[-1]
     return {
         "benchmark": "soak", "video": args.video.name, "minutes": args.minutes, "record_every_s": args.record_every,
@@ -77,6 +142,13 @@ def report(samples: list[dict], saves: list[dict], args: argparse.Namespace) -> 
         "rss_after_first_minute_mb": round(next((s["rss_mb"] for s in samples if s["t"] >= 60), last["rss_mb"])),
         "fps_per_minute": fps,
         "fps_drift": round(fps[-1] / fps[0] - 1.0, 3) if len(fps) >= 2 and fps[0] > 0 else None,
+        "fps_drift_like_for_like": like_for_like_drift(fps, recording), "recording_minutes": recording,
+        "probe_ms_per_minute": [round(p, 2) for p in probe], "fps_at_first_minute_speed": fps_at_speed,
+        "fps_at_speed_drift": round(fps_at_speed[-1] / fps_at_speed[0] - 1.0, 3) if len(fps_at_speed) >= 2 else None,
+        "fps_at_speed_drift_like_for_like": like_for_like_drift(fps_at_speed, recording) if fps_at_speed else None,
+        # CPU per minute, in cores: the app's, and everything else's on the machine (a neighbour's load)
+        "cpu_cores_app": [round(x / 60.0, 2) for x in own],
+        "cpu_cores_others": [round(max(0.0, b - o) / 60.0, 2) for b, o in zip(busy, own)],
         "dropped_per_minute_pct": [round(100 * d / max(1.0, c), 1) for d, c in zip(drops, caught)],
         "processed": last["processed"], "captured": last["captured"], "dropped": last["dropped"],
         "saves": saves, "samples": samples,
@@ -87,12 +159,23 @@ def print_report(r: dict) -> None:
     print(f"soak: {r['minutes']} min on {r['video']}, recording {r['format']} toggled every {r['record_every_s']} s")
     print(f"memory: peak {r['peak_rss_mb']} MB, after the first minute {r['rss_after_first_minute_mb']} MB, "
           f"final {r['final_rss_mb']} MB")
-    print("minute  fps    dropped %")
-    for i, (f, d) in enumerate(zip(r["fps_per_minute"], r["dropped_per_minute_pct"])):
-        print(f"{i + 1:>6}  {f:<5}  {d}")
-    drift = r["fps_drift"]
-    print(f"fps drift (last minute vs first): {'n/a' if drift is None else f'{100 * drift:+.1f} %'}; dropped "
-          f"{r['dropped']} of {r['captured']} captured")
+    print("minute  fps    dropped %  recording  cores: app  others  probe ms  fps at minute 1's speed")
+    for i, row in enumerate(zip(r["fps_per_minute"], r["dropped_per_minute_pct"], r["recording_minutes"],
+                                r["cpu_cores_app"], r["cpu_cores_others"], r["probe_ms_per_minute"],
+                                r["fps_at_first_minute_speed"])):
+        f, d, rec, app, others, probe, at_speed = row
+        print(f"{i + 1:>6}  {f:<5}  {d:<9}  {'yes' if rec else 'no':<9}  {app:<10} {others:<7} {probe:<9} {at_speed}")
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:+.1f} %"
+
+    like = r["fps_drift_like_for_like"]
+    print(f"fps drift (last minute vs first): {pct(r['fps_drift'])}; like for like: recording minutes "
+          f"{pct(like['recording'])}, quiet minutes {pct(like['quiet'])}; dropped {r['dropped']} of {r['captured']}")
+    if r["fps_at_speed_drift"] is not None:
+        like = r["fps_at_speed_drift_like_for_like"]
+        print(f"at the first minute's machine speed: {pct(r['fps_at_speed_drift'])}; like for like: recording "
+              f"{pct(like['recording'])}, quiet {pct(like['quiet'])}")
     for s in r["saves"]:
         print(f"saved {s['frames']} frames in {s['seconds']} s{' (limit)' if s['limit'] else ''}")
 
@@ -128,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     def sample() -> None:
         out = window.last_output
         rss, peak = memory_mb()
+        own, busy = cpu_seconds()
         samples.append({"t": round(now(), 2), "rss_mb": round(rss, 1), "peak_mb": round(peak, 1),
+                        "cpu_own_s": round(own, 2), "cpu_busy_s": round(busy, 2),
+                        "probe_ms": round(speed_probe_ms(), 3),
                         "processed": out.processed, "captured": out.captured, "dropped": out.dropped,
                         "recording": window.recorder.recording})
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +60,7 @@ MORPH_PRESETS: dict[str, np.ndarray] = {
 MORPH_MODES: tuple[str, ...] = ("reenact", *MORPH_PRESETS)
 # Direction names a still's reenactment copies from the user (a photo has no motion to take a mean of).
 EXPRESSION_NAMES: tuple[str, ...] = ("yaw", "pitch", "smile", "jaw_open", "eye_blink", "brow_raise")
+POSE_NAMES: tuple[str, ...] = ("yaw", "pitch")  # the head pose a reenactment keeps on the user's head
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Reenactment:
     #   user's latent change per slot: slots 0-9 (4-32 px) carry head pose and expression; the rest is the target's
     driven: tuple[str, ...] = ("jaw_open",)  # live, these directions also follow the user's measured blendshapes
     share: float = 0.5  # how far those directions go from the latent's change toward the measured one (0..1)
+    pose_share: float = 0.0  # how far the head's yaw and pitch go from the encoder's toward the user's resting pose
+    #   moved by MediaPipe's measured turn (0: the encoder's own, frame by frame; 1: rest + the measured change)
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,21 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     `expression` (with `directions`): the user's expression change from rest in blendshape units (e.g.
     {"jaw_open": 0.3}, MotionReference.expression_change): along the `how.driven` directions the driven face moves
     `how.share` of the way from the latent's change (the encoder sees a mouth open only in part) to the target at
-    rest moved by exactly that much (up to each direction's calibrated range, max_units)."""
+    rest moved by exactly that much (up to each direction's calibrated range, max_units). With "yaw" and "pitch" in
+    it too (degrees from rest), the head pose moves `how.pose_share` (x strength) of the way from the encoder's
+    reading of this frame to the user's resting pose (the reference's) turned by the measured change."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     src, tgt = to_wplus(source), to_wplus(target)
+    pose_from = src  # the latent whose yaw and pitch the output keeps
     if reference is None:
         driven = directions.restore(tgt, src, EXPRESSION_NAMES) if directions is not None else tgt
     else:
+        if directions is not None and expression and how.pose_share > 0 and all(k in expression for k in POSE_NAMES):
+            turn = {k: float(np.clip(expression[k], -directions.directions[k].max_units,
+                                     directions.directions[k].max_units)) for k in POSE_NAMES}
+            measured = directions.apply(directions.restore(src, to_wplus(reference), POSE_NAMES), **turn)
+            pose_from = src + strength * how.pose_share * (measured - src)  # strength 0: the user as encoded
         m = np.asarray(how.motion, np.float32).reshape(1, N_SLOTS, 1)
         driven = tgt + m * (src - to_wplus(reference))
         amounts = {k: float(np.clip(expression[k], -directions.directions[k].max_units, directions.directions[k].max_units))
@@ -130,7 +142,7 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
             measured = directions.apply(directions.restore(driven, tgt, tuple(amounts)), **amounts)
             driven = driven + how.share * (measured - driven)
     out = (src + strength * (driven - src)).astype(np.float32)
-    return directions.restore(out, src, ("yaw", "pitch")) if directions is not None else out
+    return directions.restore(out, pose_from, POSE_NAMES).astype(np.float32) if directions is not None else out
 
 
 def morph(source: np.ndarray, target: np.ndarray, strength: float,
@@ -221,3 +233,65 @@ class DirectionSet:
                 raise BadInputError(f"unknown edit {name!r}; available: {', '.join(sorted(self.directions))}")
             out += self.directions[name].delta(amount)
         return out
+
+
+# What a still edit can re-aim: attributes engine.attributes.FaceReader measures on a linear scale (gender is a
+# probability that saturates, so its calibration stands) and how close is close enough (their units).
+AIM_TOLERANCE: dict[str, float] = {"yaw": 1.0, "pitch": 1.0, "age": 1.0}
+# How far the recogniser's embedding (1 - cosine) may move before an aimed step bigger than the asked one is refused:
+# beyond it, more than 1 edit in 20 leaves dlib's "same person" margin (< 0.55) on real photos (its distance follows
+# dlib's at r = 0.91; python -m training.fit.identity_guard, docs/results/identity_guard.json)
+AIM_MAX_DRIFT = 0.22
+
+
+@dataclass(frozen=True)
+class Aim:
+    """The outcome of aim_amounts: `amounts` to apply, what their render `achieved` (None: not measured), how many
+    edited renders were measured in all (`renders`), and how far the recogniser's embedding moved (`drift`, 1 -
+    cosine to the unedited render; None when the measure gives no embedding)."""
+
+    amounts: dict[str, float]
+    achieved: dict[str, float] | None
+    renders: int
+    drift: float | None = None
+
+
+def aim_amounts(directions: DirectionSet, wplus: np.ndarray, asked: dict[str, float],
+                measure: Callable[[np.ndarray], dict | None], renders: int = 3,
+                gain_limits: tuple[float, float] = (0.5, 2.0), max_drift: float = AIM_MAX_DRIFT) -> Aim:
+    """Amounts that make this face change by `asked` as `measure` (a render's attributes, e.g. FaceReader.read
+    of the edited crop) sees it, rather than by the calibration's average: a direction moves faces by different
+    amounts (a 20° turn asked: 10-39° on held-out photos). Each aimed attribute (AIM_TOLERANCE) is rescaled by
+    asked / achieved (that gain limited to `gain_limits` per step, the amount to 1.5x the calibrated range) until
+    it lands within tolerance or `renders` edited renders were measured; the best measured amounts are returned.
+    The person comes first: when the measure gives the recogniser's "embedding", a step beyond the asked amount
+    whose embedding moved more than `max_drift` is not taken (the face answers less, but stays the same person).
+    Other attributes pass as asked. Without a face in the unedited render, the asked amounts are returned."""
+    aimed = [k for k, v in asked.items() if v and k in AIM_TOLERANCE]
+    base = measure(wplus) if aimed else None
+    if base is None or any(k not in base for k in aimed):
+        return Aim(dict(asked), None, 0)
+    amounts, best, best_err, done = dict(asked), None, np.inf, 0
+    for _ in range(max(1, renders)):
+        got = measure(directions.apply(wplus, **amounts))
+        done += 1
+        if got is None:
+            break
+        achieved = {k: got[k] - base[k] for k in aimed}
+        drift = float(1.0 - got["embedding"] @ base["embedding"]) if "embedding" in got and "embedding" in base \
+            else None
+        beyond = any(abs(amounts[k]) > abs(asked[k]) + 1e-9 for k in aimed)
+        if beyond and drift is not None and drift > max_drift:
+            break  # a bigger step costs the person: keep the best so far (at worst the asked amounts)
+        err = max(abs(achieved[k] - asked[k]) / AIM_TOLERANCE[k] for k in aimed)
+        if err < best_err:
+            best, best_err = Aim(dict(amounts), achieved, done, drift), err
+        if err <= 1.0:
+            break
+        for k in aimed:
+            if achieved[k] * asked[k] <= 0:  # moved the wrong way or not at all: no slope to follow
+                continue
+            gain = float(np.clip(asked[k] / achieved[k], *gain_limits))
+            limit = 1.5 * directions.directions[k].max_units
+            amounts[k] = float(np.clip(amounts[k] * gain, -limit, limit))
+    return replace(best, renders=done) if best is not None else Aim(dict(asked), None, done)

@@ -7,6 +7,7 @@ engine.models.resolve_model (explicit path, CELEBLOOK_FACE_LANDMARKER, model dir
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -43,11 +44,13 @@ EXPRESSIONS: dict[str, tuple[str, ...]] = {
 class Face:
     """One detected face: `points` (478, 3) float32, x and y in pixels of the image, z in the same scale
     (relative depth, MediaPipe's convention); `image_size` is (width, height) of that image; `expression`: the
-    EXPRESSIONS scores (0..1) when the landmarker was asked for blendshapes, else None."""
+    EXPRESSIONS scores (0..1) when the landmarker was asked for blendshapes, else None; `pose`: (yaw, pitch, roll)
+    in degrees (euler_from_matrix) when it was asked for them, else None."""
 
     points: np.ndarray
     image_size: tuple[int, int]
     expression: dict[str, float] | None = None
+    pose: tuple[float, float, float] | None = None
 
     @property
     def xy(self) -> np.ndarray:
@@ -80,12 +83,13 @@ class FaceLandmarker:
     """MediaPipe FaceLandmarker in IMAGE (`video=False`) or VIDEO (`video=True`) mode; use as a context manager.
 
     `model` is a path (or None to resolve it the usual way) or the model's bytes; `expressions`: also score each
-    face's EXPRESSIONS from MediaPipe's blendshapes (a small extra model, about a millisecond a face).
+    face's EXPRESSIONS from MediaPipe's blendshapes (a small extra model, about a millisecond a face); `pose`: also
+    give each face's head pose (from MediaPipe's facial transformation matrix).
     """
 
     def __init__(self, model: str | os.PathLike | bytes | None = None, video: bool = False, max_faces: int = 4,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 expressions: bool = False):
+                 expressions: bool = False, pose: bool = False):
         from mediapipe.tasks.python import BaseOptions, vision  # imported here: costly, and only needed now
 
         if not isinstance(model, bytes):
@@ -99,6 +103,7 @@ class FaceLandmarker:
             min_face_presence_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
             output_face_blendshapes=expressions,
+            output_facial_transformation_matrixes=pose,
         )
         try:
             with _native_log_to_stderr_on_error():
@@ -130,9 +135,11 @@ class FaceLandmarker:
         scale = np.array([w, h, w], np.float32)
         faces = []
         shapes = result.face_blendshapes or [None] * len(result.face_landmarks)
-        for landmarks, cats in zip(result.face_landmarks, shapes):
+        matrices = result.facial_transformation_matrixes or [None] * len(result.face_landmarks)
+        for landmarks, cats, matrix in zip(result.face_landmarks, shapes, matrices):
             pts = np.array([(p.x, p.y, p.z) for p in landmarks], np.float32) * scale
-            faces.append(Face(points=pts, image_size=(w, h), expression=None if cats is None else expression(cats)))
+            faces.append(Face(points=pts, image_size=(w, h), expression=None if cats is None else expression(cats),
+                              pose=None if matrix is None else euler_from_matrix(np.array(matrix))))
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
     def close(self) -> None:
@@ -152,6 +159,18 @@ def expression(categories) -> dict[str, float]:
     """EXPRESSIONS scores from one face's MediaPipe blendshape categories."""
     scores = {c.category_name: c.score for c in categories}
     return {name: float(np.mean([scores[c] for c in cats])) for name, cats in EXPRESSIONS.items()}
+
+
+def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from a 4x4 (or 3x3) rotation of MediaPipe's canonical face, as seen in the
+    image: yaw > 0 when the face turns toward the image's right, pitch > 0 when it looks up, roll > 0 when the head
+    tilts clockwise."""
+    r = np.asarray(m, np.float64)[:3, :3]
+    r = r / np.linalg.norm(r, axis=0, keepdims=True)
+    yaw = math.degrees(math.asin(float(np.clip(r[0, 2], -1.0, 1.0))))
+    pitch = math.degrees(math.atan2(-r[1, 2], r[2, 2]))
+    roll = math.degrees(math.atan2(-r[0, 1], r[0, 0]))
+    return yaw, -pitch, -roll
 
 
 def _mp_image(image_bgr: np.ndarray):

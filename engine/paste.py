@@ -28,11 +28,13 @@ class PasteOptions:
 
 
 def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face,
-               options: PasteOptions = PasteOptions()) -> np.ndarray:
+               options: PasteOptions = PasteOptions(), also: np.ndarray | None = None) -> np.ndarray:
     """Return a copy of `frame` (uint8 BGR) with `face_image` (square uint8 BGR, any size, aligned like
-    `crop`) warped back in place of `face`."""
+    `crop`) warped back in place of `face`; `also`: a second outline (N, 2, frame pixels) to replace, e.g. the
+    rendered face's own when an edit turned the head away from the photo's outline (both grown by options.grow)."""
     out = frame.copy()
-    roi = _face_roi(_oval(face, options.grow), crop, frame.shape)
+    ovals = [_oval(face, options.grow)] + ([_grown(also, options.grow)] if also is not None else [])
+    roi = _face_roi(np.concatenate(ovals), crop, frame.shape)
     if roi is None:
         return out
     x0, y0, x1, y1 = roi
@@ -43,8 +45,10 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
                             borderMode=cv2.BORDER_REPLICATE)
     covered = cv2.warpAffine(np.full(face_image.shape[:2], 255, np.uint8), face_to_roi, size,
                              flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    mask = feathered_mask(_oval(face, options.grow) - (x0, y0), (size[1], size[0]), _feather_px(face, options))
-    mask *= covered.astype(np.float32) / 255.0
+    # the oval where the face image has pixels, feathered along every edge: a grown oval can reach past a tight
+    # crop (a still's chin), and there the face must fade out too, not end in a straight cut
+    mask = feathered_mask([o - (x0, y0) for o in ovals], (size[1], size[0]), _feather_px(face, options),
+                          inside=covered)
     target = out[y0:y1, x0:x1]
     if options.color_match:
         warped = match_colors(warped, target, mask > 0.5, options.max_gain)
@@ -54,11 +58,17 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
     return out
 
 
-def feathered_mask(polygon: np.ndarray, shape: tuple[int, int], feather_px: float) -> np.ndarray:
-    """Float32 mask of `shape` (h, w): 0 outside the polygon, rising smoothly (smoothstep of the distance to
-    the edge) to 1 at `feather_px` pixels inside it."""
+def feathered_mask(polygons: np.ndarray | list[np.ndarray], shape: tuple[int, int], feather_px: float,
+                   inside: np.ndarray | None = None) -> np.ndarray:
+    """Float32 mask of `shape` (h, w): 0 outside the polygon (or the union of a list of them; and where the uint8
+    mask `inside` is 0, when given), rising smoothly (smoothstep of the distance to the nearest such edge) to 1 at
+    `feather_px` pixels inside."""
     mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    polygons = [polygons] if isinstance(polygons, np.ndarray) else polygons
+    for polygon in polygons:
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    if inside is not None:
+        mask &= inside
     ramp = np.clip(cv2.distanceTransform(mask, cv2.DIST_L2, 5) / max(feather_px, 1.0), 0.0, 1.0)
     return ramp * ramp * (3.0 - 2.0 * ramp)
 
@@ -79,9 +89,12 @@ def match_colors(source: np.ndarray, target: np.ndarray, region: np.ndarray, max
 
 def _oval(face: Face, grow: float) -> np.ndarray:
     """(36, 2) face-oval points in frame pixels, scaled by `grow` about their centre."""
-    oval = face.xy[list(FACE_OVAL)]
-    centre = oval.mean(axis=0)
-    return centre + grow * (oval - centre)
+    return _grown(face.xy[list(FACE_OVAL)], grow)
+
+
+def _grown(points: np.ndarray, grow: float) -> np.ndarray:
+    centre = points.mean(axis=0)
+    return centre + grow * (points - centre)
 
 
 def _feather_px(face: Face, options: PasteOptions) -> float:
@@ -97,11 +110,12 @@ def _face_image_to_frame(crop: Crop, face_size: int) -> np.ndarray:
 
 
 def _face_roi(oval: np.ndarray, crop: Crop, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """Integer box (x0, y0, x1, y1) around the face oval, inside both the frame and the crop's quad."""
+    """Integer box (x0, y0, x1, y1) around the face oval, inside the frame and no more than a few pixels past the
+    crop's quad (so the crop's edge, where the face image ends, lies inside the box and is feathered)."""
     h, w = shape[:2]
     (x0, y0), (x1, y1) = oval.min(axis=0), oval.max(axis=0)
-    qx0, qy0 = crop.quad.min(axis=0)
-    qx1, qy1 = crop.quad.max(axis=0)
+    qx0, qy0 = crop.quad.min(axis=0) - 4
+    qx1, qy1 = crop.quad.max(axis=0) + 4
     x0, y0 = int(np.floor(max(x0 - 2, qx0, 0))), int(np.floor(max(y0 - 2, qy0, 0)))
     x1, y1 = int(np.ceil(min(x1 + 2, qx1, w))), int(np.ceil(min(y1 + 2, qy1, h)))
     if x1 - x0 < 2 or y1 - y0 < 2:

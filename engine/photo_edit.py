@@ -14,6 +14,7 @@ import numpy as np
 from engine.generator import Generator, to_uint8_rgb
 from engine.inversion.encoder import Inversion
 from engine.inversion.inverter import InversionOptions, Inverter
+from engine.landmarks import FACE_OVAL
 from engine.paste import PasteOptions, paste_back
 
 
@@ -25,6 +26,8 @@ class PhotoEditor:
     inversion: Inversion
     generator: Generator
     paste_options: PasteOptions = field(default_factory=PasteOptions)  # e.g. a grown oval for head turns
+    outline: object | None = None  # an IMAGE-mode FaceLandmarker: also replace the render's own face outline
+    #   (an edit that turns the head moves the face off the photo's outline, which must not stay beside it)
 
     @classmethod
     def open(cls, image_bgr: np.ndarray, landmarker, inverter: Inverter,
@@ -49,7 +52,20 @@ class PhotoEditor:
     def render(self, wplus: np.ndarray, paste: bool = True) -> np.ndarray:
         """The photo with the face replaced by G(wplus) (paste=True), or the face crop alone."""
         face = self.face_crop(wplus)
-        return paste_back(self.image, face, self.inversion.crop, self.inversion.face, self.paste_options) if paste else face
+        if not paste:
+            return face
+        inv = self.inversion
+        return paste_back(self.image, face, inv.crop, inv.face, self.paste_options, also=self.rendered_outline(face))
+
+    def rendered_outline(self, face_crop: np.ndarray) -> np.ndarray | None:
+        """The face oval of a rendered crop in photo pixels (with `outline` set and a face found), else None."""
+        if self.outline is None:
+            return None
+        faces = self.outline.detect(face_crop)
+        if not faces:
+            return None
+        oval = faces[0].xy[list(FACE_OVAL)].astype(np.float32)
+        return cv2.transform(oval[None], self.inversion.crop.inverse)[0]
 
     def sweep(self, edit: Callable[[float], np.ndarray], values: Iterable[float], paste: bool = True) -> list[np.ndarray]:
         """Render edit(v) for each v (e.g. a morph strength 0 -> 0.8): frames for a sweep GIF."""

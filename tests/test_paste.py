@@ -88,3 +88,37 @@ def test_feathered_mask_is_one_inside_zero_outside():
     assert mask[50, 50] > 0.99 and mask[5, 5] == 0 and mask[50, 90] == 0
     assert 0.0 < mask[50, 21] < mask[50, 22] < mask[50, 24] < 1.0  # soft just inside the edge
     assert mask[50, 26] == 1.0
+
+
+def test_a_grown_oval_fades_out_at_the_crop_edge_instead_of_cutting(photos):
+    """obama.jpg's aligned crop ends just under the chin: an oval grown 1.3x reaches past it, and there the pasted
+    face must fade into the photo, not end in a straight line (the cut a head turn in `celeblook edit` showed)."""
+    image, faces = photos["obama.jpg"]
+    face = faces[0]
+    crop = align_face(image, face, 256)
+    black = np.zeros_like(image)  # the photo's geometry on a plain frame: what is pasted shows as is
+    pasted = paste_back(black, np.full_like(crop.image, 128), crop, face, PasteOptions(color_match=False, grow=1.3))
+    bottom = int(np.ceil(crop.quad[:, 1].max()))  # the crop's last row in the photo (an upright crop here)
+    x = int(crop.quad[:, 0].mean())
+    column = pasted[bottom - 60:bottom + 3, x, 0].astype(int)
+    assert column[-4:].max() <= 2  # at the crop's edge: the photo
+    assert column[:5].min() >= 120  # well inside: the pasted face
+    assert np.abs(np.diff(column)).max() <= 12  # fading gradually, no step
+
+
+def test_also_replaces_the_rendered_faces_own_outline(photos):
+    image, faces = photos["two_people.jpg"]
+    face = faces[0]
+    crop = align_face(image, face, 256)
+    grey = np.full_like(crop.image, 128)
+    oval = face.xy[list(FACE_OVAL)]
+    moved = oval + (0.25 * (oval[:, 0].max() - oval[:, 0].min()), 0)  # a face turned toward the image's right
+    plain = paste_back(image, grey, crop, face, PasteOptions(color_match=False))
+    both = paste_back(image, grey, crop, face, PasteOptions(color_match=False), also=moved)
+    beyond = face_region(face, image.shape) == 0
+    inside_moved = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside_moved, [np.round(moved).astype(np.int32)], 1)
+    region = beyond & cv2.erode(inside_moved, np.ones((15, 15), np.uint8)).astype(bool)
+    assert region.sum() > 100
+    assert not np.any(plain[region] != image[region])  # the photo's oval alone leaves the old outline there
+    assert np.abs(both[region].astype(int) - 128).mean() < 3  # with the render's own outline it is replaced

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.commands.photo_args import add_photo_args, open_photo, write_outputs, photo_encoder
-from engine.edits import DirectionSet
+from engine.edits import AIM_TOLERANCE, DirectionSet, aim_amounts
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
 from engine.paste import PasteOptions
 
-# The paste-back oval's growth for head turns: with the photo's own outline (1.0) a 20-degree turn shows as
-# 10-12 degrees on the photo (docs/EDITS.md, training/evaluate/age_gender_edits.py)
-POSE_PASTE_GROW = 1.3
+# Head turns paste the photo's face oval and the turned render's own, both grown by this: with the photo's outline
+# alone a 20-degree turn shows as 10-12 degrees on the photo, and a blanket 1.3x oval left the old cheek showing
+# through beside the turned one (docs/EDITS.md, training/evaluate/age_gender_edits.py)
+POSE_PASTE_GROW = 1.1
 # CLI flag -> (direction name, help)
 EDIT_FLAGS = {
     "yaw": "turn the head, degrees (+: toward the image's right)",
@@ -41,12 +43,36 @@ def run(args: argparse.Namespace) -> int:
                                 f"calibrated for (|value| <= {limit:.2f} {directions.directions[name].unit})")
     generator = Generator.load(args.threads)
     encoder = photo_encoder(args)
-    with FaceLandmarker(args.model) as landmarker:
+    with FaceLandmarker(args.model, pose=True) as landmarker:
         editor = open_photo(args, landmarker, encoder, generator)
-    if amounts.get("yaw") or amounts.get("pitch"):  # the turned head's outline must replace the photo's
-        editor.paste_options = PasteOptions(grow=POSE_PASTE_GROW)
-    write_outputs(args, editor, lambda t: directions.apply(editor.wplus, **{k: t * v for k, v in amounts.items()}))
+        if args.aim and any(k in AIM_TOLERANCE for k in amounts):
+            amounts = aimed(args, amounts, directions, editor, landmarker)
+        if amounts.get("yaw") or amounts.get("pitch"):  # the turned head's outline must replace the photo's
+            editor.paste_options, editor.outline = PasteOptions(grow=POSE_PASTE_GROW), landmarker
+        write_outputs(args, editor, lambda t: directions.apply(editor.wplus, **{k: t * v for k, v in amounts.items()}))
     return 0
+
+
+def aimed(args: argparse.Namespace, amounts: dict[str, float], directions: DirectionSet, editor,
+          landmarker) -> dict[str, float]:
+    """The amounts re-aimed on this face's own renders (engine.edits.aim_amounts): yaw and pitch as MediaPipe
+    reads them, age as the shipped labeller does, never at the cost of the person (the recogniser's guard); says
+    what it did on stderr."""
+    from engine.attributes import AgeGenderHeads, FaceReader
+    from engine.face_id import FaceId
+
+    heads = AgeGenderHeads.load() if "age" in amounts else None
+    reader = FaceReader(landmarker, FaceId.load(args.threads), heads)  # the recogniser guards the person
+    aim = aim_amounts(directions, editor.wplus, amounts, lambda w: reader.read(editor.face_crop(w)))
+    if aim.achieved is None:
+        print("edit: could not measure the face's render; the edit is applied as calibrated", file=sys.stderr)
+    else:
+        said = ", ".join(f"{k} {amounts[k]:+g} -> {aim.achieved[k]:+.1f} (step {aim.amounts[k]:+.1f})"
+                         for k in aim.achieved)
+        short = [k for k in aim.achieved if abs(aim.achieved[k] - amounts[k]) > AIM_TOLERANCE[k]]
+        note = f"; this face answers {', '.join(short)} less than asked without becoming someone else" if short else ""
+        print(f"edit: aimed on {aim.renders} render(s) of this face: {said}{note}", file=sys.stderr)
+    return aim.amounts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,4 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_photo_args(p)
     for name, text in EDIT_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=0.0, help=text)
+    p.add_argument("--no-aim", dest="aim", action="store_false",
+                   help="apply yaw, pitch and age as calibrated on average (default: measure this face's renders "
+                        "and re-aim, a few renders more)")
     p.set_defaults(func=run)

@@ -6,27 +6,16 @@ head tilts clockwise in the image.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engine.landmarks import EXPRESSIONS, expression
+from engine.landmarks import EXPRESSIONS, euler_from_matrix, expression
 from engine.models import resolve_model
 
 POSE = ("yaw", "pitch", "roll")
 ATTRIBUTES = POSE + tuple(EXPRESSIONS)
-
-
-def euler_from_matrix(m: np.ndarray) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees from a 4x4 (or 3x3) rotation of MediaPipe's canonical face."""
-    r = np.asarray(m, np.float64)[:3, :3]
-    r = r / np.linalg.norm(r, axis=0, keepdims=True)
-    yaw = math.degrees(math.asin(float(np.clip(r[0, 2], -1.0, 1.0))))
-    pitch = math.degrees(math.atan2(-r[1, 2], r[2, 2]))
-    roll = math.degrees(math.atan2(-r[0, 1], r[0, 0]))
-    return yaw, -pitch, -roll
 
 
 @dataclass

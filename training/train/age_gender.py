@@ -7,8 +7,8 @@
 Candidates, picked by validation (the last 10 % of the training photos in a seeded shuffle): ridge regression of
 age and ridge-logistic gender on the embedding (+ thumbnail), and a small MLP (F -> 256 -> 2; L1 loss on age,
 cross-entropy on gender, AdamW, a few CPU minutes). The held-out 1,000 (training/data/utkface_labels.held_out_names)
-are scored once, at the end. Writes runs/age_gender/labeller.npz (not shipped: the engine does not need it) and
-docs/results/age_gender_labellers.json. Trained on UTKFace: non-commercial research use only.
+are scored once, at the end. Writes runs/age_gender/labeller.npz (shipped as float16 by training/export/age_gender.py:
+the engine aims still edits with it) and docs/results/age_gender_labellers.json. Trained on UTKFace: non-commercial research use only.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import numpy as np
 
 from engine.atomic import write_json_atomic
 from training.data.utkface_labels import cache_path
-from training.models.age_gender import LABELLER_PATH, AgeGenderHeads, feature_vector
+from engine.attributes import AgeGenderHeads
+from training.models.age_gender import LABELLER_PATH, feature_vector, save_heads
 
 
 def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     heads = fit()  # the same recipe, seeded: refit on the training part only (validation stays for the record)
     hx, hage, hgender = load(args.heldout)
     held = score(heads, hx[:, cols], hage, hgender)
-    heads.save(args.out)
+    save_heads(heads, args.out, chosen=best, held_out=held)
     report = {"chosen": best, "validation": trials, "held_out": held, "train_photos": int(len(tr)),
               "validation_photos": int(n_val), "held_out_rule": "the 1,000 UTKFace names with the lowest sha256(name); "
               "photos without a MediaPipe face dropped", "minutes": round((time.time() - t0) / 60, 1),

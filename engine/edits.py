@@ -72,7 +72,7 @@ class Reenactment:
     #   user's latent change per slot: slots 0-9 (4-32 px) carry head pose and expression; the rest is the target's
     driven: tuple[str, ...] = ("jaw_open",)  # live, these directions also follow the user's measured blendshapes
     share: float = 0.5  # how far those directions go from the latent's change toward the measured one (0..1)
-    pose_share: float = 0.0  # how far the head's yaw and pitch go from the encoder's toward the user's resting pose
+    pose_share: float = 1.0  # how far the head's yaw and pitch go from the encoder's toward the user's resting pose
     #   moved by MediaPipe's measured turn (0: the encoder's own, frame by frame; 1: rest + the measured change)
 
 

@@ -49,7 +49,7 @@ from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
 from engine.models import resolve_model, sha256_file
 from engine.onnx_session import make_session
-from engine.paste import PasteOptions, paste_back
+from engine.paste import PasteOptions, catch_up, paste_back
 from engine.inversion.skin_tone import SkinToneModel
 from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_face
 
@@ -57,6 +57,7 @@ STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
 ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked against the manifest)
 LATENT_SMOOTHING_MODES = ("one_euro", "ema")
 MORPH_GROW = 0.08  # reenacting, the paste-back's face oval grows by this share at full strength (PasteOptions.grow)
+CATCH_UP_FRAMES = 64  # how far back a render's frame may be for its mouth to catch up (older: shown as is)
 MOTION_WINDOW = 120  # frames the user's resting latent averages over (~8 s; the reenactment's reference)
 
 
@@ -88,7 +89,9 @@ class LiveSettings:
     (engine.edits.Reenactment); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
-    `reuse_threshold` (RMS, W units) since the last render; `inversion`: how the user's face is inverted
+    `reuse_threshold` (RMS, W units) since the last render; `catch_up`: a face rendered from an earlier frame (the
+    generator has not caught up yet, or reuse skipped it) has its mouth and jaw warped to the newest frame's
+    (engine.paste.catch_up); `inversion`: how the user's face is inverted
     (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
     (needs the shipped model, LiveModels.skin_tone), the personal calibration; the stills-only passes and quality
     steps are not used live)."""
@@ -105,6 +108,7 @@ class LiveSettings:
     latent_filter: LatentSmoothing = LatentSmoothing()
     reuse: bool = True
     reuse_threshold: float = 0.01
+    catch_up: bool = True
     inversion: InversionOptions = InversionOptions()
 
     def __post_init__(self):
@@ -253,6 +257,15 @@ class _Render:
     frame: int = 0  # the pipeline's frame number that latent came from
 
 
+def motion_scores(face: Face) -> dict[str, float] | None:
+    """What MediaPipe measured of the user's motion in this frame: expression scores and, with them, the head's
+    yaw and pitch in degrees (the reenactment's drive, engine.edits.reenact); None without blendshapes."""
+    if face.expression is None:
+        return None
+    pose = dict(zip(("yaw", "pitch"), face.pose[:2])) if face.pose is not None else {}
+    return {**face.expression, **pose}
+
+
 def rms(a: np.ndarray, b: np.ndarray) -> float:
     """Root-mean-square difference of two latents (W units)."""
     return float(np.sqrt(np.mean((np.asarray(a, np.float32) - np.asarray(b, np.float32)) ** 2)))
@@ -268,7 +281,7 @@ class LivePipeline:
         self.models = models
         self.crop_size = crop_size
         self.landmark_params = landmark_params
-        self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1, expressions=True)
+        self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1, expressions=True, pose=True)
         self.frames = 0
         self._sync_renders = 0
         self._renderer = BackgroundRenderer(self._render_bgr) if background_render else None
@@ -289,6 +302,7 @@ class LivePipeline:
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
         self._submitted: np.ndarray | None = None
+        self._crop_points: dict[int, np.ndarray] = {}  # frame -> the user's landmarks in that frame's crop
         self._motion_ref: MotionReference | None = None  # the user at rest (the reenactment's reference)
         self._expression: dict[str, float] | None = None  # this frame's expression scores (engine.landmarks)
         self.inverter.reset()
@@ -324,14 +338,18 @@ class LivePipeline:
         lap("landmarks")
 
         crop = align_face(frame_bgr, face, self.crop_size)
+        points = cv2.transform(face.xy[None].astype(np.float32), crop.matrix)[0]  # crop pixels
+        self._crop_points[self.frames] = points
+        self._crop_points.pop(self.frames - CATCH_UP_FRAMES, None)  # a few seconds of frames at most
         lap("align")
 
         wplus = self.inverter.invert_frame(crop, face, self.frames, settings.inversion)
         lap("encode")
 
         wplus = self._smooth_latent(wplus, t, settings)
-        self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW, face.expression)
-        self._expression = face.expression
+        scores = motion_scores(face)
+        self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW, scores)
+        self._expression = scores
         edited = self.edit(wplus, settings)
         lap("edit")
 
@@ -345,9 +363,14 @@ class LivePipeline:
                 self._sync_renders += 1
         lap("generate")
 
+        face_bgr = render.face_bgr
+        then = self._crop_points.get(render.frame)
+        if settings.catch_up and render.frame != self.frames and then is not None:
+            scale = face_bgr.shape[0] / self.crop_size
+            face_bgr = catch_up(face_bgr, then * scale, points * scale)
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
-        size = int(min(render.face_bgr.shape[0], max(64, math.ceil(side))))
-        face_img = cv2.resize(render.face_bgr, (size, size), interpolation=cv2.INTER_AREA)
+        size = int(min(face_bgr.shape[0], max(64, math.ceil(side))))
+        face_img = cv2.resize(face_bgr, (size, size), interpolation=cv2.INTER_AREA)
         reenacting = settings.target is not None and settings.preset == "reenact"
         grow = 1.0 + MORPH_GROW * settings.strength if reenacting else 1.0
         out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(grow=grow))

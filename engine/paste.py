@@ -121,3 +121,50 @@ def _face_roi(oval: np.ndarray, crop: Crop, shape: tuple[int, ...]) -> tuple[int
     if x1 - x0 < 2 or y1 - y0 < 2:
         return None
     return x0, y0, x1, y1
+
+
+# MediaPipe mesh points whose motion a stale face catches up with (the lips, outer and inner, and the jaw line) and
+# points held still (eyes, nose, brows and the upper face oval): a lagging render's mouth follows the newest frame
+MOVING = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,  # outer lips
+          78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,  # inner lips
+          361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132)  # jaw line
+STILL = (33, 133, 159, 145, 263, 362, 386, 374, 1, 4, 6, 168, 197, 70, 105, 107, 300, 334, 336,  # eyes, nose, brows
+         10, 338, 297, 332, 284, 251, 389, 356, 454, 234, 127, 162, 21, 54, 103, 67, 109)  # upper face oval
+
+
+PRIOR = float(np.exp(-2.0))  # catch_up's weight of "stay put": that of a point two blend widths away
+
+
+def catch_up(face_image: np.ndarray, then_points: np.ndarray, now_points: np.ndarray, sigma: float = 0.06,
+             step: int = 8) -> np.ndarray:
+    """`face_image` (square, aligned like a crop) rendered from an earlier frame, warped so its mouth and jaw move
+    as the user's did since: `then_points` and `now_points` are the user's (478, 2) landmarks in the face image's
+    pixels at that frame and now (each in its own frame's aligned crop, so head motion is already taken out). The
+    lips and jaw line (MOVING) move by the user's change; the eyes, nose and upper face (STILL) stay; elsewhere the
+    displacement is a Gaussian blend (width `sigma` x the image side) that fades to nothing away from the mouth,
+    so only the box around the lower face is resampled (the blend on a lattice every `step` px, then resized)."""
+    size = face_image.shape[0]
+    now = np.asarray(now_points, np.float32)[:, :2]
+    moving = now[list(MOVING)]
+    shift = moving - np.asarray(then_points, np.float32)[list(MOVING), :2]
+    if not np.isfinite(shift).all() or np.abs(shift).max() < 0.25:
+        return face_image
+    width = sigma * size
+    reach = 3.5 * width + float(np.abs(shift).max())  # beyond this the blend has faded to < 0.2 px
+    x0, y0 = np.maximum(np.floor(moving.min(axis=0) - reach), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(moving.max(axis=0) + reach) + 1, size).astype(int)
+    centres = np.concatenate([moving, now[list(STILL)]]) - (x0, y0)
+    moves = np.concatenate([shift, np.zeros((len(STILL), 2), np.float32)])
+    ys, xs = np.mgrid[0:y1 - y0 + step:step, 0:x1 - x0 + step:step].astype(np.float32)
+    d2 = (xs.reshape(-1, 1) - centres[:, 0]) ** 2 + (ys.reshape(-1, 1) - centres[:, 1]) ** 2
+    w = np.exp(-d2 / (2.0 * width ** 2))
+    # a zero-displacement prior (PRIOR, the weight of a point two widths away): far from every point the face stays
+    field = (w @ moves / (w.sum(axis=1, keepdims=True) + PRIOR)).reshape(*xs.shape, 2).astype(np.float32)
+    field = cv2.resize(field, (xs.shape[1] * step, xs.shape[0] * step), interpolation=cv2.INTER_LINEAR)
+    field = field[:y1 - y0, :x1 - x0]
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    out = face_image.copy()
+    # each output pixel takes the content from where it was (backward map: the shift at the destination)
+    out[y0:y1, x0:x1] = cv2.remap(face_image, gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+    return out

@@ -8,7 +8,7 @@ speed that raises the cutoff is measured in face sizes per second, so one settin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -72,4 +72,4 @@ def smooth_face(state: OneEuroState | None, face: Face, t: float, params: OneEur
         if jump > reset_fraction * scale:
             state = None
     state = one_euro_step(state, face.points, t, params, scale=scale)
-    return Face(points=state.value.astype(np.float32), image_size=face.image_size, expression=face.expression), state
+    return replace(face, points=state.value.astype(np.float32)), state

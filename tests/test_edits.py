@@ -184,3 +184,30 @@ def test_reenact_drives_the_jaw_by_the_measured_expression_within_its_range():
     top = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(share=1.0),
                   expression={"jaw_open": jaw.max_units})
     np.testing.assert_allclose(wide, top, atol=1e-5)  # beyond the calibrated range: held at its end
+
+
+def test_reenact_turns_the_head_by_the_measured_pose_from_the_users_rest():
+    ds = DirectionSet.load(DIRECTIONS_PATH)
+    rng = np.random.default_rng(4)
+    user, rest, target = (rng.standard_normal((1, 23, 512)).astype(np.float32) for _ in range(3))
+    change = {"jaw_open": 0.0, "yaw": 7.0, "pitch": -3.0}
+
+    def component(w, name):
+        d = ds.directions[name]
+        return (w[0, d.slots > 0] @ d.vector).mean()
+
+    encoder_pose = reenact(user, target, 1.0, rest, directions=ds, expression=change,
+                           how=Reenactment(pose_share=0.0))  # the encoder's own pose
+    for name in ("yaw", "pitch"):
+        assert component(encoder_pose, name) == pytest.approx(component(user, name), abs=1e-4)
+    driven = reenact(user, target, 1.0, rest, directions=ds, expression=change)  # the default: the measured turn
+    for name in ("yaw", "pitch"):  # rest's pose turned by exactly the measured change
+        want = component(rest, name) + change[name] / ds.directions[name].units_per_step
+        assert component(driven, name) == pytest.approx(want, abs=2e-3), name
+    half = reenact(user, target, 1.0, rest, directions=ds, expression=change, how=Reenactment(pose_share=0.5))
+    assert component(half, "yaw") == pytest.approx(0.5 * (component(encoder_pose, "yaw") + component(driven, "yaw")),
+                                                   abs=2e-3)
+    np.testing.assert_allclose(reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(pose_share=1.0),
+                                       expression={"jaw_open": 0.0}), encoder_pose, atol=1e-5)  # no pose measured
+    np.testing.assert_allclose(reenact(user, target, 0.0, rest, directions=ds, expression=change,
+                                       how=Reenactment(pose_share=1.0)), user, atol=1e-5)  # strength 0: the user

@@ -255,3 +255,34 @@ def test_the_shown_face_says_which_frame_it_came_from(models, d18):
             assert r.face_found and 1 <= r.face_frame <= pipe.frames
             shown.append(r.face_frame)
     assert shown[0] == 1 and shown == sorted(shown)
+
+
+def test_a_stale_faces_mouth_catches_up_with_the_user(models, videos_dir, landmarker_model):
+    """The face rendered once at the start and shown for every later frame (what a lagging generator does, in the
+    extreme): with catch-up its mouth still opens and closes with the user's (d18's frames 40-104), without it
+    the output's mouth stays as rendered."""
+    from engine.inversion.targets import builtin_targets
+    from engine.landmarks import FaceLandmarker
+    from engine.live import motion_scores
+
+    with VideoReader(videos_dir / "d18.mp4") as reader:
+        frames = [f for f in reader.frames(105) if f.index >= 40 and f.index % 2 == 0]
+    target = builtin_targets(models.generator, (4,))[0]
+    jaw = {}
+    with FaceLandmarker(landmarker_model, expressions=True) as judge:
+        for catch_up in (True, False):
+            settings = LiveSettings(target=target.wplus, strength=1.0, catch_up=catch_up, **RENDER_ONCE)
+            jaw_in, jaw_out = [], []
+            with LivePipeline(models) as pipe:
+                for f in frames:
+                    r = pipe.process(f.image, f.timestamp_ms, settings)
+                    assert r.face_found and r.face.pose is not None and "yaw" in motion_scores(r.face)
+                    a, b = judge.detect(f.image), judge.detect(r.frame)
+                    assert a and b
+                    jaw_in.append(a[0].expression["jaw_open"])
+                    jaw_out.append(b[0].expression["jaw_open"])
+            jaw[catch_up] = np.array(jaw_in), np.array(jaw_out)
+    (jaw_in, caught), (_, stale) = jaw[True], jaw[False]
+    assert np.ptp(stale) < 0.15, "rendered once: the mouth does not move by itself"
+    assert np.corrcoef(jaw_in, caught)[0, 1] > 0.6
+    assert np.ptp(caught) > 2 * np.ptp(stale)

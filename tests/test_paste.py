@@ -122,3 +122,27 @@ def test_also_replaces_the_rendered_faces_own_outline(photos):
     assert region.sum() > 100
     assert not np.any(plain[region] != image[region])  # the photo's oval alone leaves the old outline there
     assert np.abs(both[region].astype(int) - 128).mean() < 3  # with the render's own outline it is replaced
+
+
+def test_catch_up_moves_a_stale_faces_mouth_and_leaves_the_eyes(photos, landmarker):
+    """A render from a few frames back, its mouth and jaw warped by how the user's moved since (engine.paste.catch_up):
+    the lower face follows the newest landmarks, the eyes stay where they were."""
+    from engine.landmarks import LEFT_EYE, RIGHT_EYE
+    from engine.paste import MOVING, catch_up
+
+    image, faces = photos["obama.jpg"]
+    crop = align_face(image, faces[0], 256)
+    then = cv2.transform(faces[0].xy[None].astype(np.float32), crop.matrix)[0]
+    now = then.copy()
+    now[list(MOVING), 1] += 6.0  # the jaw dropped by 6 px
+    out = catch_up(crop.image, then, now)
+    lips = then[list(MOVING)[:40]].mean(axis=0).round().astype(int)  # the lips' centre
+    eyes = then[list(RIGHT_EYE) + list(LEFT_EYE)]
+    ey0, ey1 = int(eyes[:, 1].min()), int(eyes[:, 1].max()) + 1
+    ex0, ex1 = int(eyes[:, 0].min()), int(eyes[:, 0].max()) + 1
+    assert np.abs(out[ey0:ey1, ex0:ex1].astype(int) - crop.image[ey0:ey1, ex0:ex1]).max() <= 3  # eyes: as they were
+    patch = (slice(lips[1] - 10, lips[1] + 10), slice(lips[0] - 20, lips[0] + 20))
+    moved = crop.image[lips[1] - 16:lips[1] + 4, lips[0] - 20:lips[0] + 20].astype(int)  # the content 6 px higher
+    assert np.abs(out[patch].astype(int) - moved).mean() < 0.5 * np.abs(out[patch].astype(int)
+                                                                      - crop.image[patch]).mean()
+    assert catch_up(crop.image, then, then) is crop.image  # no motion: nothing to do

@@ -14,7 +14,8 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
   clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise).
 `--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
 background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
-for (what a webcam user sees; depends on the machine's load). `--record DIR` writes input | output GIFs.
+for (what a webcam user sees; depends on the machine's load). `--record DIR` writes input | output GIFs. `--also`
+adds reenact as it was before a change (ALSO), so before and after come from one run.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from engine.align import align_face
 from engine.atomic import atomic_path
+from engine.edits import Reenactment
 from engine.gif import write_gif
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
@@ -43,6 +45,11 @@ from training.evaluate.dlib_judge import DlibIdentity
 MOTION = ("yaw", "pitch", "jaw_open", "smile")
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
+ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fields
+    "encoder pose": {"reenactment": Reenactment(pose_share=0.0)},  # before the measured head-pose drive
+    "no catch-up": {"catch_up": False},  # before the stale face's mouth caught up with the newest frame
+    "encoder pose and no catch-up": {"reenactment": Reenactment(pose_share=0.0), "catch_up": False},  # both
+}
 
 
 @dataclass
@@ -168,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--targets", default=f"{PHOTOS / 'biden.jpg'},{PHOTOS / 'obama.jpg'},seed:0",
                     help="target photos and/or seed:N built-in faces, comma-separated")
     ap.add_argument("--presets", default="reenact,identity", help="morphs to compare at strength 1")
+    ap.add_argument("--also", default="", help="also run reenact with these changes, separated by commas: "
+                    + "; ".join(f"'{k}'" for k in ALSO) + " (before/after in one run)")
     ap.add_argument("--no-today", action="store_true",
                     help="leave out the app as it was before reenactment (identity preset, one-pass targets)")
     ap.add_argument("--frames", type=int, default=150, help="frames of each clip to run")
@@ -192,16 +201,25 @@ def main(argv: list[str] | None = None) -> None:
     models = LiveModels.load(args.threads, generator=kinds[0])
     targets = load_targets(args.targets.split(","), models, args.cache, args.target_quality)
     reader, ident, rows = MotionReader(), DlibIdentity(), []
+    unknown = [v for v in args.also.split(",") if v and v not in ALSO]
+    if unknown:
+        raise SystemExit(f"unknown --also: {', '.join(unknown)}; choose from {', '.join(ALSO)}")
+    presets = args.presets.split(",") + [f"reenact, {v}" for v in args.also.split(",") if v]
     runs = [("you (strength 0)", None, None, 0.0)] + [
-        (preset, name, t, 1.0) for name, t in targets.items() for preset in args.presets.split(",")]
+        (preset, name, t, 1.0) for name, t in targets.items() for preset in presets]
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
         one_pass = load_targets(args.targets.split(","), models, args.cache, 0)
         runs += [(TODAY, name, t, 1.0) for name, t in one_pass.items()]
     by_kind = {kinds[0]: models, **{k: LiveModels.load(args.threads, generator=k) for k in kinds[1:]}}
     for clip in clips:
         for (morph, name, target, strength), kind in ((r, k) for r in runs for k in kinds):
-            settings = LiveSettings(strength=strength) if target is None else \
-                LiveSettings(target=target[0], strength=strength, preset="identity" if morph == TODAY else morph)
+            if target is None:
+                settings = LiveSettings(strength=strength)
+            elif morph.startswith("reenact, "):
+                settings = LiveSettings(target=target[0], strength=strength, preset="reenact",
+                                        **ALSO[morph.removeprefix("reenact, ")])
+            else:
+                settings = LiveSettings(target=target[0], strength=strength, preset="identity" if morph == TODAY else morph)
             pairs = run_clip(by_kind[kind], clip, settings, args.frames, args.mode, args.every)
             label = f"{morph} [{kind}]" if len(kinds) > 1 else morph
             row = {"clip": clip.name, "target": name or "you", "morph": label, "generator": kind,

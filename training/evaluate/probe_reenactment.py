@@ -1,4 +1,5 @@
-"""Probe the reenactment's choices: which slots carry the user's motion, and how much the measured blendshapes drive.
+"""Probe the reenactment's choices: which slots carry the user's motion, and how much the measured blendshapes and
+head pose drive.
 
     python -m training.evaluate.probe_reenactment --json docs/results/probe_reenactment.json   # ~40 min on 2 cores
 
@@ -35,6 +36,8 @@ VARIANTS: dict[str, tuple[Reenactment, bool]] = {  # name -> (how, drive_express
     "drive jaw+smile, share 0.5": (Reenactment(driven=("jaw_open", "smile"), share=0.5), True),
     "drive jaw, share 1": (Reenactment(share=1.0), True),
     "drive jaw, share 0.5 (default)": (Reenactment(), True),
+    "drive jaw, and the head pose by MediaPipe, share 0.5": (Reenactment(pose_share=0.5), True),
+    "drive jaw, and the head pose by MediaPipe, share 1": (Reenactment(pose_share=1.0), True),
 }
 
 

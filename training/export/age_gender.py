@@ -21,14 +21,6 @@ from training.export.manifest import update_manifest
 from training.models.age_gender import LABELLER_PATH, save_heads
 
 
-def read_heads(path: Path) -> AgeGenderHeads:
-    """Heads from a training output (with or without `meta`; no pickle)."""
-    with np.load(path, allow_pickle=False) as d:
-        n = int(d["n_layers"])
-        return AgeGenderHeads(d["mean"].astype(np.float32), d["std"].astype(np.float32),
-                              [(d[f"w{i}"].astype(np.float32), d[f"b{i}"].astype(np.float32)) for i in range(n)])
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labeller", type=Path, default=LABELLER_PATH, help="training/train/age_gender.py's output")
@@ -47,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.labeller.is_file():
         raise SystemExit(f"no labeller at {args.labeller}: python -m training.train.age_gender")
-    heads = read_heads(args.labeller)
+    heads = AgeGenderHeads.load(args.labeller)  # training's output, with its meta (save_heads)
     save_heads(heads, args.out, dtype=np.float16, features="the shipped recogniser's 1024-d embedding (face_id)",
                outputs=["age in years", "gender logit (P(female) = sigmoid)"],
                licence="trained on UTKFace: non-commercial research use only")

@@ -36,24 +36,21 @@ def save_heads(heads: AgeGenderHeads, path: Path, dtype=np.float32, **meta) -> N
 
 
 class AgeGenderLabeller:
-    """Label a face image: {"age": years, "gender": P(female)}, or None when MediaPipe finds no face."""
+    """Label a face image: {"age": years, "gender": P(female), "embedding": the recogniser's}, or None when MediaPipe
+    finds no face: the engine's own reader (engine.attributes.FaceReader), so training, evaluation and the aimed
+    edits read faces the same way."""
 
     def __init__(self, path: Path = HEADS_PATH, threads: int = 1):
+        from engine.attributes import FaceReader
         from engine.face_id import FaceId
         from engine.landmarks import FaceLandmarker
 
-        self.heads = AgeGenderHeads.load(path)
-        self.face_id = FaceId.load(threads=threads)
-        self.landmarker = FaceLandmarker(max_faces=1)
+        self.reader = FaceReader(FaceLandmarker(max_faces=1, pose=True), FaceId.load(threads=threads),
+                                 AgeGenderHeads.load(path))
 
-    def label(self, image_bgr: np.ndarray, points: np.ndarray | None = None) -> dict[str, float] | None:
-        from training.data.utkface_labels import face_features
-
-        f = face_features(image_bgr, self.landmarker, self.face_id, points)
-        if f is None:
-            return None
-        age, female = self.heads.predict(feature_vector(f[0][None], f[1][None]))
-        return {"age": float(age[0]), "gender": float(female[0]), "embedding": f[0]}
+    def label(self, image_bgr: np.ndarray) -> dict | None:
+        read = self.reader.read(image_bgr)
+        return None if read is None else {k: read[k] for k in ("age", "gender", "embedding")}
 
     def close(self) -> None:
-        self.landmarker.close()
+        self.reader.landmarker.close()

@@ -39,8 +39,8 @@ import numpy as np
 
 from engine.align import Crop, align_face, usable_faces
 from engine.background_render import BackgroundRenderer
-from engine.edits import (MORPH_MODES, DirectionSet, MotionReference, Reenactment, morph, motion_reference_step,
-                          reenact)
+from engine.edits import (MORPH_MODES, POSE_NAMES, DirectionSet, MotionReference, Reenactment, morph,
+                          motion_reference_step, reenact)
 from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
 from engine.generator import Generator
@@ -262,7 +262,7 @@ def motion_scores(face: Face) -> dict[str, float] | None:
     yaw and pitch in degrees (the reenactment's drive, engine.edits.reenact); None without blendshapes."""
     if face.expression is None:
         return None
-    pose = dict(zip(("yaw", "pitch"), face.pose[:2])) if face.pose is not None else {}
+    pose = dict(zip(POSE_NAMES, face.pose[:2])) if face.pose is not None else {}
     return {**face.expression, **pose}
 
 

@@ -395,6 +395,8 @@ class EngineWorker(QThread):
                 self._run_jobs()
                 if builtins:  # one built-in target per turn, so the live view starts at once
                     self._builtin_target(builtins.pop(0))
+                if pipeline is not None and self._stop.wait(pipeline.frame_wait()):
+                    break  # a paced loop leaves the generator its share of the CPU
                 frame = self.mailbox.take(0.05)
                 if frame is None:
                     continue

@@ -8,7 +8,9 @@ the *current* frame's crop, so head motion follows every frame while the face's 
 refreshes as fast as the generator can go; while the generator renders frame t, the loop is already running
 landmarks and the encoder on frames t+1, t+2, ...
 
-`clear()` starts a new epoch (e.g. the face was lost): renders requested before it are discarded when they
+`free_in()` says how long until the worker is expected to want its next latent (the running render's expected
+remaining time), so a loop that makes latents can make only the ones the worker will take (LivePipeline paces
+its encoder by it). `clear()` starts a new epoch (e.g. the face was lost): renders requested before it are discarded when they
 finish. onnxruntime releases the GIL while it runs, so the worker really overlaps the loop.
 """
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+RENDER_TIME_WEIGHT = 0.2  # weight of the newest render in the running mean of render durations (free_in)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class BackgroundRenderer:
         self._epoch = 0
         self._count = 0
         self._busy = False
+        self._started = 0.0  # when the running render began (time.perf_counter)
+        self._mean_ms: float | None = None  # running mean of render durations (free_in's estimate)
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="celeblook-render", daemon=True)
@@ -66,6 +72,19 @@ class BackgroundRenderer:
         with self._cond:
             self._raise_error()
             return self._latest
+
+    @property
+    def mean_ms(self) -> float | None:
+        """Running mean of render durations (ms; RENDER_TIME_WEIGHT on the newest), None before the first."""
+        return self._mean_ms
+
+    def free_in(self) -> float:
+        """Seconds until the worker is expected to take its next request: 0 when it is idle (or has not finished a
+        render yet to time), else the running render's expected remaining time (never below 0)."""
+        with self._cond:
+            if not self._busy or self._mean_ms is None:
+                return 0.0
+            return max(0.0, self._started + self._mean_ms / 1000.0 - time.perf_counter())
 
     def wait(self, timeout: float = 30.0) -> Rendered | None:
         """Block until nothing is pending or running (or `timeout` s), then return `latest()`."""
@@ -108,7 +127,7 @@ class BackgroundRenderer:
                 epoch, latent, tag = self._pending
                 self._pending = None
                 self._busy = True
-            t0 = time.perf_counter()
+                self._started = t0 = time.perf_counter()
             try:
                 face = self._render_fn(latent)
             except BaseException as exc:  # handed to the caller on its next call
@@ -120,6 +139,7 @@ class BackgroundRenderer:
             with self._cond:
                 self._count += 1
                 self._busy = False
+                self._mean_ms = ms if self._mean_ms is None else self._mean_ms + RENDER_TIME_WEIGHT * (ms - self._mean_ms)
                 if epoch == self._epoch:
                     self._latest = Rendered(latent, face, self._count, ms, tag)
                 self._cond.notify_all()

@@ -94,16 +94,17 @@ class MotionReference:
 
 
 def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window: int,
-                          expression: dict[str, float] | None = None) -> MotionReference:
-    """`ref` updated with one more frame's W+ and expression scores: a plain mean over the first `window` frames,
-    then exponential."""
+                          expression: dict[str, float] | None = None, frames: int = 1) -> MotionReference:
+    """`ref` updated with one more W+ and its expression scores, standing for `frames` frames (a paced live loop
+    inverts only some frames): a plain mean over the first `window` frames, then exponential."""
     w = to_wplus(wplus).astype(np.float64)
     if ref is None or (ref.expression is None) != (expression is None):
-        return MotionReference(w, 1, None if expression is None else dict(expression))
-    count = min(ref.count + 1, window)
+        return MotionReference(w, max(1, min(frames, window)), None if expression is None else dict(expression))
+    count = min(ref.count + frames, window)
+    a = min(1.0, frames / count)  # this sample's weight
     mean_expr = None if expression is None else \
-        {k: ref.expression[k] + (expression[k] - ref.expression[k]) / count for k in ref.expression}
-    return MotionReference(ref.mean + (w - ref.mean) / count, count, mean_expr)
+        {k: ref.expression[k] + a * (expression[k] - ref.expression[k]) for k in ref.expression}
+    return MotionReference(ref.mean + a * (w - ref.mean), count, mean_expr)
 
 
 def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,

@@ -24,7 +24,11 @@ encoder + paste only. The comparison is against the last *rendered* latent, so s
 `LivePipeline(models, background_render=True)` (the desktop app's mode) moves the generator to its own thread
 (engine.background_render): each frame submits its edited W+ and pastes the newest finished face with the
 current crop, so the loop runs at the rate of landmarks + encoder + paste, the head follows every frame, and the
-face's content refreshes at the generator's rate while landmarks of the next frames run beside it.
+face's content refreshes at the generator's rate while landmarks of the next frames run beside it. Paced
+(LiveSettings.pace, the default) the loop inverts only the frames whose latent the generator will read (the
+others would be replaced unread) and asks its caller (`frame_wait`) to take at most `frames_per_refresh` frames
+per render: on two cores the loop and the generator share the CPU, and the encoder passes and extra frames saved
+go to face refreshes (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked a
 LATENT_SMOOTHING_MODES = ("one_euro", "ema")
 MORPH_GROW = 0.08  # reenacting, the paste-back's face oval grows by this share at full strength (PasteOptions.grow)
 CATCH_UP_FRAMES = 64  # how far back a render's frame may be for its mouth to catch up (older: shown as is)
+PERIOD_WEIGHT = 0.1  # weight of the newest sample in the pacing's running means (frame gap, inversion time)
 MOTION_WINDOW = 120  # frames the user's resting latent averages over (~8 s; the reenactment's reference)
 
 
@@ -89,7 +94,11 @@ class LiveSettings:
     (engine.edits.Reenactment); `amounts`: direction edits in real
     units (e.g. {"yaw": 15, "smile": 0.5}, engine.edits.DirectionSet.apply); `smooth_latents` /
     `smooth_landmarks`: temporal filters on; `reuse`: skip the generator while the edited W+ moved less than
-    `reuse_threshold` (RMS, W units) since the last render; `catch_up`: a face rendered from an earlier frame (the
+    `reuse_threshold` (RMS, W units) since the last render; `pace`: rendering in the background, invert only the
+    frames the generator will take (when it is busy past the next frame, this frame's latent would be replaced
+    before it is read: the frame is pasted with the newest face, and the encoder's time goes to the generator and
+    the frame rate); `frames_per_refresh`: paced, the caller takes at most this many frames per face refresh
+    (LivePipeline.frame_wait; 0: no limit); `catch_up`: a face rendered from an earlier frame (the
     generator has not caught up yet, or reuse skipped it) has its mouth and jaw warped to the newest frame's
     (engine.paste.catch_up); `inversion`: how the user's face is inverted
     (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
@@ -108,6 +117,8 @@ class LiveSettings:
     latent_filter: LatentSmoothing = LatentSmoothing()
     reuse: bool = True
     reuse_threshold: float = 0.01
+    pace: bool = True
+    frames_per_refresh: float = 4.0
     catch_up: bool = True
     inversion: InversionOptions = InversionOptions()
 
@@ -139,7 +150,8 @@ class LiveResult:
     latent (the generator was skipped, or, rendering in the background, it has not caught up yet);
     `renders`: the pipeline's generator runs so far (their rate is how often the shown face changes);
     `face_frame`: the number (LivePipeline.frames) of the frame whose latent the shown face was rendered from,
-    so a caller that knows when that frame was captured knows the capture-to-face latency."""
+    so a caller that knows when that frame was captured knows the capture-to-face latency; `inverted`: this frame
+    was inverted (a paced loop skips frames the generator would not take: `wplus` is then the last inversion)."""
 
     frame: np.ndarray
     face_found: bool
@@ -152,6 +164,7 @@ class LiveResult:
     message: str = ""
     renders: int = 0
     face_frame: int = 0
+    inverted: bool = True
 
 
 @dataclass
@@ -284,6 +297,11 @@ class LivePipeline:
         self.landmarker = FaceLandmarker(models.landmarker_model, video=True, max_faces=1, expressions=True, pose=True)
         self.frames = 0
         self._sync_renders = 0
+        self._last_call: float | None = None  # when process() last started (time.perf_counter)
+        self._period: float | None = None  # running mean of the time between process() calls (s)
+        self._waited = False  # the last call waited for a render (a stream's first face): its gap is no period
+        self._invert_s = 0.0  # running mean of an inversion's time, encoder to submitted latent (s)
+        self._frame_gap = 0.0  # the least time between frames the last settings asked for (frame_wait)
         self._renderer = BackgroundRenderer(self._render_bgr) if background_render else None
         # everything from the crop to the corrected W+ (with background rendering, the identity feedback's renders
         # and measurements run on a thread of their own)
@@ -301,6 +319,8 @@ class LivePipeline:
         self._face_state: OneEuroState | None = None
         self._latent_state: OneEuroState | None = None
         self._render: _Render | None = None
+        self._wplus: np.ndarray | None = None  # the last inversion (smoothed) of this face
+        self._inverted_frame = self.frames  # the frame it came from
         self._submitted: np.ndarray | None = None
         self._crop_points: dict[int, np.ndarray] = {}  # frame -> the user's landmarks in that frame's crop
         self._motion_ref: MotionReference | None = None  # the user at rest (the reenactment's reference)
@@ -323,6 +343,10 @@ class LivePipeline:
             clock = now
 
         self.frames += 1
+        if self._last_call is not None and not self._waited:
+            gap = t_start - self._last_call
+            self._period = gap if self._period is None else self._period + PERIOD_WEIGHT * (gap - self._period)
+        self._last_call, self._waited = t_start, False
         t = timestamp_ms / 1000.0
         faces = usable_faces(self.landmarker.detect_video(frame_bgr, timestamp_ms))
         if not faces:
@@ -343,24 +367,34 @@ class LivePipeline:
         self._crop_points.pop(self.frames - CATCH_UP_FRAMES, None)  # a few seconds of frames at most
         lap("align")
 
-        wplus = self.inverter.invert_frame(crop, face, self.frames, settings.inversion)
-        lap("encode")
+        inverted = not self._generator_busy(settings)
+        if inverted:
+            t_invert = clock
+            wplus = self.inverter.invert_frame(crop, face, self.frames, settings.inversion)
+            lap("encode")
 
-        wplus = self._smooth_latent(wplus, t, settings)
-        scores = motion_scores(face)
-        self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW, scores)
-        self._expression = scores
-        edited = self.edit(wplus, settings)
-        lap("edit")
+            wplus = self._smooth_latent(wplus, t, settings)
+            scores = motion_scores(face)
+            self._motion_ref = motion_reference_step(self._motion_ref, wplus, MOTION_WINDOW, scores,
+                                                     frames=self.frames - self._inverted_frame)
+            self._expression = scores
+            self._wplus, self._inverted_frame = wplus, self.frames
+            edited = self.edit(wplus, settings)
+            lap("edit")
 
-        if self._renderer is not None:
-            render, reused = self._render_in_background(edited, settings)
+            if self._renderer is not None:
+                self._invert_s += PERIOD_WEIGHT * (time.perf_counter() - t_invert - self._invert_s)
+                render, reused = self._render_in_background(edited, settings)
+            else:
+                render = self._render
+                reused = bool(settings.reuse and render is not None
+                              and rms(edited, render.latent) < settings.reuse_threshold)
+                if not reused:
+                    render = self._render = _Render(edited, self._render_bgr(edited), self.frames)
+                    self._sync_renders += 1
         else:
-            render = self._render
-            reused = bool(settings.reuse and render is not None and rms(edited, render.latent) < settings.reuse_threshold)
-            if not reused:
-                render = self._render = _Render(edited, self._render_bgr(edited), self.frames)
-                self._sync_renders += 1
+            done = self._renderer.latest()
+            wplus, render, reused = self._wplus, _Render(done.latent, done.face, done.tag or 0), True
         lap("generate")
 
         face_bgr = render.face_bgr
@@ -376,8 +410,29 @@ class LivePipeline:
         out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(grow=grow))
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
+        mean_ms = self._renderer.mean_ms if self._renderer is not None else None
+        paced = settings.pace and settings.frames_per_refresh > 0 and mean_ms is not None
+        self._frame_gap = mean_ms / 1000.0 / settings.frames_per_refresh if paced else 0.0
         return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop,
-                          renders=self.renders, face_frame=render.frame)
+                          renders=self.renders, face_frame=render.frame, inverted=inverted)
+
+    def frame_wait(self) -> float:
+        """Seconds the caller should let pass before handing in the next frame (0: at once). Paced with background
+        rendering, the loop takes at most `frames_per_refresh` frames per face refresh (the generator's running mean
+        render time): where the loop and the generator share the CPU, every frame beyond that re-pastes the same face
+        and slows the generator (docs/BENCHMARKS.md); where the CPU is fast enough, the limit lies above the
+        camera's rate."""
+        if not self._frame_gap or self._last_call is None:
+            return 0.0
+        return max(0.0, self._last_call + self._frame_gap - time.perf_counter())
+
+    def _generator_busy(self, settings: LiveSettings) -> bool:
+        """Paced (settings.pace, background rendering, a face already shown): the generator will still be busy when
+        the next frame's latent would be ready (a frame period and an inversion from now), so this frame's latent
+        would be replaced before the generator reads it."""
+        if not settings.pace or self._renderer is None or self._wplus is None or self._period is None:
+            return False
+        return self._renderer.latest() is not None and self._renderer.free_in() > self._period + self._invert_s
 
     def _render_in_background(self, edited: np.ndarray, settings: LiveSettings) -> tuple[_Render, bool]:
         """Submit `edited` unless reuse says the face has not changed, and return the newest finished face (waiting
@@ -385,7 +440,9 @@ class LivePipeline:
         if not settings.reuse or self._submitted is None or rms(edited, self._submitted) >= settings.reuse_threshold:
             self._renderer.submit(edited, tag=self.frames)
             self._submitted = edited
-        done = self._renderer.latest() or self._renderer.wait()
+        done = self._renderer.latest()
+        if done is None:
+            done, self._waited = self._renderer.wait(), True
         if done is None:
             raise CelebLookError("the background render did not finish within 30 s")
         return _Render(done.latent, done.face, done.tag or 0), not np.array_equal(done.latent, edited)

@@ -60,6 +60,7 @@ def run_clips(models: LiveModels, videos: list[Path], frames: int, settings: Liv
             captured = {}  # frame number -> when it was decoded
             for _ in range(frames):
                 t0 = time.perf_counter()
+                time.sleep(pipe.frame_wait())  # a paced loop leaves the generator its share
                 frame = reader.read()
                 t1 = time.perf_counter()
                 if frame is None:

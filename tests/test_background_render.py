@@ -75,6 +75,32 @@ def test_latest_never_blocks_and_clear_discards_a_render_in_flight():
         r.close()
 
 
+def test_free_in_says_when_the_worker_wants_its_next_latent():
+    """free_in: 0 before any render is timed and while idle; during a render, the running mean duration left."""
+    render = GatedRender()
+    r = BackgroundRenderer(render)
+    try:
+        assert r.free_in() == 0.0 and r.mean_ms is None
+        r.submit(np.zeros(2))
+        assert render.started.wait(30)
+        assert r.free_in() == 0.0, "nothing timed yet: no estimate"
+        time.sleep(0.2)
+        render.release.set()
+        first = r.wait()
+        assert r.free_in() == 0.0 and r.mean_ms == pytest.approx(first.ms) and first.ms >= 200
+        render.started.clear()
+        render.release.clear()
+        r.submit(np.ones(2))
+        assert render.started.wait(30)
+        left = r.free_in()
+        assert 0.0 < left <= first.ms / 1000.0, "busy: the mean render's time minus what has run"
+        time.sleep(left + 0.05)
+        assert r.free_in() == 0.0, "overdue: wanted now"
+    finally:
+        render.release.set()
+        r.close()
+
+
 def test_a_failing_render_is_reported_to_the_caller():
     def broken(latent):
         raise ValueError("model file vanished")
@@ -107,7 +133,8 @@ def test_live_pipeline_renders_in_the_background(landmarker_model, videos_dir, m
         frames = list(reader.frames(6))
     # the identity feedback arrives later in background mode (tests/test_identity_feedback.py); off here, so the
     # first face of both loops comes from the same latent
-    settings = LiveSettings(reuse=False, inversion=InversionOptions(identity_feedback=False))
+    # unpaced: every frame submits its latent (pacing is test_a_paced_loop_inverts_only_the_frames_the_generator_takes)
+    settings = LiveSettings(reuse=False, pace=False, inversion=InversionOptions(identity_feedback=False))
     try:
         with LivePipeline(models, background_render=True) as pipe, LivePipeline(models) as sync:
             results = [pipe.process(frames[0].image, frames[0].timestamp_ms, settings)]
@@ -132,3 +159,54 @@ def test_live_pipeline_renders_in_the_background(landmarker_model, videos_dir, m
             assert pipe.renders == 3
     finally:
         release.set()
+
+
+class SlowGenerator:
+    """The real generator taking `seconds` longer per render: a generator slower than the loop, on any machine."""
+
+    def __init__(self, generator, seconds: float):
+        self.generator, self.seconds = generator, seconds
+
+    def render(self, latent):
+        time.sleep(self.seconds)
+        return self.generator.render(latent)
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+
+def test_a_paced_loop_inverts_only_the_frames_the_generator_takes(landmarker_model, videos_dir):
+    """With a generator several frames slow, the paced loop skips the encoder on frames whose latent would be
+    replaced before the generator reads it (each shows the newest face, `wplus` the last inversion): nearly every
+    inversion is rendered, and frame_wait asks for at most `frames_per_refresh` frames per render. Unpaced, every
+    frame is inverted and most of those latents are never rendered."""
+    from dataclasses import replace
+
+    real = LiveModels.load(threads=2, landmarker_model=landmarker_model)
+    models = replace(real, generator=SlowGenerator(real.generator, 0.4))
+    with VideoReader(videos_dir / "d18.mp4") as reader:
+        frames = list(reader.frames(16))
+    counts = {}
+    for pace in (True, False):
+        settings = LiveSettings(reuse=False, pace=pace, frames_per_refresh=3.0,
+                                inversion=InversionOptions(identity_feedback=False))
+        with LivePipeline(models, background_render=True) as pipe:
+            results, waits = [], []
+            for f in frames:
+                results.append(pipe.process(f.image, f.timestamp_ms, settings))
+                waits.append(pipe.frame_wait())
+            assert all(r.face_found for r in results)
+            inverted = [r for r in results if r.inverted]
+            skipped = [r for r in results if not r.inverted]
+            for r in skipped:  # the newest face, the last inversion
+                assert r.reused and r.wplus is not None and 1 <= r.face_frame <= pipe.frames
+            counts[pace] = len(inverted), pipe.renders
+            if pace:
+                assert max(waits[2:]) > 0.1, "a render takes > 0.4 s: at most 3 frames in that time"
+                assert max(waits) <= pipe._renderer.mean_ms / 1000.0 / 3.0 + 1e-6
+            else:
+                assert not skipped and not any(waits)
+    (paced, paced_renders), (unpaced, unpaced_renders) = counts[True], counts[False]
+    assert paced < len(frames) / 2 and unpaced == len(frames)
+    assert paced <= paced_renders + 2, "paced: nearly every inversion reaches the generator"
+    assert unpaced > 2 * unpaced_renders, "unpaced: most inversions are replaced unread"

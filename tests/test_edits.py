@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.edits import (DIRECTIONS_PATH, EXPRESSION_NAMES, MORPH_PRESETS, SLOT_GROUPS, SLOT_RESOLUTION, DirectionSet,
-                          Reenactment, morph, motion_reference_step, reenact, slot_weights)
+                          MotionReference, Reenactment, morph, motion_reference_step, reenact, slot_weights)
 from engine.errors import BadInputError, ModelMissingError
 from engine.gif import write_gif
 
@@ -159,6 +159,20 @@ def test_motion_reference_is_a_running_mean_then_exponential():
     ref = motion_reference_step(ref, frames[3], window=3)
     np.testing.assert_allclose(ref.mean, 2.0 + (10.0 - 2.0) / 3)
     assert ref.count == 3
+
+
+def test_a_motion_reference_sample_can_stand_for_several_frames():
+    """A paced loop inverts one frame in a few: while the mean is plain, a sample standing for k frames counts as
+    k copies of it; once exponential, its weight is k / window."""
+    a, b = np.full((1, 23, 512), 1.0, np.float32), np.full((1, 23, 512), 4.0, np.float32)
+    once = motion_reference_step(motion_reference_step(None, a, 10, {"jaw_open": 0.0}), b, 10, {"jaw_open": 0.3}, frames=2)
+    twice = None
+    for w, jaw in ((a, 0.0), (b, 0.3), (b, 0.3)):
+        twice = motion_reference_step(twice, w, 10, {"jaw_open": jaw})
+    np.testing.assert_allclose(once.mean, twice.mean)
+    assert once.count == twice.count == 3 and once.expression["jaw_open"] == pytest.approx(0.2)
+    full = motion_reference_step(MotionReference(np.zeros((1, 23, 512)), 10), b, 10, frames=5)
+    np.testing.assert_allclose(full.mean, 4.0 * 5 / 10)
 
 
 def test_reenact_drives_the_jaw_by_the_measured_expression_within_its_range():

@@ -153,13 +153,17 @@ class Inverter:
         self._mean_identity: np.ndarray | None = None  # running mean of the face's recognition embeddings
         self._identity: np.ndarray | None = None  # that mean at unit length (what the correction reads)
         self._identity_n = 0
+        # the frames of the last embedding refresh and feedback measurement: the next is due on the first frame
+        # inverted past the next multiple of IDENTITY_EVERY / FEEDBACK_EVERY (a paced loop skips frames)
+        self._identity_frame = 0
+        self._feedback_frame = 0
         self._feedback: np.ndarray | None = None  # running mean of the identity feedback's W+ changes (23, 512)
         self._feedback_n = 0
         self._feedback_job = None  # a measurement still running belongs to the face just lost: its result is dropped
 
     def invert_frame(self, crop: Crop, face: Face, frame: int, options: InversionOptions) -> np.ndarray:
-        """Frame number `frame` of the stream (the stream's count, frames without a face included) -> W+
-        (1, 23, 512), in the live order (module docstring)."""
+        """Frame number `frame` of the stream (the stream's count, frames without a face included; a paced loop
+        may skip frames) -> W+ (1, 23, 512), in the live order (module docstring)."""
         embedding = self._identity_embedding(crop, face, frame) if options.correct_landmarks else None
         wplus = self.one_pass(crop, face, options, embedding)
         if options.correct_landmarks and options.identity_feedback and options.calibration is None:
@@ -178,7 +182,8 @@ class Inverter:
         enc = self.encoder
         if enc.identity is None:
             return None
-        if self._identity is None or frame % IDENTITY_EVERY == 0:
+        if self._identity is None or frame // IDENTITY_EVERY > self._identity_frame // IDENTITY_EVERY:
+            self._identity_frame = frame
             e = enc.face_embedding(crop, face)
             self._identity_n = min(self._identity_n + 1, IDENTITY_WINDOW)
             self._mean_identity = e if self._identity is None else \
@@ -202,7 +207,9 @@ class Inverter:
         if job is not None and job.done():
             self._feedback_job = None
             self._add_feedback(job.result())
-        if (self._feedback is None or frame % FEEDBACK_EVERY == 0) and self._feedback_job is None:
+        due = self._feedback is None or frame // FEEDBACK_EVERY > self._feedback_frame // FEEDBACK_EVERY
+        if due and self._feedback_job is None:
+            self._feedback_frame = frame
             if self._feedback_pool is None:
                 self._add_feedback(self._measure_feedback(wplus, self._identity))
             else:

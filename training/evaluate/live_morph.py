@@ -49,6 +49,7 @@ ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fie
     "encoder pose": {"reenactment": Reenactment(pose_share=0.0)},  # before the measured head-pose drive
     "no catch-up": {"catch_up": False},  # before the stale face's mouth caught up with the newest frame
     "encoder pose and no catch-up": {"reenactment": Reenactment(pose_share=0.0), "catch_up": False},  # both
+    "unpaced": {"pace": False},  # before the loop inverted only the frames the generator takes (app mode)
 }
 
 
@@ -116,7 +117,7 @@ def run_clip(models: LiveModels, path: Path, settings: LiveSettings, frames: int
                     continue
                 time.sleep(max(0.0, due - now))
             result = pipe.process(frame.image, frame.timestamp_ms, settings)
-            busy_until = time.perf_counter()
+            busy_until = time.perf_counter() + pipe.frame_wait()
             if result.face_found and frame.index % every == 0:
                 shown.append((frame.image, result.frame))
     return shown

@@ -343,10 +343,7 @@ class LivePipeline:
             clock = now
 
         self.frames += 1
-        if self._last_call is not None and not self._waited:
-            gap = t_start - self._last_call
-            self._period = gap if self._period is None else self._period + PERIOD_WEIGHT * (gap - self._period)
-        self._last_call, self._waited = t_start, False
+        self._note_frame_start(t_start)
         t = timestamp_ms / 1000.0
         faces = usable_faces(self.landmarker.detect_video(frame_bgr, timestamp_ms))
         if not faces:
@@ -369,7 +366,6 @@ class LivePipeline:
 
         inverted = not self._generator_busy(settings)
         if inverted:
-            t_invert = clock
             wplus = self.inverter.invert_frame(crop, face, self.frames, settings.inversion)
             lap("encode")
 
@@ -383,7 +379,8 @@ class LivePipeline:
             lap("edit")
 
             if self._renderer is not None:
-                self._invert_s += PERIOD_WEIGHT * (time.perf_counter() - t_invert - self._invert_s)
+                invert_s = (timings["encode"] + timings["edit"]) / 1000.0
+                self._invert_s += PERIOD_WEIGHT * (invert_s - self._invert_s)
                 render, reused = self._render_in_background(edited, settings)
             else:
                 render = self._render
@@ -415,6 +412,14 @@ class LivePipeline:
         self._frame_gap = mean_ms / 1000.0 / settings.frames_per_refresh if paced else 0.0
         return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop,
                           renders=self.renders, face_frame=render.frame, inverted=inverted)
+
+    def _note_frame_start(self, t_start: float) -> None:
+        """The pacing's running mean of the time between frames (a gap after a call that waited for a stream's
+        first face is not a frame period)."""
+        if self._last_call is not None and not self._waited:
+            gap = t_start - self._last_call
+            self._period = gap if self._period is None else self._period + PERIOD_WEIGHT * (gap - self._period)
+        self._last_call, self._waited = t_start, False
 
     def frame_wait(self) -> float:
         """Seconds the caller should let pass before handing in the next frame (0: at once). Paced with background

@@ -1,6 +1,6 @@
 """`python -m celeblook_desktop.soak`: the headless app for N minutes on a looping clip, recording switched on and
-off, reporting what hours in the app would show: peak and final resident memory, frames per second minute by
-minute (drift: the last full minute against the first), dropped frames and how long each recording took to save.
+off, reporting what hours in the app would show: peak and final resident memory, frames and face refreshes per
+second minute by minute (drift: the last full minute against the first), dropped frames and how long each recording took to save.
 
     python -m celeblook_desktop.soak --video ../shared/data/video/d18.mp4 --minutes 10 --record-every 60 \\
         --json docs/results/soak.json
@@ -92,6 +92,13 @@ def per_minute(samples: list[dict], key: str) -> list[float]:
     return [float(x) for x in np.diff(at)]
 
 
+def count_renders(total: int, last: int, now: int) -> tuple[int, int]:
+    """(face refreshes so far, the pipeline's count now) after reading the pipeline's generator runs `now`
+    (LiveResult.renders), `last` at the reading before: a new pipeline (a new source, the clip's next segment)
+    restarts its count, so a count that went down is all new."""
+    return total + (now - last if now >= last else now), now
+
+
 def probe_per_minute(samples: list[dict]) -> list[float]:
     """The median speed probe (ms) of the samples in each full minute."""
     import numpy as np
@@ -126,6 +133,7 @@ def report(samples: list[dict], saves: list[dict], args: argparse.Namespace) -> 
     from engine.benchmark import machine_info
 
     fps = [round(n / 60.0, 2) for n in per_minute(samples, "processed")]
+    refreshes = [round(n / 60.0, 2) for n in per_minute(samples, "renders")] if "renders" in samples[0] else []
     drops = per_minute(samples, "dropped")
     caught = per_minute(samples, "captured")
     own, busy = per_minute(samples, "cpu_own_s"), per_minute(samples, "cpu_busy_s")
@@ -140,7 +148,7 @@ def report(samples: list[dict], saves: list[dict], args: argparse.Namespace) -> 
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_mb": round(max(s["peak_mb"] for s in samples)), "final_rss_mb": round(last["rss_mb"]),
         "rss_after_first_minute_mb": round(next((s["rss_mb"] for s in samples if s["t"] >= 60), last["rss_mb"])),
-        "fps_per_minute": fps,
+        "fps_per_minute": fps, "face_refreshes_per_minute": refreshes,
         "fps_drift": round(fps[-1] / fps[0] - 1.0, 3) if len(fps) >= 2 and fps[0] > 0 else None,
         "fps_drift_like_for_like": like_for_like_drift(fps, recording), "recording_minutes": recording,
         "probe_ms_per_minute": [round(p, 2) for p in probe], "fps_at_first_minute_speed": fps_at_speed,
@@ -159,12 +167,14 @@ def print_report(r: dict) -> None:
     print(f"soak: {r['minutes']} min on {r['video']}, recording {r['format']} toggled every {r['record_every_s']} s")
     print(f"memory: peak {r['peak_rss_mb']} MB, after the first minute {r['rss_after_first_minute_mb']} MB, "
           f"final {r['final_rss_mb']} MB")
-    print("minute  fps    dropped %  recording  cores: app  others  probe ms  fps at minute 1's speed")
-    for i, row in enumerate(zip(r["fps_per_minute"], r["dropped_per_minute_pct"], r["recording_minutes"],
+    print("minute  fps    face/s  dropped %  recording  cores: app  others  probe ms  fps at minute 1's speed")
+    refreshes = r["face_refreshes_per_minute"] or [float("nan")] * len(r["fps_per_minute"])
+    for i, row in enumerate(zip(r["fps_per_minute"], refreshes, r["dropped_per_minute_pct"], r["recording_minutes"],
                                 r["cpu_cores_app"], r["cpu_cores_others"], r["probe_ms_per_minute"],
                                 r["fps_at_first_minute_speed"])):
-        f, d, rec, app, others, probe, at_speed = row
-        print(f"{i + 1:>6}  {f:<5}  {d:<9}  {'yes' if rec else 'no':<9}  {app:<10} {others:<7} {probe:<9} {at_speed}")
+        f, face, d, rec, app, others, probe, at_speed = row
+        print(f"{i + 1:>6}  {f:<5}  {face:<6}  {d:<9}  {'yes' if rec else 'no':<9}  {app:<10} {others:<7} {probe:<9} "
+              f"{at_speed}")
 
     def pct(x):
         return "n/a" if x is None else f"{100 * x:+.1f} %"
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(Source(video=args.video), config, out_dir=out_dir, stop_after=10 ** 9)
     window.show()
     samples: list[dict] = []
-    state = {"t0": None, "toggles": 0}
+    state = {"t0": None, "toggles": 0, "renders": 0, "pipeline_renders": 0}
     window.recording_failed.connect(lambda text: print(f"soak: {text}", file=sys.stderr))
     window.engine.error.connect(lambda text: print(f"soak: {text}", file=sys.stderr))
 
@@ -212,11 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         out = window.last_output
         rss, peak = memory_mb()
         own, busy = cpu_seconds()
+        state["renders"], state["pipeline_renders"] = count_renders(state["renders"], state["pipeline_renders"],
+                                                                    out.result.renders if out is not None else 0)
         samples.append({"t": round(now(), 2), "rss_mb": round(rss, 1), "peak_mb": round(peak, 1),
                         "cpu_own_s": round(own, 2), "cpu_busy_s": round(busy, 2),
                         "probe_ms": round(speed_probe_ms(), 3),
                         "processed": out.processed, "captured": out.captured, "dropped": out.dropped,
-                        "recording": window.recorder.recording})
+                        "renders": state["renders"], "recording": window.recorder.recording})
 
     def toggle() -> None:
         state["toggles"] += 1

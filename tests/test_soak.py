@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from celeblook_desktop.soak import cpu_seconds, like_for_like_drift, report, speed_probe_ms
+from celeblook_desktop.soak import count_renders, cpu_seconds, like_for_like_drift, report, speed_probe_ms
 
 
 def samples(fps: list[float], probe: list[float], others: float = 0.0) -> list[dict]:
@@ -49,3 +49,17 @@ def test_the_machine_readings_are_real_numbers():
     own, busy = cpu_seconds()
     assert 0 < own <= busy  # this process has used some CPU, the machine at least as much
     assert 0.1 < speed_probe_ms() < 1000
+
+
+def test_face_refreshes_are_counted_across_a_new_pipeline():
+    """The app's face count restarts with each pipeline (a new source or clip segment): the soak's total keeps
+    growing, and the report gives refreshes a second per minute."""
+    total, last = 0, 0
+    for now in (5, 40, 3, 9):  # 5, +35, a new pipeline with 3, +6
+        total, last = count_renders(total, last, now)
+    assert (total, last) == (49, 9)
+    rows = samples([12, 12], [6.0, 6.0])
+    for s in rows:
+        s["renders"] = 4.5 * s["t"]  # 4.5 refreshes a second throughout
+    assert report(rows, [], ARGS)["face_refreshes_per_minute"] == pytest.approx([4.5, 4.5])
+    assert report(samples([12, 12], [6.0, 6.0]), [], ARGS)["face_refreshes_per_minute"] == []  # older samples

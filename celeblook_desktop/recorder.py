@@ -76,6 +76,7 @@ class Recorder:
         self.started = 0.0
         self.limit_s = LIMIT_S[".gif"]
         self.limit_reached = False
+        self._unkept: tuple[np.ndarray, float] | None = None  # the newest frame offered since the last kept one
 
     @property
     def recording(self) -> bool:
@@ -89,7 +90,7 @@ class Recorder:
             self.spool = Spool(self.spool_parent)
         except OSError as exc:
             raise CelebLookError(f"cannot record: no room for the frames ({exc.strerror or exc})") from exc
-        self.times, self.limit_s, self.limit_reached, self._due = [], limit_s, False, 0.0
+        self.times, self.limit_s, self.limit_reached, self._due, self._unkept = [], limit_s, False, 0.0, None
         self.started = time.monotonic() if t is None else t
 
     def elapsed(self, t: float | None = None) -> float:
@@ -108,9 +109,11 @@ class Recorder:
             return False
         period = 1.0 / self.max_fps
         if self.times and t < self._due - 1e-6:
+            self._unkept = (frame_bgr, t)
             return False
         self.spool.add(fit_size(frame_bgr, self.max_side))
         self.times.append(t)
+        self._unkept = None
         # the next frame is due one period after this one was: a 30 fps source gives 12 fps on average, not the
         # 10 of "a period after the last kept frame"; far behind (a slow engine), the schedule starts again
         self._due = self._due + period if self.times[:-1] and t < self._due + period else t + period
@@ -125,9 +128,18 @@ class Recorder:
         return float(min(self.max_fps, max(1.0, (len(self.times) - 1) / span))) if span > 0 else self.max_fps
 
     def stop(self) -> Take | None:
-        """End the take; None when not recording."""
+        """End the take on the last frame the window showed (kept now if it was not due); None when not
+        recording."""
         if self.spool is None:
             return None
+        if self._unkept is not None and not self.limit_reached:
+            frame, t = self._unkept
+            try:
+                self.spool.add(fit_size(frame, self.max_side))
+                self.times.append(t)
+            except CelebLookError:  # the disk refused one more frame: the take ends on the one before
+                pass
+            self._unkept = None
         take = Take(self.spool, self.fps, self.limit_reached, self.limit_s)
         self.spool, self.times = None, []
         return take

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from celeblook_desktop.recorder import LIMIT_S, Recorder, save_take
+from celeblook_desktop.recorder import LIMIT_S, MAX_SIDE as MAX_SIDE_TEST, Recorder, save_take
 from engine.errors import BadInputError, CelebLookError
 from engine.gif import GifStream, fit_size, global_palette, write_gif
 from engine.recording import Spool, encode_take
@@ -100,6 +100,22 @@ def test_recorder_spools_to_disk_and_stops_at_its_limit(tmp_path, clip_frames):
     capture.release()
     assert not take.spool.folder.exists(), "the spool goes once the file is safe"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.mp4"], "no temporary file left"
+
+
+def test_a_take_ends_on_the_last_frame_shown(tmp_path, clip_frames):
+    """A frame that was not due (the recorder keeps at most 12 a second) but was the last one shown when the user
+    stopped still ends the take: the recording ends where the window did."""
+    rec = Recorder(spool_parent=tmp_path)
+    rec.start(t=0.0)
+    frames = clip_frames[:19] + [np.ascontiguousarray(clip_frames[35][:, ::-1])]  # the last one: mirrored, distinct
+    kept = [rec.add(f, t=i / 30.0) for i, f in enumerate(frames)]  # 20 frames at 30 fps: the last is not due
+    assert not kept[-1]
+    take = rec.stop()
+    assert take.frames == sum(kept) + 1
+    last = cv2.imread(str(sorted(take.spool.folder.glob("*.jpg"))[-1]))
+    want, before = fit_size(frames[-1], MAX_SIDE_TEST).astype(int), fit_size(frames[-2], MAX_SIDE_TEST).astype(int)
+    assert np.abs(last.astype(int) - want).mean() < np.abs(last.astype(int) - before).mean() / 2
+    take.spool.discard()
 
 
 def test_failed_save_keeps_the_old_file_and_the_frames(tmp_path, clip_frames):

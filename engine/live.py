@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from engine.align import Crop, align_face, usable_faces
-from engine.background_render import BackgroundRenderer
+from engine.background_render import BackgroundRenderer, Rendered
 from engine.edits import (MORPH_MODES, POSE_NAMES, DirectionSet, MotionReference, Reenactment, morph,
                           motion_reference_step, reenact)
 from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
@@ -269,6 +269,11 @@ class _Render:
     face_bgr: np.ndarray  # generated face, BGR
     frame: int = 0  # the pipeline's frame number that latent came from
 
+    @classmethod
+    def of(cls, done: Rendered) -> "_Render":
+        """A background render (its tag is the frame its latent came from)."""
+        return cls(done.latent, done.face, done.tag or 0)
+
 
 def motion_scores(face: Face) -> dict[str, float] | None:
     """What MediaPipe measured of the user's motion in this frame: expression scores and, with them, the head's
@@ -390,8 +395,7 @@ class LivePipeline:
                     render = self._render = _Render(edited, self._render_bgr(edited), self.frames)
                     self._sync_renders += 1
         else:
-            done = self._renderer.latest()
-            wplus, render, reused = self._wplus, _Render(done.latent, done.face, done.tag or 0), True
+            wplus, render, reused = self._wplus, _Render.of(self._renderer.latest()), True
         lap("generate")
 
         face_bgr = render.face_bgr
@@ -450,7 +454,7 @@ class LivePipeline:
             done, self._waited = self._renderer.wait(), True
         if done is None:
             raise CelebLookError("the background render did not finish within 30 s")
-        return _Render(done.latent, done.face, done.tag or 0), not np.array_equal(done.latent, edited)
+        return _Render.of(done), not np.array_equal(done.latent, edited)
 
     def _smooth_latent(self, wplus: np.ndarray, t: float, settings: LiveSettings) -> np.ndarray:
         if not settings.smooth_latents:

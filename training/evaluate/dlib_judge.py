@@ -66,12 +66,19 @@ class DlibPose:
 
     def pose(self, bgr: np.ndarray) -> tuple[float, float] | None:
         """(yaw > 0 toward the image's right, pitch > 0 looking up) of the largest face, or None."""
+        read = self.read(bgr)
+        return None if read is None else (read["yaw"], read["pitch"])
+
+    def read(self, bgr: np.ndarray) -> dict[str, float] | None:
+        """The largest face's yaw and pitch (as `pose`) and its mouth opening (the inner lips' gap over the
+        distance between the outer eye corners), or None without a face."""
         rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         dets = self.detector(rgb, 1)
         if not dets:
             return None
         shape = self.shape(rgb, max(dets, key=lambda r: r.area()))
-        image_pts = np.array([(shape.part(i).x, shape.part(i).y) for i in HEAD_POINTS], np.float64)
+        part = lambda i: np.array([shape.part(i).x, shape.part(i).y], np.float64)  # noqa: E731
+        image_pts = np.array([part(i) for i in HEAD_POINTS])
         model = np.array(list(HEAD_POINTS.values()), np.float64) * np.array([1, -1, -1])  # to OpenCV's camera axes
         h, w = bgr.shape[:2]
         camera = np.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1]], np.float64)
@@ -81,4 +88,8 @@ class DlibPose:
         r, _ = cv2.Rodrigues(rvec)
         yaw = -float(np.degrees(np.arcsin(np.clip(r[0, 2], -1, 1))))
         pitch = float(np.degrees(np.arctan2(-r[1, 2], r[2, 2])))
-        return yaw, pitch
+        gap = np.mean([np.linalg.norm(part(a) - part(b)) for a, b in INNER_LIPS])
+        return {"yaw": yaw, "pitch": pitch, "mouth": float(gap / max(np.linalg.norm(part(36) - part(45)), 1.0))}
+
+
+INNER_LIPS = ((61, 67), (62, 66), (63, 65))  # dlib's inner upper and lower lip points, facing pairs

@@ -40,9 +40,9 @@ from engine.inversion.targets import TargetCache, builtin_targets
 from engine.video import VideoReader
 from training.data.face_labels import FaceLabeler
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
-from training.evaluate.dlib_judge import DlibIdentity
+from training.evaluate.dlib_judge import DlibIdentity, DlibPose
 
-MOTION = ("yaw", "pitch", "jaw_open", "smile")
+MOTION = ("yaw", "pitch", "jaw_open", "smile", "dlib_yaw", "dlib_pitch", "dlib_mouth")  # the last three: dlib's
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fields
@@ -62,18 +62,26 @@ class Reading:
 
 
 class MotionReader:
-    """MediaPipe's pose and expression of a face (training.data.face_labels.FaceLabeler) and its aligned crop."""
+    """MediaPipe's pose and expression of a face (training.data.face_labels.FaceLabeler), its aligned crop, and
+    with `dlib`, dlib's reading of the pose and mouth (DlibPose: 68 landmarks of its own, a judge the engine never
+    uses; NaN where dlib finds no face): the live loop moves the face by MediaPipe's landmarks, so MediaPipe alone
+    would judge its own work."""
 
-    def __init__(self):
+    def __init__(self, dlib: bool = False):
         self._labels = FaceLabeler()
         self._faces = FaceLandmarker()  # the engine's wrapper, for the aligned crop
+        self._dlib = DlibPose() if dlib else None
 
     def read(self, bgr: np.ndarray) -> Reading | None:
         labels = self._labels.label(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         faces = self._faces.detect(bgr)
         if labels is None or not faces:
             return None
-        return Reading({k: labels[k] for k in MOTION}, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
+        motion = {k: labels[k] for k in MOTION if k in labels}
+        if self._dlib is not None:
+            dlib = self._dlib.read(bgr) or {}
+            motion.update({f"dlib_{k}": dlib.get(k, float("nan")) for k in ("yaw", "pitch", "mouth")})
+        return Reading(motion, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
 
     def close(self) -> None:
         self._labels.close()
@@ -137,21 +145,24 @@ def judge(pairs: list[tuple], reader: MotionReader, ident: DlibIdentity, referen
     row = {"frames": len(pairs), "judged": int(d.size), "same": int((d < SAME).sum()),
            "share": round(float((d < SAME).mean()), 3) if d.size else 0.0,
            "mean": round(float(d.mean()), 4) if d.size else float("nan")}
-    for k in MOTION:
+    for k in [k for k in MOTION if ins and k in ins[0]]:
         x, y = np.array([m[k] for m in ins]), np.array([m[k] for m in outs])
-        ok = d.size > 2 and x.std() > 1e-6 and y.std() > 1e-6
+        both = np.isfinite(x) & np.isfinite(y)  # dlib may miss a face MediaPipe found
+        x, y = x[both], y[both]
+        ok = x.size > 2 and x.std() > 1e-6 and y.std() > 1e-6
         row[f"corr_{k}"] = round(float(np.corrcoef(x, y)[0, 1]), 3) if ok else float("nan")
-        row[f"range_{k}"] = round(float(np.percentile(x, 95) - np.percentile(x, 5)), 3) if d.size else 0.0
+        row[f"range_{k}"] = round(float(np.percentile(x, 95) - np.percentile(x, 5)), 3) if x.size else 0.0
     return row
 
 
 def markdown(rows: list[dict]) -> str:
+    motion = [k for k in MOTION if any(f"corr_{k}" in r for r in rows)]
     head = "| clip | target | morph | recognised (dlib < 0.6) | mean distance | " + " | ".join(
-        f"corr {k}" for k in MOTION) + " |"
-    lines = [head, "|" + "---|" * (5 + len(MOTION))]
+        f"corr {k}" for k in motion) + " |"
+    lines = [head, "|" + "---|" * (5 + len(motion))]
     for r in rows:
         lines.append(f"| {r['clip']} | {r['target']} | {r['morph']} | {r['same']} / {r['judged']} | {r['mean']:.3f} | "
-                     + " | ".join(f"{r[f'corr_{k}']:.2f}" for k in MOTION) + " |")
+                     + " | ".join(f"{r.get(f'corr_{k}', float('nan')):.2f}" for k in motion) + " |")
     return "\n".join(lines)
 
 
@@ -163,8 +174,8 @@ def totals(rows: list[dict]) -> list[dict]:
         judged = sum(r["judged"] for r in rs)
         row = {"clip": "all", "target": "all", "morph": morph, "judged": judged, "same": sum(r["same"] for r in rs),
                "mean": round(sum(r["mean"] * r["judged"] for r in rs) / max(judged, 1), 4)}
-        for k in MOTION:
-            row[f"corr_{k}"] = round(float(np.nanmean([r[f"corr_{k}"] for r in rs])), 3)
+        for k in [k for k in MOTION if any(f"corr_{k}" in r for r in rs)]:
+            row[f"corr_{k}"] = round(float(np.nanmean([r.get(f"corr_{k}", np.nan) for r in rs])), 3)
         out.append(row)
     return out
 
@@ -190,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="live generators to compare, comma-separated (engine.live.LIVE_GENERATORS: live, preview, "
                          "full); with more than one, each morph's label names its generator")
     ap.add_argument("--cache", type=Path, default=Path("runs/live_morph_targets"), help="target inversion cache")
+    ap.add_argument("--dlib-motion", action="store_true",
+                    help="also read pose and mouth with dlib's 68 landmarks (a judge independent of MediaPipe)")
     ap.add_argument("--record", type=Path, help="write input | output GIFs here")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
@@ -201,12 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     kinds = args.generators.split(",")
     models = LiveModels.load(args.threads, generator=kinds[0])
     targets = load_targets(args.targets.split(","), models, args.cache, args.target_quality)
-    reader, ident, rows = MotionReader(), DlibIdentity(), []
+    reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
     unknown = [v for v in args.also.split(",") if v and v not in ALSO]
     if unknown:
         raise SystemExit(f"unknown --also: {', '.join(unknown)}; choose from {', '.join(ALSO)}")
     presets = args.presets.split(",") + [f"reenact, {v}" for v in args.also.split(",") if v]
-    runs = [("you (strength 0)", None, None, 0.0)] + [
+    also = [v for v in args.also.split(",") if v]
+    runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
         (preset, name, t, 1.0) for name, t in targets.items() for preset in presets]
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
         one_pass = load_targets(args.targets.split(","), models, args.cache, 0)
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     for clip in clips:
         for (morph, name, target, strength), kind in ((r, k) for r in runs for k in kinds):
             if target is None:
-                settings = LiveSettings(strength=strength)
+                settings = LiveSettings(strength=strength, **ALSO.get(morph.removeprefix("you, "), {}))
             elif morph.startswith("reenact, "):
                 settings = LiveSettings(target=target[0], strength=strength, preset="reenact",
                                         **ALSO[morph.removeprefix("reenact, ")])

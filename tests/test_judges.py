@@ -1,0 +1,39 @@
+"""The evaluations' independent judge reads what it claims: dlib's 68 landmarks (training.evaluate.dlib_judge.DlibPose,
+never used by the engine) see a generated face's head turn and its mouth open when the shipped directions do them."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.edits import DIRECTIONS_PATH, DirectionSet
+from engine.inversion.targets import builtin_targets
+from tests.conftest import require
+
+
+@pytest.fixture(scope="module")
+def judge():
+    require("dlib")
+    from training.evaluate.dlib_judge import DlibPose
+
+    return DlibPose()
+
+
+def test_dlib_reads_a_generated_heads_turn_and_its_mouth_opening(judge):
+    from engine.generator import Generator
+
+    generator = Generator.load(threads=2, resolution=256)
+    directions = DirectionSet.load(DIRECTIONS_PATH)
+    face = builtin_targets(generator, (4,))[0].wplus  # a face at rest with its mouth closed
+    jaw = directions.directions["jaw_open"].max_units
+
+    def read(**amounts):
+        edited = directions.apply(face, **amounts) if amounts else face
+        return judge.read(cv2.cvtColor(generator.render(edited), cv2.COLOR_RGB2BGR))
+
+    rest, right, left, opened = read(), read(yaw=15.0), read(yaw=-15.0), read(jaw_open=jaw)
+    assert all(r is not None for r in (rest, right, left, opened))
+    assert right["yaw"] > rest["yaw"] + 5 and left["yaw"] < rest["yaw"] - 5  # its turns, with MediaPipe's sign
+    assert opened["mouth"] > rest["mouth"] + 0.1  # the inner lips part (0.004 -> 0.26 when written)
+    assert abs(opened["yaw"] - rest["yaw"]) < abs(right["yaw"] - rest["yaw"])
+    assert judge.read(np.full((256, 256, 3), 128, np.uint8)) is None  # no face: nothing read

@@ -210,3 +210,18 @@ def test_a_paced_loop_inverts_only_the_frames_the_generator_takes(landmarker_mod
     assert paced < len(frames) / 2 and unpaced == len(frames)
     assert paced <= paced_renders + 2, "paced: nearly every inversion reaches the generator"
     assert unpaced > 2 * unpaced_renders, "unpaced: most inversions are replaced unread"
+
+
+def test_the_engine_leaves_numpy_one_blas_thread_unless_told_otherwise():
+    """Importing the engine before numpy keeps OpenBLAS to one thread (its own pool spun against the generator's
+    thread: docs/BENCHMARKS.md measures it); a user's own OPENBLAS_NUM_THREADS stands."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import engine, numpy, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,  # noqa: E731
+                                   check=True).stdout.strip()
+    assert run(env) == "1"
+    assert run({**env, "OPENBLAS_NUM_THREADS": "2"}) == "2"

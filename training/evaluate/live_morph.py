@@ -11,11 +11,13 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
   landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
 - motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and expression scores (jaw_open,
   smile: engine.landmarks.EXPRESSIONS) on the input frame and on the output frame; Pearson correlation over the
-  clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise).
+  clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise);
+  with --dlib-motion also dlib's own yaw, pitch and inner-lip gap (DlibPose): the loop drives the face by
+  MediaPipe's landmarks, so a second judge that never saw them says whether a gain is the face's or the judge's.
 `--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
 background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
 for (what a webcam user sees; depends on the machine's load). `--record DIR` writes input | output GIFs. `--also`
-adds reenact as it was before a change (ALSO), so before and after come from one run.
+adds reenact as it was before a change (ALSO), at strength 1 and 0, so before and after come from one run.
 """
 from __future__ import annotations
 
@@ -210,16 +212,16 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
         raise SystemExit(f"clip not found: {', '.join(missing)}")
+    also = [v for v in args.also.split(",") if v]
+    unknown = [v for v in also if v not in ALSO]
+    if unknown:
+        raise SystemExit(f"unknown --also: {', '.join(unknown)}; choose from {', '.join(ALSO)}")
     t0 = time.time()
     kinds = args.generators.split(",")
     models = LiveModels.load(args.threads, generator=kinds[0])
     targets = load_targets(args.targets.split(","), models, args.cache, args.target_quality)
     reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
-    unknown = [v for v in args.also.split(",") if v and v not in ALSO]
-    if unknown:
-        raise SystemExit(f"unknown --also: {', '.join(unknown)}; choose from {', '.join(ALSO)}")
-    presets = args.presets.split(",") + [f"reenact, {v}" for v in args.also.split(",") if v]
-    also = [v for v in args.also.split(",") if v]
+    presets = args.presets.split(",") + [f"reenact, {v}" for v in also]
     runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
         (preset, name, t, 1.0) for name, t in targets.items() for preset in presets]
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.edits import Reenactment, slot_weights
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.video import VideoReader
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         reader.close()
     if args.json:
-        args.json.write_text(json.dumps({"target": args.target, "frames": args.frames, "rows": rows}, indent=1))
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps({"target": args.target, "frames": args.frames, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

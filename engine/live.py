@@ -9,7 +9,8 @@
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
           --> generator (256-px preview model when shipped, else 1024 px; skipped when the edited W+ barely
               moved: the last face is reused)
-          --> paste back into the frame
+          --> the newest face's mouth caught up with this frame (lips and jaw warped; the open mouth's inside
+              from the user's crop) --> paste back into the frame
 
 `LivePipeline.process(frame, timestamp_ms, settings)` returns a `LiveResult` with the output frame, whether a
 face was found, the latents and per-stage timings. A frame without a usable face passes through unchanged and
@@ -53,7 +54,7 @@ from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
 from engine.models import resolve_model, sha256_file
 from engine.onnx_session import make_session
-from engine.paste import PasteOptions, catch_up, paste_back
+from engine.paste import PasteOptions, catch_up, live_mouth, paste_back
 from engine.inversion.skin_tone import SkinToneModel
 from engine.smoothing import OneEuroParams, OneEuroState, one_euro_step, smooth_face
 
@@ -100,7 +101,10 @@ class LiveSettings:
     the frame rate); `frames_per_refresh`: paced, the caller takes at most this many frames per face refresh
     (LivePipeline.frame_wait; 0: no limit); `catch_up`: a face rendered from an earlier frame (the
     generator has not caught up yet, or reuse skipped it) has its mouth and jaw warped to the newest frame's
-    (engine.paste.catch_up); `inversion`: how the user's face is inverted
+    (engine.paste.catch_up); `live_mouth`: while the user's mouth is open, the inside between their inner lips
+    (teeth, tongue, the dark gap) is this frame's, from their crop (engine.paste.live_mouth), so the opening
+    follows every frame; it fades out with a target's strength (at full strength a target photographed grinning
+    showed a dark spot in its teeth on speech: docs/MORPH.md); `inversion`: how the user's face is inverted
     (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
     (needs the shipped model, LiveModels.skin_tone), the personal calibration; the stills-only passes and quality
     steps are not used live)."""
@@ -120,6 +124,7 @@ class LiveSettings:
     pace: bool = True
     frames_per_refresh: float = 4.0
     catch_up: bool = True
+    live_mouth: bool = True
     inversion: InversionOptions = InversionOptions()
 
     def __post_init__(self):
@@ -403,6 +408,9 @@ class LivePipeline:
         if settings.catch_up and render.frame != self.frames and then is not None:
             scale = face_bgr.shape[0] / self.crop_size
             face_bgr = catch_up(face_bgr, then * scale, points * scale)
+        if settings.live_mouth:  # the user's own mouth: all of it as themselves, none at a target's full strength
+            share = 1.0 - settings.strength if settings.target is not None else 1.0
+            face_bgr = live_mouth(face_bgr, crop.image, points * (face_bgr.shape[0] / self.crop_size), share)
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
         size = int(min(face_bgr.shape[0], max(64, math.ceil(side))))
         face_img = cv2.resize(face_bgr, (size, size), interpolation=cv2.INTER_AREA)

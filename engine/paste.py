@@ -168,3 +168,43 @@ def catch_up(face_image: np.ndarray, then_points: np.ndarray, now_points: np.nda
     out[y0:y1, x0:x1] = cv2.remap(face_image, gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+# the inner lips' ring (MediaPipe mesh), in order: image-left corner, lower lip, image-right corner, upper lip
+INNER_LIPS = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+MOUTH_OPEN = (0.15, 0.35)  # inner-lip gap / mouth width over which the user's mouth's inside fades in
+
+
+def live_mouth(face_image: np.ndarray, user_crop: np.ndarray, points: np.ndarray, share: float = 1.0,
+               feather: float = 0.012, inset: float = 0.006) -> np.ndarray:
+    """`face_image` with the inside of the user's open mouth (teeth, tongue, the dark gap) from `user_crop`, this
+    frame's aligned crop (any size, aligned like the face image), inside the user's inner lips `points` ((478, 2),
+    in the face image's pixels). A generated face follows the user's mouth late and only part of the way; its lips,
+    caught up (catch_up), sit where the user's are now, and this fills the opening between them with what the
+    user's shows now, so the mouth opens and closes with every frame. `share` (0..1): how much of it shows;
+    `feather` and `inset` (fractions of the side): the soft edge, kept that far inside the inner lips so the
+    generated lips stay whole."""
+    size = face_image.shape[0]
+    ring = np.asarray(points, np.float32)[list(INNER_LIPS), :2]
+    gap = float(np.linalg.norm(ring[15] - ring[5]))  # 13 (upper) to 14 (lower), mid-lip
+    width = float(np.linalg.norm(ring[10] - ring[0]))  # 308 to 78, the corners
+    if not np.isfinite(ring).all() or width < 1.0:
+        return face_image
+    opacity = share * float(np.clip((gap / width - MOUTH_OPEN[0]) / (MOUTH_OPEN[1] - MOUTH_OPEN[0]), 0.0, 1.0))
+    if opacity == 0.0:  # closed (a ramp, not a switch: speech's small openings fade in and out without popping)
+        return face_image
+    pad = int(np.ceil(feather * size)) + 2
+    x0, y0 = np.maximum(np.floor(ring.min(axis=0)) - pad, 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(ring.max(axis=0)) + pad + 1, size).astype(int)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return face_image
+    user = user_crop if user_crop.shape[0] == size else cv2.resize(user_crop, (size, size), interpolation=cv2.INTER_AREA)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round(ring - (x0, y0)).astype(np.int32)], 255)
+    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
+    ramp = np.clip((depth - inset * size) / max(feather * size, 1.0), 0.0, 1.0)
+    a = (opacity * ramp * ramp * (3.0 - 2.0 * ramp))[:, :, None]
+    out = face_image.copy()
+    box = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(box * (1.0 - a) + user[y0:y1, x0:x1].astype(np.float32) * a + 0.5, 0, 255).astype(np.uint8)
+    return out

@@ -146,3 +146,34 @@ def test_catch_up_moves_a_stale_faces_mouth_and_leaves_the_eyes(photos, landmark
     assert np.abs(out[patch].astype(int) - moved).mean() < 0.5 * np.abs(out[patch].astype(int)
                                                                       - crop.image[patch]).mean()
     assert catch_up(crop.image, then, then) is crop.image  # no motion: nothing to do
+
+
+def test_live_mouth_shows_the_users_open_mouth_inside_the_inner_lips_only(landmarker, videos_dir):
+    """engine.paste.live_mouth on d18 (mouth closed at 0 s, yawning at 2.7 s): a face image with a closed mouth
+    gets the yawn's dark inside between the yawning user's inner lips, is unchanged away from them, and is
+    returned as it is while the user's mouth is closed."""
+    from engine.paste import INNER_LIPS, live_mouth
+    from engine.video import VideoReader
+
+    with VideoReader(videos_dir / "d18.mp4") as video:
+        frames = [(f.timestamp_ms, f.image) for f in video.frames(120)]
+    crops, points = [], []
+    for t in (0, 2700):  # 0 s: closed; 2.7 s: the yawn
+        frame = min(frames, key=lambda f: abs(f[0] - t))[1]
+        face = landmarker.detect(frame)[0]
+        crop = align_face(frame, face, 256)
+        crops.append(crop.image)
+        points.append(cv2.transform(face.xy[None].astype(np.float32), crop.matrix)[0])
+    closed, yawn = crops
+    out = live_mouth(closed, yawn, points[1])
+    ring = points[1][list(INNER_LIPS)]
+    inside = np.zeros((256, 256), np.uint8)
+    cv2.fillPoly(inside, [np.round(ring).astype(np.int32)], 1)
+    core = cv2.erode(inside, np.ones((9, 9), np.uint8)).astype(bool)  # well inside the lips, past the soft edge
+    assert core.sum() > 100  # the yawn is wide open
+    assert np.abs(out[core].astype(int) - yawn[core]).max() <= 1  # the user's own mouth there
+    assert out[core].mean() < closed[core].mean() - 40  # darker than the closed lips it replaced
+    outside = ~cv2.dilate(inside, np.ones((15, 15), np.uint8)).astype(bool)
+    assert np.array_equal(out[outside], closed[outside])  # the rest of the face untouched
+    assert live_mouth(closed, yawn, points[0]) is closed  # the user's mouth closed: nothing to show
+    assert live_mouth(closed, yawn, points[1], share=0.0) is closed  # a target at full strength: none of it

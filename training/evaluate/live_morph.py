@@ -52,6 +52,7 @@ ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fie
     "no catch-up": {"catch_up": False},  # before the stale face's mouth caught up with the newest frame
     "encoder pose and no catch-up": {"reenactment": Reenactment(pose_share=0.0), "catch_up": False},  # both
     "unpaced": {"pace": False},  # before the loop inverted only the frames the generator takes (app mode)
+    "no live mouth": {"live_mouth": False},  # before the open mouth's inside came from the user's frame
 }
 
 

@@ -286,3 +286,31 @@ def test_a_stale_faces_mouth_catches_up_with_the_user(models, videos_dir, landma
     assert np.ptp(stale) < 0.15, "rendered once: the mouth does not move by itself"
     assert np.corrcoef(jaw_in, caught)[0, 1] > 0.6
     assert np.ptp(caught) > 2 * np.ptp(stale)
+
+
+def test_the_live_mouth_shows_your_yawn_from_a_stale_face_and_nothing_at_full_strength(models, videos_dir):
+    """The face rendered once with d18's mouth closed (0 s) and shown again at its yawn (2.7 s), as a lagging
+    generator would: as yourself the output's mouth between the user's inner lips is the user's own yawn (close to
+    the input there; without the live mouth, the stretched closed render), and toward a target at full strength the
+    live mouth changes no pixel."""
+    from engine.inversion.targets import builtin_targets
+    from engine.paste import INNER_LIPS
+
+    frames = clip_frames(videos_dir, "d18.mp4", 75)
+    closed, yawn = frames[0], min(frames, key=lambda f: abs(f.timestamp_ms - 2700))
+    target = builtin_targets(models.generator, (4,))[0].wplus
+    out = {}
+    for name, settings in {"you": LiveSettings(**RENDER_ONCE), "target": LiveSettings(target=target, **RENDER_ONCE)}.items():
+        for live_mouth in (True, False):
+            with LivePipeline(models) as pipe:
+                pipe.process(closed.image, closed.timestamp_ms, settings.with_(live_mouth=live_mouth))
+                r = pipe.process(yawn.image, yawn.timestamp_ms, settings.with_(live_mouth=live_mouth))
+            assert r.face_found and r.face_frame == 1  # the closed-mouth render, shown again
+            out[name, live_mouth] = r
+    assert np.array_equal(out["target", True].frame, out["target", False].frame)
+    inside = np.zeros(yawn.image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(out["you", True].face.xy[list(INNER_LIPS)]).astype(np.int32)], 1)
+    core = cv2.erode(inside, np.ones((7, 7), np.uint8)).astype(bool)
+    assert core.sum() > 100
+    gap = {m: np.abs(out["you", m].frame[core].astype(int) - yawn.image[core]).mean() for m in (True, False)}
+    assert gap[True] < 0.5 * gap[False], gap

@@ -405,12 +405,12 @@ class LivePipeline:
 
         face_bgr = render.face_bgr
         then = self._crop_points.get(render.frame)
+        scale = face_bgr.shape[0] / self.crop_size  # crop pixels to the face image's
         if settings.catch_up and render.frame != self.frames and then is not None:
-            scale = face_bgr.shape[0] / self.crop_size
             face_bgr = catch_up(face_bgr, then * scale, points * scale)
-        if settings.live_mouth:  # the user's own mouth: all of it as themselves, none at a target's full strength
-            share = 1.0 - settings.strength if settings.target is not None else 1.0
-            face_bgr = live_mouth(face_bgr, crop.image, points * (face_bgr.shape[0] / self.crop_size), share)
+        share = 1.0 - settings.strength if settings.target is not None else 1.0  # the user's own mouth: all of it
+        if settings.live_mouth and share > 0.0:  # as themselves, none of it at a target's full strength
+            face_bgr = live_mouth(face_bgr, crop.image, points * scale, share)
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
         size = int(min(face_bgr.shape[0], max(64, math.ceil(side))))
         face_img = cv2.resize(face_bgr, (size, size), interpolation=cv2.INTER_AREA)

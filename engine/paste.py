@@ -59,17 +59,17 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
 
 
 def feathered_mask(polygons: np.ndarray | list[np.ndarray], shape: tuple[int, int], feather_px: float,
-                   inside: np.ndarray | None = None) -> np.ndarray:
+                   inside: np.ndarray | None = None, inset_px: float = 0.0) -> np.ndarray:
     """Float32 mask of `shape` (h, w): 0 outside the polygon (or the union of a list of them; and where the uint8
-    mask `inside` is 0, when given), rising smoothly (smoothstep of the distance to the nearest such edge) to 1 at
-    `feather_px` pixels inside."""
+    mask `inside` is 0, when given) and within `inset_px` of its edge, rising smoothly (smoothstep of the distance
+    to the nearest such edge) to 1 at `inset_px + feather_px` pixels inside."""
     mask = np.zeros(shape, np.uint8)
     polygons = [polygons] if isinstance(polygons, np.ndarray) else polygons
     for polygon in polygons:
         cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
     if inside is not None:
         mask &= inside
-    ramp = np.clip(cv2.distanceTransform(mask, cv2.DIST_L2, 5) / max(feather_px, 1.0), 0.0, 1.0)
+    ramp = np.clip((cv2.distanceTransform(mask, cv2.DIST_L2, 5) - inset_px) / max(feather_px, 1.0), 0.0, 1.0)
     return ramp * ramp * (3.0 - 2.0 * ramp)
 
 
@@ -198,13 +198,11 @@ def live_mouth(face_image: np.ndarray, user_crop: np.ndarray, points: np.ndarray
     x1, y1 = np.minimum(np.ceil(ring.max(axis=0)) + pad + 1, size).astype(int)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return face_image
-    user = user_crop if user_crop.shape[0] == size else cv2.resize(user_crop, (size, size), interpolation=cv2.INTER_AREA)
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [np.round(ring - (x0, y0)).astype(np.int32)], 255)
-    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
-    ramp = np.clip((depth - inset * size) / max(feather * size, 1.0), 0.0, 1.0)
-    a = (opacity * ramp * ramp * (3.0 - 2.0 * ramp))[:, :, None]
+    scale = size / user_crop.shape[0]  # the user's crop to the face image's pixels, only the mouth's box resampled
+    user = cv2.warpAffine(user_crop, np.float32([[scale, 0, -x0], [0, scale, -y0]]), (x1 - x0, y1 - y0),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a = opacity * feathered_mask(ring - (x0, y0), (y1 - y0, x1 - x0), feather * size, inset_px=inset * size)[:, :, None]
     out = face_image.copy()
     box = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(box * (1.0 - a) + user[y0:y1, x0:x1].astype(np.float32) * a + 0.5, 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(box * (1.0 - a) + user.astype(np.float32) * a + 0.5, 0, 255).astype(np.uint8)
     return out

@@ -14,13 +14,12 @@ input frame against the same frame scaled by 0.96 and JPEG-compressed): the ceil
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engine.atomic import atomic_path
+from engine.atomic import write_json_atomic
 from engine.edits import Reenactment, slot_weights
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.video import VideoReader
@@ -93,8 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         reader.close()
     if args.json:
-        with atomic_path(args.json) as tmp:
-            Path(tmp).write_text(json.dumps({"target": args.target, "frames": args.frames, "rows": rows}, indent=1))
+        write_json_atomic(args.json, {"target": args.target, "frames": args.frames, "rows": rows}, indent=1)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,27 @@ def test_slim_weights_round_trip(teacher, tmp_path):
         a, b = student(wplus), loaded(wplus)
     assert (a - b).abs().max() < 0.05  # fp16 weights
     assert path.stat().st_size < 5e6  # only blocks 3-4: the released blocks are not duplicated
+
+
+
+def test_the_kept_live_generator_renders_the_released_networks_face_and_exports_to_onnx(teacher, tmp_path):
+    """The trained student kept in the repository (the next leg's warm start) renders the released network's face at
+    256 px (the pruned, untrained student is ~11 dB from it; the kept one ~26.5), and its ONNX export renders the
+    same image."""
+    import torch.nn.functional as F
+
+    import training.train.live_generator as lg
+    from engine.onnx_session import make_session
+    from training.export.generator import export
+
+    w = teacher.truncate(teacher.mapping(torch.randn(2, 512, generator=torch.Generator().manual_seed(11))), 0.7)
+    wplus = w[:, None].repeat(1, 23, 1)
+    student = lg.load_live_synthesis(teacher=teacher)
+    with torch.no_grad():
+        image = student(wplus)
+        released = F.interpolate(teacher.synthesis(wplus), size=(256, 256), mode="area")
+    assert lg.psnr(image, released) > 24.0
+    path = tmp_path / "live.onnx"
+    export(student, torch.zeros(1, 23, 512), path, "wplus", "image")
+    onnx = make_session(path, 1).run(None, {"wplus": wplus.numpy()})[0]
+    assert abs(onnx - image.numpy()).max() < 2e-3

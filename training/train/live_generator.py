@@ -13,9 +13,11 @@ out closer to the released network than the preview head, which only re-learned 
 
 W+ codes are drawn like the encoder's training targets (training/data/samples.py: truncation, per-slot noise,
 style mixing). Block 2's features (fp16) and the targets are cached once under runs/live_generator/ (about 1.4 MB
-per sample); checkpoints there make every leg resumable (`--minutes` per leg). Writes the student's slim fp16
-weights to resources/models/live_generator_fp16.safetensors (kept in the repository so the next leg
-warm-starts); the ONNX export is `python -m training.export.generator --live`.
+per sample); checkpoints there make every leg resumable (`--minutes` per leg), and on a machine without them the
+leg warm-starts from the slim fp16 weights kept in the repository (resources/models/live_generator_fp16.safetensors,
+which every leg rewrites). `--w-id` adds the face recogniser's identity loss (the pixel losses alone leave the
+face less recognisable than the preview head: docs/BENCHMARKS.md). The ONNX export is
+`python -m training.export.generator --live`.
 """
 from __future__ import annotations
 
@@ -210,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--w-msssim", type=float, default=0.5)
+    ap.add_argument("--w-id", type=float, default=0.0,
+                    help="face recogniser identity loss, 1 - cos (training/models/face_id.py; 0: off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, default=WEIGHTS_PATH)
@@ -223,8 +227,17 @@ def main(argv: list[str] | None = None) -> None:
     data = build_cache(teacher, args.samples, 0, RUN_DIR / "train.pt", args.threads, dev)
     val = build_cache(teacher, args.val, 1, RUN_DIR / "val.pt", args.threads, dev)
     teacher.cpu()
+    from types import SimpleNamespace
+
+    from training.models.face_id import identity_loss
+    from training.train.encoder import identity_term  # the recogniser and its fixed crop, framed on the 256-px render
+
+    recogniser, rows, cols = identity_term(teacher, SimpleNamespace(image_block=4, image_res=256), torch.device("cpu"))
     ckpt_path = RUN_DIR / "checkpoint.pt"
     student = prune_from_teacher(teacher.synthesis, data["wplus"][:32])
+    if not ckpt_path.is_file() and args.out.is_file():  # a fresh machine: warm-start from the kept slim weights
+        student = load_live_synthesis(args.out, teacher)
+        print(f"warm start from {args.out}")
     opt = torch.optim.Adam([p for n, p in student.named_parameters() if n.startswith(("layers.3.", "layers.4."))],
                            lr=args.lr)
     step, log = 0, []
@@ -232,9 +245,12 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = torch.load(ckpt_path, weights_only=True)
         student.load_state_dict(ckpt["student"])
         opt.load_state_dict(ckpt["opt"])
+        for group in opt.param_groups:  # the checkpoint's optimiser state carries the old leg's rate
+            group["lr"] = args.lr
         step, log = ckpt["step"], json.loads(ckpt["log"])
         print(f"resumed at step {step}")
     student.to(dev).requires_grad_(False)
+    recogniser, rows, cols = recogniser.to(dev), rows.to(dev), cols.to(dev)
     trainable = [p for n, p in student.named_parameters() if n.startswith(("layers.3.", "layers.4."))]
     for p in trainable:
         p.requires_grad_(True)
@@ -244,8 +260,11 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             pred = torch.cat([tail(student, val["x2"][i:i + 8].float().to(dev), val["wplus"][i:i + 8].to(dev)).cpu()
                               for i in range(0, len(val["wplus"]), 8)])
+            target = val["target"].float()
+            ident = np.mean([float(identity_loss(recogniser, pred[i:i + 8].to(dev), target[i:i + 8].to(dev), rows,
+                                                 cols)) for i in range(0, len(pred), 8)])
         student.train()
-        return {"val_psnr": round(psnr(pred, val["target"].float()), 2)}
+        return {"val_psnr": round(psnr(pred, target), 2), "val_id": round(float(ident), 4)}
 
     if step == 0:
         log.append({"step": 0, **evaluate()})
@@ -258,12 +277,14 @@ def main(argv: list[str] | None = None) -> None:
         pred = tail(student, data["x2"][idx].float().to(dev), w)
         x, y = (pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2
         loss = F.l1_loss(pred, target) + F.mse_loss(pred, target) + args.w_msssim * (1 - ms_ssim(x, y).mean())
+        if args.w_id > 0:
+            loss = loss + args.w_id * identity_loss(recogniser, pred, target, rows, cols)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         if step % 100 == 0 or time.time() - last_save > 300:
-            log.append({"step": step, "loss": round(float(loss), 4), **evaluate(),
+            log.append({"step": step, "loss": round(loss.item(), 4), **evaluate(),
                         "leg_minutes": round((time.time() - t0) / 60, 1)})
             print(json.dumps(log[-1]), flush=True)
             torch.save({"student": student.state_dict(), "opt": opt.state_dict(), "step": step,

@@ -314,7 +314,7 @@ def test_identity_loss_reads_the_generators_framing(tmp_path):
     torch.set_num_threads(2)
     gen = load_preview_heads(load_weights()).eval().requires_grad_(False)
     cfg = make_config("tiny", image_every=1, image_block=4, w_id=1.0)
-    net, rows, cols = identity_term(gen, cfg, torch.device("cpu"))
+    net, rows, cols = identity_term(gen, cfg.image_block, cfg.image_res, torch.device("cpu"))
     assert rows.shape == cols.shape == (224, 256)
     ws = gen.truncate(gen.mapping(torch.randn(2, 512, generator=torch.Generator().manual_seed(1))), 0.8)
     wplus = ws[:, None].expand(2, 23, 512).clone().requires_grad_(True)

@@ -72,7 +72,7 @@ def export_preview(out: Path) -> None:
 
 def export_live(out: Path) -> None:
     """Export the live-view generator (needs resources/models/live_generator_fp16.safetensors)."""
-    from training.train.live_generator import LIVE_CHANNELS, WEIGHTS_PATH, load_live_synthesis
+    from training.train.live_generator import LIVE_CHANNELS, load_live_synthesis
 
     path = out / "mobilestylegan_live_256.onnx"
     with torch.no_grad():
@@ -83,10 +83,7 @@ def export_live(out: Path) -> None:
                         f"{LIVE_CHANNELS[4:]} channels and distilled from the released 1024-px output on generated "
                         f"codes, W+ (B,23,512) -> RGB 256")
         e["regenerate"] = "python -m training.train.live_generator && python -m training.export.generator --live"
-        w = entry(WEIGHTS_PATH, "slim fp16 weights of the live generator's trained blocks (3-4): the warm start of "
-                                "the next training leg (not loaded by the engine)")
-        w["regenerate"] = "python -m training.train.live_generator"
-        update_manifest({"mobilestylegan_live_256": e, "live_generator_fp16": w})
+        update_manifest({"mobilestylegan_live_256": e})  # the weights' own entry is the training leg's
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -398,7 +398,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
               f"source {cfg.source}" + (f" ({len(source)} cached samples per rank)" if cfg.source == "cache" else ""),
               flush=True)
     w_avg, w_std = model.w_avg, model.mapper.w_std
-    identity = identity_term(generator, cfg, device) if (cfg.w_id > 0 and cfg.image_every) or \
+    identity = identity_term(generator, cfg.image_block, cfg.image_res, device) if (cfg.w_id > 0 and cfg.image_every) or \
         (cfg.w_real_id > 0 and cfg.real) else None
     real = RealSource(cfg.real, rank, cfg.seed) if cfg.real else None
     if real is not None:
@@ -512,23 +512,25 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
 
 
 @torch.no_grad()
-def identity_term(generator, cfg: TrainConfig, device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """The identity loss's frozen recogniser and its fixed recognition crop (separable warp rows, cols) in the
-    image loss's framing: the five points MediaPipe finds on the generator's render of w_avg at `cfg.image_res`."""
+def identity_term(generator, image_block: int, image_res: int,
+                  device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The identity loss's frozen recogniser and its fixed recognition crop (separable warp rows, cols) for renders
+    of `image_block` (< 0: the full network) at `image_res` px: the five points MediaPipe finds on the generator's
+    render of w_avg so framed."""
     from engine.face_id import five_points, separable_warp
     from engine.landmarks import FaceLandmarker
     from training.models.face_id import FaceIdNet
 
     w = generator.w_avg.detach().reshape(1, 1, -1).expand(1, 23, -1).to(device)
-    render = generator.synthesis(w, None if cfg.image_block < 0 else cfg.image_block)
-    render = F.interpolate(render, size=(cfg.image_res, cfg.image_res), mode="area")
+    render = generator.synthesis(w, None if image_block < 0 else image_block)
+    render = F.interpolate(render, size=(image_res, image_res), mode="area")
     rgb = ((render[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
     with FaceLandmarker() as lm:
         faces = lm.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not faces:
         raise SystemExit("the identity loss needs a face in the render of w_avg; MediaPipe found none")
     rows, cols = (torch.from_numpy(m).to(device) for m in separable_warp(five_points(faces[0].xy),
-                                                                         cfg.image_res))
+                                                                         image_res))
     return FaceIdNet().to(device).eval().requires_grad_(False), rows, cols
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.atomic import write_json_atomic
-from engine.models import MODELS_DIR
+from engine.models import MANIFEST_PATH, MODELS_DIR
 from training.convert.generator import load_weights
 from training.models.encoder import ms_ssim
 from training.models.mobilestylegan import CHANNELS, MobileStyleGAN, SynthesisNetwork, slot_of, wavelets_to_image
@@ -227,12 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     data = build_cache(teacher, args.samples, 0, RUN_DIR / "train.pt", args.threads, dev)
     val = build_cache(teacher, args.val, 1, RUN_DIR / "val.pt", args.threads, dev)
     teacher.cpu()
-    from types import SimpleNamespace
-
     from training.models.face_id import identity_loss
-    from training.train.encoder import identity_term  # the recogniser and its fixed crop, framed on the 256-px render
+    from training.train.encoder import identity_term
 
-    recogniser, rows, cols = identity_term(teacher, SimpleNamespace(image_block=4, image_res=256), torch.device("cpu"))
+    recogniser, rows, cols = identity_term(teacher, 4, 256, torch.device("cpu"))  # framed on the 256-px render
     ckpt_path = RUN_DIR / "checkpoint.pt"
     student = prune_from_teacher(teacher.synthesis, data["wplus"][:32])
     if not ckpt_path.is_file() and args.out.is_file():  # a fresh machine: warm-start from the kept slim weights
@@ -296,6 +294,13 @@ def main(argv: list[str] | None = None) -> None:
                ckpt_path.with_suffix(".tmp"))
     ckpt_path.with_suffix(".tmp").replace(ckpt_path)
     save_slim(student.cpu(), args.out)
+    if args.out == WEIGHTS_PATH:  # the kept weights changed: their manifest entry follows, provenance kept
+        from training.export.manifest import entry, update_manifest
+
+        fresh = entry(WEIGHTS_PATH, "slim fp16 weights of the live generator's trained blocks (3-4): the warm start "
+                                    "of the next training leg (not loaded by the engine)")
+        kept = json.loads(MANIFEST_PATH.read_text())["models"].get("live_generator_fp16", fresh)
+        update_manifest({"live_generator_fp16": {**kept, "sha256": fresh["sha256"], "bytes": fresh["bytes"]}})
     write_json_atomic(args.report, {"config": {k: str(v) for k, v in vars(args).items()},
                                     "channels": LIVE_CHANNELS, "log": log})
     print(f"wrote {args.out} at step {step}: {json.dumps(log[-1])}")

@@ -1,7 +1,8 @@
 """Distil a live-view generator: MobileStyleGAN at 256 px with under 1 GMAC, for the live loop's face refreshes.
 
     python -m training.train.live_generator [--samples 400] [--minutes 45] [--batch 4]               # a CPU leg, resumable
-    python -m training.train.live_generator --device cuda --samples 8000 --batch 32 --minutes 10   # the same on a GPU
+    python -m training.train.live_generator --real 240 --real-val 16 --w-id 1 --lr 2.5e-4          # + real-face targets
+    python -m training.train.live_generator --device cuda --samples 8000 --real 2000 --batch 32 --minutes 10 --w-id 1
 
 Why: the 256-px preview (blocks 0-4 + a distilled head) costs 3.57 GMAC, 78 % of it in blocks 3 and 4 (64 and
 128 px, 512 and 256 channels), and on 2 cores that caps the face at ~7 refreshes/s. The student keeps the
@@ -16,7 +17,11 @@ style mixing). Block 2's features (fp16) and the targets are cached once under r
 per sample); checkpoints there make every leg resumable (`--minutes` per leg), and on a machine without them the
 leg warm-starts from the slim fp16 weights kept in the repository (resources/models/live_generator_fp16.safetensors,
 which every leg rewrites). `--w-id` adds the face recogniser's identity loss (the pixel losses alone leave the
-face less recognisable than the preview head: docs/BENCHMARKS.md). The ONNX export is
+face less recognisable than the preview head: docs/BENCHMARKS.md). `--real N` mixes in (`--real-share` of each
+batch) the codes the live view renders toward a dropped photo: N UTKFace photos inverted like the app's targets,
+each driven by random head poses and expressions (training/data/morph_targets.py; non-commercial research terms then
+apply to the weights); the encoder-like draws alone left the student unable to render a refined celebrity target
+(Biden's: 16.7 dB, dlib 0.38 against the preview head's 18.3 dB, 0.23). The ONNX export is
 `python -m training.export.generator --live`.
 """
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch.nn.functional as F
 from engine.atomic import write_json_atomic
 from engine.models import MANIFEST_PATH, MODELS_DIR
 from training.convert.generator import load_weights
+from training.data.morph_targets import driven_codes, group_size, invert_targets
 from training.models.encoder import ms_ssim
 from training.models.mobilestylegan import CHANNELS, MobileStyleGAN, SynthesisNetwork, slot_of, wavelets_to_image
 
@@ -127,11 +133,12 @@ def draw_codes(model: MobileStyleGAN, n: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: int,
+def build_cache(model: MobileStyleGAN, n: int, more_codes, path: Path, threads: int,
                 device: torch.device = torch.device("cpu")) -> dict:
     """Block-2 features (fp16), 256-px targets from the full 1024-px generator (fp16) and the codes; saved
-    every 100 samples, so an interrupted build resumes. The 1024-px renders run on onnxruntime on a CPU (faster
-    there than torch) and on the torch teacher on a GPU."""
+    every 100 samples, so an interrupted build resumes. `more_codes(have, need)` gives codes have..have+need-1
+    (an extension keeps the cached ones). The 1024-px renders run on onnxruntime on a CPU (faster there than
+    torch) and on the torch teacher on a GPU."""
     from engine.generator import Generator
 
     cache = torch.load(path, weights_only=True) if path.is_file() else None
@@ -140,8 +147,9 @@ def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: i
     feats = list(cache["x2"].split(4)) if cache is not None else []
     targets = list(cache["target"].split(4)) if cache is not None else []
     codes = cache["wplus"][:4 * len(feats)] if cache is not None else torch.zeros(0, 23, 512)
-    if len(codes) < n:  # more codes (a new seed per extension, so earlier ones keep their features)
-        codes = torch.cat([codes, draw_codes(model, n - len(codes), seed + 1000 * len(codes))])
+    if len(codes) < n:
+        codes = torch.cat([codes, torch.as_tensor(more_codes(len(codes), n - len(codes)))])
+    n = len(codes)  # a source may hold fewer codes than asked for
     if device.type == "cpu":
         onnx = Generator.load(threads)
         render = lambda w: torch.from_numpy(onnx.synthesize(w.numpy()))  # noqa: E731
@@ -165,6 +173,27 @@ def build_cache(model: MobileStyleGAN, n: int, seed: int, path: Path, threads: i
             print(f"cache {i + len(w)}/{n} ({time.time() - t0:.0f} s)", flush=True)
     save()
     return {"wplus": codes, "x2": torch.cat(feats), "target": torch.cat(targets)}
+
+
+def drawn(model: MobileStyleGAN, seed: int):
+    """Encoder-like codes for build_cache: a new seed per extension, so earlier codes keep their features."""
+    return lambda have, need: draw_codes(model, need, seed + 1000 * have)
+
+
+def real_targets(split: str, count: int, per_target: int, threads: int):
+    """Real-face codes for build_cache (training/data/morph_targets.py): UTKFace photos inverted like the app's
+    dropped photos, each at rest and driven by `per_target` random head poses and expressions, and the person as
+    the live loop sees them (as themself, and blended toward their driven target)."""
+    k = group_size(per_target, True)
+
+    def more(have: int, need: int) -> np.ndarray:
+        first, last = have // k, -(-(have + need) // k)
+        photos = invert_targets(split, count, threads)
+        codes = driven_codes(photos["wplus"][first:last], per_target, 0 if split == "train" else 1, first,
+                             photos["user"][first:last])
+        return codes[have - first * k:][:need]
+
+    return more
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -209,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=1200, help="training codes (block-2 features cached, fp16)")
     ap.add_argument("--val", type=int, default=48, help="held-out codes (another seed) for the log")
     ap.add_argument("--minutes", type=float, default=40.0, help="length of this leg; resume with the same command")
+    ap.add_argument("--real", type=int, default=0,
+                    help="real-face targets (UTKFace train photos inverted like the app's; 0: encoder-like codes only)")
+    ap.add_argument("--real-val", type=int, default=0, help="held-out real-face targets for the log")
+    ap.add_argument("--per-target", type=int, default=3, help="driven copies (random head pose and expression) per target")
+    ap.add_argument("--real-share", type=float, default=0.5, help="share of each batch drawn from the real targets")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--w-msssim", type=float, default=0.5)
@@ -224,8 +258,14 @@ def main(argv: list[str] | None = None) -> None:
     from training.train.preview_heads import load_preview_heads
 
     teacher = load_preview_heads(load_weights()).eval().requires_grad_(False)
-    data = build_cache(teacher, args.samples, 0, RUN_DIR / "train.pt", args.threads, dev)
-    val = build_cache(teacher, args.val, 1, RUN_DIR / "val.pt", args.threads, dev)
+    data = build_cache(teacher, args.samples, drawn(teacher, 0), RUN_DIR / "train.pt", args.threads, dev)
+    val = build_cache(teacher, args.val, drawn(teacher, 1), RUN_DIR / "val.pt", args.threads, dev)
+    k = group_size(args.per_target, True)
+    real = build_cache(teacher, args.real * k, real_targets("train", args.real, args.per_target, args.threads),
+                       RUN_DIR / "real_train.pt", args.threads, dev) if args.real else None
+    real_val = build_cache(teacher, args.real_val * k, real_targets("heldout", args.real_val, args.per_target,
+                                                                      args.threads),
+                           RUN_DIR / "real_val.pt", args.threads, dev) if args.real_val else None
     teacher.cpu()
     from training.models.face_id import identity_loss
     from training.train.encoder import identity_term
@@ -253,26 +293,44 @@ def main(argv: list[str] | None = None) -> None:
     for p in trainable:
         p.requires_grad_(True)
 
-    def evaluate() -> dict:
-        student.eval()
+    def scores(d: dict, pick: torch.Tensor) -> tuple[float, float]:
+        """(PSNR, recogniser 1 - cos) of the student on the codes `pick` of a cached set."""
         with torch.no_grad():
-            pred = torch.cat([tail(student, val["x2"][i:i + 8].float().to(dev), val["wplus"][i:i + 8].to(dev)).cpu()
-                              for i in range(0, len(val["wplus"]), 8)])
-            target = val["target"].float()
-            ident = np.mean([float(identity_loss(recogniser, pred[i:i + 8].to(dev), target[i:i + 8].to(dev), rows,
-                                                 cols)) for i in range(0, len(pred), 8)])
-        student.train()
-        return {"val_psnr": round(psnr(pred, target), 2), "val_id": round(float(ident), 4)}
+            chunks = [(d["x2"][i].float().to(dev), d["wplus"][i].to(dev), d["target"][i].float())
+                      for i in pick.split(8)]
+            pred = [tail(student, x2, w).cpu() for x2, w, _ in chunks]
+            ident = [float(identity_loss(recogniser, p.to(dev), t.to(dev), rows, cols)) for p, (_, _, t) in
+                     zip(pred, chunks)]
+        return psnr(torch.cat(pred), torch.cat([t for *_, t in chunks])), float(np.mean(ident))
 
-    if step == 0:
-        log.append({"step": 0, **evaluate()})
-        print(json.dumps(log[-1]), flush=True)
+    def evaluate() -> dict:
+        """val: held-out encoder-like codes; with --real-val, held-out photos' codes by kind (group_size's order)."""
+        student.eval()
+        sets = {"val": (val, torch.arange(len(val["wplus"])))}
+        if real_val is not None:
+            kind = torch.arange(len(real_val["wplus"])) % k
+            sets |= {"val_target": (real_val, (kind == 0).nonzero()[:, 0]),
+                     "val_driven": (real_val, ((kind > 0) & (kind <= args.per_target)).nonzero()[:, 0]),
+                     "val_user": (real_val, (kind == k - 2).nonzero()[:, 0]),
+                     "val_blend": (real_val, (kind == k - 1).nonzero()[:, 0])}
+        out = {}
+        for name, (d, pick) in sets.items():
+            p, i = scores(d, pick)
+            out |= {f"{name}_psnr": round(p, 2), f"{name}_id": round(i, 4)}
+        student.train()
+        return out
+
+    log.append({"step": step, **evaluate(), "leg_start": True})  # a leg's before, measured like its after
+    print(json.dumps(log[-1]), flush=True)
     g = torch.Generator().manual_seed(step)
     t0, last_save = time.time(), time.time()
     while time.time() - t0 < 60 * args.minutes:
-        idx = torch.randint(0, len(data["wplus"]), (args.batch,), generator=g)
-        w, target = data["wplus"][idx].to(dev), data["target"][idx].float().to(dev)
-        pred = tail(student, data["x2"][idx].float().to(dev), w)
+        n_real = round(args.batch * args.real_share) if real is not None else 0
+        idx = torch.randint(0, len(data["wplus"]), (args.batch - n_real,), generator=g)
+        ridx = torch.randint(0, len(real["wplus"]) if real is not None else 1, (n_real,), generator=g)
+        pick = lambda key: torch.cat([data[key][idx]] + ([real[key][ridx]] if n_real else []))  # noqa: E731
+        w, target = pick("wplus").to(dev), pick("target").float().to(dev)
+        pred = tail(student, pick("x2").float().to(dev), w)
         x, y = (pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2
         loss = F.l1_loss(pred, target) + F.mse_loss(pred, target) + args.w_msssim * (1 - ms_ssim(x, y).mean())
         if args.w_id > 0:

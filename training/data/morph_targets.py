@@ -48,7 +48,7 @@ def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_
     """{"names", "wplus" (N, 23, 512), "user" (N, 23, 512)}: the first `count` photos of a UTKFace split
     (training/data/utkface.py) inverted like the app's dropped photos (TargetCache's options), and each one's
     live-loop code (the one pass with its corrections and the skin match: the person as a user at strength 0);
-    photos without a face are skipped. Resumes from (and backfills the user codes of) an earlier run's file."""
+    photos without a face are skipped (and remembered). Resumes from (and backfills the user codes of) an earlier run's file."""
     from engine.generator import Generator
     from engine.inversion.encoder import Encoder
     from engine.inversion.inverter import InversionOptions, Inverter
@@ -58,13 +58,14 @@ def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_
     from training.data.utkface import UTK_DIR, split_names
 
     path = folder / f"{split}.npz"
-    names, codes, users = [], [], []
+    names, codes, users, faceless = [], [], [], []
     if path.is_file():
         with np.load(path, allow_pickle=False) as d:
             names, codes = list(d["names"]), list(d["wplus"])
             users = list(d["user"]) if "user" in d else []
+            faceless = list(d["faceless"]) if "faceless" in d else []
     wanted = split_names(split)[:count]
-    todo = [n for n in wanted if n not in set(names)]
+    todo = [n for n in wanted if n not in set(names) | set(faceless)]
     if todo or len(users) < len(names):
         gen = Generator.load(threads)
         enc = Encoder.load(threads)
@@ -80,7 +81,7 @@ def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_
             folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(path, suffix=".npz") as tmp:
                 np.savez(tmp, names=np.array(names), wplus=np.stack(codes).astype(np.float32),
-                         user=np.stack(users).astype(np.float32))
+                         user=np.stack(users).astype(np.float32), faceless=np.array(faceless, dtype=str))
 
         t0 = time.time()
         with FaceLandmarker(max_faces=4) as lm:
@@ -94,6 +95,7 @@ def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_
                 bgr = cv2.imread(str(UTK_DIR / name), cv2.IMREAD_COLOR)
                 face = _face_of(lm, bgr) if bgr is not None else None
                 if face is None:
+                    faceless.append(name)
                     continue
                 inv = inverter.invert_photo(bgr, lm, target_options, face=face)
                 names.append(name)
@@ -134,7 +136,7 @@ def driven_codes(targets: np.ndarray, per_target: int, seed: int, first: int = 0
         if users is not None:
             out.append(users[j][None])
             out.append(users[j][None] + rng.uniform(0.3, 0.9) * (out[-2] - users[j][None]))
-    return np.concatenate(out).astype(np.float32)
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 23, 512), np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:

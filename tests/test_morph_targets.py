@@ -37,6 +37,7 @@ def test_driven_codes_move_a_target_only_along_pose_and_expression_within_range(
     # a cache extended from target 1 on draws the same codes as one built at once
     assert np.array_equal(driven_codes(targets[1:], k, seed=0, first=1), codes[1 + k:])
     assert not np.array_equal(driven_codes(targets, k, seed=1), codes)
+    assert driven_codes(targets[:0], k, seed=0).shape == (0, 23, 512)  # a cache past the last photo with a face
 
 
 def test_with_the_users_codes_each_photo_also_gives_the_user_and_a_blend_toward_their_driven_target():

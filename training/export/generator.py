@@ -16,12 +16,13 @@ Outputs (resources/models/):
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.models import MODELS_DIR
+from engine.models import MANIFEST_PATH, MODELS_DIR
 from training.convert.generator import load_weights
 from training.export.manifest import entry, update_manifest
 from training.models.mobilestylegan import N_SLOTS, STYLE_DIM
@@ -79,10 +80,14 @@ def export_live(out: Path) -> None:
         export(load_live_synthesis(), torch.zeros(1, N_SLOTS, STYLE_DIM), path, "wplus", "image")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if out == MODELS_DIR:
+        weights = json.loads(MANIFEST_PATH.read_text())["models"].get("live_generator_fp16", {})
         e = entry(path, f"live-view MobileStyleGAN at 256 px: the released blocks 0-2, blocks 3-4 narrowed to "
-                        f"{LIVE_CHANNELS[4:]} channels and distilled from the released 1024-px output on generated "
-                        f"codes, W+ (B,23,512) -> RGB 256")
-        e["regenerate"] = "python -m training.train.live_generator && python -m training.export.generator --live"
+                        f"{LIVE_CHANNELS[4:]} channels and distilled from the released 1024-px output "
+                        f"(live_generator_fp16.safetensors), W+ (B,23,512) -> RGB 256")
+        # the trained weights' provenance (their data and its terms) carries over to the network made from them
+        e |= {k: weights[k] for k in ("licence", "data") if k in weights}
+        e["regenerate"] = weights.get("regenerate", "python -m training.train.live_generator") + \
+            " && python -m training.export.generator --live"
         update_manifest({"mobilestylegan_live_256": e})  # the weights' own entry is the training leg's
 
 

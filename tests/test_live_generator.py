@@ -60,7 +60,7 @@ def test_slim_weights_round_trip(teacher, tmp_path):
 
 def test_the_kept_live_generator_renders_the_released_networks_face_and_exports_to_onnx(teacher, tmp_path):
     """The trained student kept in the repository (the next leg's warm start) renders the released network's face at
-    256 px (the pruned, untrained student is ~11 dB from it; the kept one ~26.5), and its ONNX export renders the
+    256 px (the pruned, untrained student is ~11 dB from it; the kept one ~26), and its ONNX export renders the
     same image."""
     import torch.nn.functional as F
 

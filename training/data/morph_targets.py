@@ -29,21 +29,6 @@ MOTION_RANGE = {"yaw": (-0.7, 0.7), "pitch": (-0.5, 0.5), "smile": (-0.3, 1.0), 
                 "eye_blink": (-0.2, 1.0), "brow_raise": (-0.5, 0.8)}
 
 
-def _face_of(landmarker, bgr: np.ndarray):
-    """The photo's own face on a reflection-padded UTKFace crop (the detector misses faces that fill the frame)."""
-    from engine.landmarks import Face
-    from training.data.utkface import PAD
-
-    h, w = bgr.shape[:2]
-    p = int(round(PAD * max(h, w)))
-    faces = landmarker.detect(cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_REFLECT))
-    if not faces:
-        return None
-    centre = np.array([p + w / 2, p + h / 2])
-    face = min(faces, key=lambda f: np.hypot(*(f.xy.mean(0) - centre)))
-    return Face(points=face.points - np.array([p, p, 0], np.float32), image_size=(w, h))
-
-
 def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_DIR) -> dict[str, np.ndarray]:
     """{"names", "wplus" (N, 23, 512), "user" (N, 23, 512)}: the first `count` photos of a UTKFace split
     (training/data/utkface.py) inverted like the app's dropped photos (TargetCache's options), and each one's
@@ -55,8 +40,10 @@ def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_
     from engine.inversion.refine import STEPS, Refiner
     from engine.inversion.skin_tone import SkinToneModel
     from engine.landmarks import FaceLandmarker
-    from training.data.utkface import UTK_DIR, split_names
+    from training.data.utkface import UTK_DIR, find_face, split_names
 
+    if not UTK_DIR.is_dir():
+        raise SystemExit(f"UTKFace photos not found at {UTK_DIR} (the real-face targets are made from them)")
     path = folder / f"{split}.npz"
     names, codes, users, faceless = [], [], [], []
     if path.is_file():
@@ -89,11 +76,11 @@ def invert_targets(split: str, count: int, threads: int = 2, folder: Path = RUN_
 
             for name in names[len(users):]:  # an older file without the user codes
                 bgr = cv2.imread(str(UTK_DIR / name), cv2.IMREAD_COLOR)
-                face = _face_of(lm, bgr)
+                face = find_face(lm, bgr)
                 users.append(user_code(align_face(bgr, face, 256), face))
             for i, name in enumerate(todo):
                 bgr = cv2.imread(str(UTK_DIR / name), cv2.IMREAD_COLOR)
-                face = _face_of(lm, bgr) if bgr is not None else None
+                face = find_face(lm, bgr) if bgr is not None else None
                 if face is None:
                     faceless.append(name)
                     continue

@@ -87,23 +87,31 @@ def split_names(split: str, limit: int | None = None) -> list[str]:
     return names[:limit] if limit else names
 
 
+def find_face(landmarker, bgr: np.ndarray):
+    """The photo's own face (engine.landmarks.Face in photo coordinates) or None: MediaPipe misses faces that fill
+    the frame, so it looks at the reflection-padded photo and takes the face nearest the centre (not a mirrored copy)."""
+    from engine.landmarks import Face
+
+    h, w = bgr.shape[:2]
+    p = int(round(PAD * max(h, w)))
+    faces = landmarker.detect(cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_REFLECT))
+    if not faces:
+        return None
+    c = np.array([p + w / 2, p + h / 2])
+    face = min(faces, key=lambda f: np.hypot(*(f.xy.mean(0) - c)))
+    return Face(points=face.points - np.array([p, p, 0], np.float32), image_size=(w, h))
+
+
 def align_photo(landmarker, bgr: np.ndarray, size: int = SIZE):
     """(crop BGR (size, size, 3), valid mask (size, size) bool, oval mask bool, points (478, 3) in crop units) or
     None when MediaPipe finds no face on the reflection-padded photo."""
     from engine.align import Crop, face_quad, warp_quad, crop_points
     from engine.inversion.skin_tone import face_oval_mask
-    from engine.landmarks import Face
 
-    h, w = bgr.shape[:2]
-    p = int(round(PAD * max(h, w)))
-    padded = cv2.copyMakeBorder(bgr, p, p, p, p, cv2.BORDER_REFLECT)
-    faces = landmarker.detect(padded)
-    if not faces:
+    face = find_face(landmarker, bgr)
+    if face is None:
         return None
-    # the face nearest the centre (the photo's own face, not a mirrored copy)
-    c = np.array([p + w / 2, p + h / 2])
-    face = min(faces, key=lambda f: np.hypot(*(f.xy.mean(0) - c)))
-    face = Face(points=face.points - np.array([p, p, 0], np.float32), image_size=(w, h))
+    h, w = bgr.shape[:2]
     crop = warp_quad(bgr, face_quad(face), size)
     valid = cv2.warpAffine(np.full((h, w), 255, np.uint8), crop.matrix, (size, size), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 127

@@ -324,10 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(log[-1]), flush=True)
     g = torch.Generator().manual_seed(step)
     t0, last_save = time.time(), time.time()
+    n_real = round(args.batch * args.real_share) if real is not None else 0  # of each batch
     while time.time() - t0 < 60 * args.minutes:
-        n_real = round(args.batch * args.real_share) if real is not None else 0
         idx = torch.randint(0, len(data["wplus"]), (args.batch - n_real,), generator=g)
-        ridx = torch.randint(0, len(real["wplus"]) if real is not None else 1, (n_real,), generator=g)
+        ridx = torch.randint(0, len(real["wplus"]), (n_real,), generator=g) if n_real else None
         pick = lambda key: torch.cat([data[key][idx]] + ([real[key][ridx]] if n_real else []))  # noqa: E731
         w, target = pick("wplus").to(dev), pick("target").float().to(dev)
         pred = tail(student, pick("x2").float().to(dev), w)

@@ -357,7 +357,8 @@ class MainWindow(QMainWindow):
                               else f"{value:+.2f}")
         strength = c.strength.value() / 100.0
         c.strength_label.setText(f"{strength:.2f}")
-        return LiveSettings(target=self.target.wplus if self.target is not None else None, strength=strength,
+        return LiveSettings(target=self.target.wplus if self.target is not None else None,
+                            target_refined=self.target is not None and self.target.refined, strength=strength,
                             preset=c.preset.currentText(), amounts=amounts,
                             smooth_latents=c.smoothing_box.isChecked(),
                             smooth_landmarks=c.smoothing_box.isChecked(), reuse=c.reuse_box.isChecked(),

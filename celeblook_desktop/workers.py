@@ -475,7 +475,7 @@ class EngineWorker(QThread):
         try:
             if self._cache is None:
                 kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
-                self._cache = TargetCache(m.encoder, m.generator, FaceLandmarker(m.landmarker_model, max_faces=4),
+                self._cache = TargetCache(m.encoder, m.target_generator, FaceLandmarker(m.landmarker_model, max_faces=4),
                                           m.encoder_sha, options=InversionOptions(
                                               quality_steps=self.config.target_quality_steps), **kwargs)
             self.busy.emit(f"Inverting {photo.name}…")

@@ -7,8 +7,9 @@
                   recogniser sees differ between the face and its reconstruction, measured every FEEDBACK_EVERY
                   frames) --> calibration --> skin-tone match (W+ moved so the skin's chroma matches the crop's)
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
-          --> generator (256-px preview model when shipped, else 1024 px; skipped when the edited W+ barely
-              moved: the last face is reused)
+          --> generator (the distilled 256-px live student when shipped, and the 256-px preview head for morphs
+              toward a refined photo target; else 1024 px; skipped when the edited W+ barely moved: the last face
+              is reused)
           --> the newest face's mouth caught up with this frame (lips and jaw warped; the open mouth's inside
               from the user's crop) --> paste back into the frame
 
@@ -48,7 +49,7 @@ from engine.edits import (MORPH_MODES, POSE_NAMES, DirectionSet, MotionReference
                           motion_reference_step, reenact)
 from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
-from engine.generator import Generator
+from engine.generator import LIVE_SYNTHESIS, Generator
 from engine.inversion.inverter import InversionOptions, Inverter
 from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
@@ -87,6 +88,8 @@ class LatentSmoothing:
 @dataclass(frozen=True)
 class LiveSettings:
     """What to do with each frame. `target`: W+ (1, 23, 512) to morph toward, or None (the user's own face);
+    `target_refined`: the target's W+ comes from the quality mode (a photo target, engine.inversion.targets.Target),
+    so the morph renders with LiveModels.refined_generator when there is one;
     `strength` 0..1 and `preset` of the morph: "reenact" (the target's face moving like the user: engine.edits.reenact,
     from the user's running resting latent) or a per-slot mix (engine.edits.MORPH_PRESETS); `pose_lock`: keep the
     user's head pose along the yaw/pitch directions while morphing (docs/EDITS.md); `drive_expression`: with pose lock
@@ -110,6 +113,7 @@ class LiveSettings:
     steps are not used live)."""
 
     target: np.ndarray | None = None
+    target_refined: bool = False
     strength: float = 1.0
     preset: str = "reenact"
     pose_lock: bool = True
@@ -156,7 +160,9 @@ class LiveResult:
     `renders`: the pipeline's generator runs so far (their rate is how often the shown face changes);
     `face_frame`: the number (LivePipeline.frames) of the frame whose latent the shown face was rendered from,
     so a caller that knows when that frame was captured knows the capture-to-face latency; `inverted`: this frame
-    was inverted (a paced loop skips frames the generator would not take: `wplus` is then the last inversion)."""
+    was inverted (a paced loop skips frames the generator would not take: `wplus` is then the last inversion);
+    `generator`: the synthesis model that renders this stream's faces now (LiveModels.refined_generator's while
+    morphing toward a refined photo target)."""
 
     frame: np.ndarray
     face_found: bool
@@ -170,14 +176,20 @@ class LiveResult:
     renders: int = 0
     face_frame: int = 0
     inverted: bool = True
+    generator: str = ""
 
 
 @dataclass
 class LiveModels:
     """The models a pipeline needs, loaded once and shared (they are stateless): generator, encoder, the
     attribute directions (None when resources/models/directions.npz is missing: `directions_error` says why), the
-    landmarker model's bytes (each pipeline makes its own VIDEO-mode landmarker from them) and the skin-tone model
-    (None when missing: `skin_tone_error` says why)."""
+    landmarker model's bytes (each pipeline makes its own VIDEO-mode landmarker from them), the skin-tone model
+    (None when missing: `skin_tone_error` says why) and `refined_generator`: what renders a morph toward a refined
+    photo target (LiveSettings.target_refined) when it is not `generator` (None: `generator` renders everything).
+    The distilled live student renders the user, edits and built-in faces like the preview head at ~3x its rate,
+    but a photo target's quality-mode latent lies off the encoder's manifold, where the student lost the person
+    (Biden's photo: recognised on 0-19 % of frames against the preview head's 77-100 %, docs/BENCHMARKS.md), so
+    those morphs stay on the preview head."""
 
     generator: Generator
     encoder: Encoder
@@ -187,6 +199,7 @@ class LiveModels:
     directions_error: str = ""
     skin_tone: SkinToneModel | None = None
     skin_tone_error: str = ""
+    refined_generator: Generator | None = None
 
     @classmethod
     def load(cls, threads: int = 2, encoder_path: str | os.PathLike | None = None,
@@ -196,6 +209,7 @@ class LiveModels:
         "preview", the released network stopped at its 256-px head (else 1024 px); "full", the released network at
         `resolution` (default 1024). An explicit `resolution` other than 256 means the released network."""
         generator = load_live_generator(threads, generator, resolution)
+        refined = load_live_generator(threads, "preview") if generator.name == LIVE_SYNTHESIS else None
         encoder, path = load_encoder(threads, encoder_path)
         lm_bytes = resolve_model("face_landmarker", explicit=landmarker_model).read_bytes()
         try:
@@ -206,7 +220,13 @@ class LiveModels:
             skin_tone, skin_why = SkinToneModel.load(), ""
         except CelebLookError as exc:
             skin_tone, skin_why = None, str(exc)
-        return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why)
+        return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why, refined)
+
+    @property
+    def target_generator(self) -> Generator:
+        """The generator that renders morphs toward photo targets, so the one their inversion (the skin match's
+        closed loop) renders through."""
+        return self.refined_generator or self.generator
 
     @property
     def encoder_sha(self) -> str:
@@ -246,8 +266,6 @@ def load_live_generator(threads: int, kind: str = "live", resolution: int | None
     """The live view's generator (LiveModels.load)."""
     if kind not in LIVE_GENERATORS:
         raise BadInputError(f"unknown live generator {kind!r}; choose from {', '.join(LIVE_GENERATORS)}")
-    from engine.generator import LIVE_SYNTHESIS
-
     if kind == "live" and resolution in (None, 256) and _in_manifest(LIVE_SYNTHESIS):
         return Generator.load(threads, resolution=256, live=True)
     if kind == "full":
@@ -312,6 +330,7 @@ class LivePipeline:
         self._waited = False  # the last call waited for a render (a stream's first face): its gap is no period
         self._invert_s = 0.0  # running mean of an inversion's time, encoder to submitted latent (s)
         self._frame_gap = 0.0  # the least time between frames the last settings asked for (frame_wait)
+        self._generator = models.generator  # what renders this stream's faces now (_use_generator)
         self._renderer = BackgroundRenderer(self._render_bgr) if background_render else None
         # everything from the crop to the corrected W+ (with background rendering, the identity feedback's renders
         # and measurements run on a thread of their own)
@@ -340,7 +359,20 @@ class LivePipeline:
             self._renderer.clear()
 
     def _render_bgr(self, latent: np.ndarray) -> np.ndarray:
-        return cv2.cvtColor(self.models.generator.render(latent), cv2.COLOR_RGB2BGR)
+        return cv2.cvtColor(self._generator.render(latent), cv2.COLOR_RGB2BGR)
+
+    def _use_generator(self, settings: LiveSettings) -> None:
+        """Render with LiveModels.refined_generator while morphing toward a refined photo target, else with the
+        live generator; on a change the last face is forgotten, so no face of one generator is shown as the
+        other's (the next frame waits for its first render, as a stream's first frame does)."""
+        refined = self.models.refined_generator
+        wanted = refined if (refined is not None and settings.target is not None and settings.target_refined
+                             and settings.strength > 0) else self.models.generator
+        if wanted is self._generator:
+            return
+        self._generator, self._render, self._submitted = wanted, None, None
+        if self._renderer is not None:
+            self._renderer.clear()
 
     def process(self, frame_bgr: np.ndarray, timestamp_ms: int, settings: LiveSettings = LiveSettings()) -> LiveResult:
         timings = {k: 0.0 for k in STAGES}
@@ -374,6 +406,7 @@ class LivePipeline:
         self._crop_points.pop(self.frames - CATCH_UP_FRAMES, None)  # a few seconds of frames at most
         lap("align")
 
+        self._use_generator(settings)
         inverted = not self._generator_busy(settings)
         if inverted:
             wplus = self.inverter.invert_frame(crop, face, self.frames, settings.inversion)
@@ -423,7 +456,8 @@ class LivePipeline:
         paced = settings.pace and settings.frames_per_refresh > 0 and mean_ms is not None
         self._frame_gap = mean_ms / 1000.0 / settings.frames_per_refresh if paced else 0.0
         return LiveResult(out, True, timings, wplus=wplus, edited=render.latent, reused=reused, face=face, crop=crop,
-                          renders=self.renders, face_frame=render.frame, inverted=inverted)
+                          renders=self.renders, face_frame=render.frame, inverted=inverted,
+                          generator=self._generator.name)
 
     def _note_frame_start(self, t_start: float) -> None:
         """The pacing's running mean of the time between frames (a gap after a call that waited for a stream's

@@ -100,18 +100,25 @@ def test_live_loop_adds_the_feedback_measured_every_few_frames(landmarker_model,
     assert rms(deltas[FEEDBACK_EVERY - 1], deltas[0]) > 1e-4
 
 
-def test_target_cache_keys_tell_the_feedback_passes_apart(faces_dir):
-    """A cached morph target made with the feedback is not reused without it (or with another pass count)."""
+def test_target_cache_keys_tell_the_feedback_passes_and_generators_apart(faces_dir):
+    """A cached morph target made with the feedback is not reused without it (or with another pass count), nor one
+    whose skin match rendered through another generator (the live student's, the preview head's)."""
+    from types import SimpleNamespace
+
     from engine.inversion.targets import TargetCache
 
     enc, photo = Encoder.load(threads=1), faces_dir / "obama.jpg"
-    keys = {TargetCache(enc, None, None, enc.one_pass_id, options=InversionOptions(identity_passes=n))
-           .key(photo) for n in (0, 1, 2)}
+    preview = SimpleNamespace(name="mobilestylegan_synthesis_256", resolution=256)
+    student = SimpleNamespace(name="mobilestylegan_live_256", resolution=256)
+    keys = {TargetCache(enc, preview, None, enc.one_pass_id, options=InversionOptions(identity_passes=n))
+            .key(photo) for n in (0, 1, 2)}
     assert len(keys) == 3
-    quality = {TargetCache(enc, None, None, enc.one_pass_id,
+    quality = {TargetCache(enc, preview, None, enc.one_pass_id,
                            options=InversionOptions(identity_passes=n, quality_steps=2)).key(photo)
                for n in (0, 1)}
     assert len(quality) == 1, "the quality mode runs without the feedback, so its passes do not split the cache"
+    by_generator = {TargetCache(enc, g, None, enc.one_pass_id).key(photo) for g in (preview, student)}
+    assert len(by_generator) == 2
 
 
 @pytest.mark.slow

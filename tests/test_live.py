@@ -197,6 +197,31 @@ def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarke
     assert to_target[1.0] > to_user[1.0], (to_target, to_user)
 
 
+def test_a_refined_photo_target_renders_with_the_preview_head_and_the_rest_with_the_live_student(models, d18):
+    """The shipped live student renders the user and built-in faces; a photo target's refined latent, where it loses
+    the person, goes to the preview head, in the background loop too, and back when the morph is off. After a
+    switch the face shown comes from this frame (no face of the other generator is shown as this one's)."""
+    from engine.generator import LIVE_SYNTHESIS, SYNTHESIS_MODELS
+
+    assert models.generator.name == LIVE_SYNTHESIS, "the live student is shipped and is the live generator"
+    assert models.refined_generator.name == SYNTHESIS_MODELS[256]
+    assert models.target_generator is models.refined_generator  # target photos are inverted through it
+    w = np.repeat(models.generator.sample_w(4, 0.7)[None, None], 23, axis=1)
+    photo = LiveSettings(target=w, target_refined=True, strength=1.0, reuse=False)
+    runs = [("you", LiveSettings(reuse=False), LIVE_SYNTHESIS), ("photo", photo, SYNTHESIS_MODELS[256]),
+            ("photo at strength 0", photo.with_(strength=0.0), LIVE_SYNTHESIS),
+            ("built-in", photo.with_(target_refined=False), LIVE_SYNTHESIS), ("photo again", photo, SYNTHESIS_MODELS[256])]
+    for background in (False, True):
+        with LivePipeline(models, background_render=background) as pipe:
+            before = None
+            for (name, settings, expected), f in zip(runs, d18):
+                r = pipe.process(f.image, f.timestamp_ms, settings)
+                assert r.generator == expected, (background, name, r.generator)
+                if expected != before:
+                    assert r.face_frame == pipe.frames and not r.reused, (background, name)
+                before = expected
+
+
 def test_the_live_loop_and_a_still_share_the_inverter(models, d18, landmarker):
     """The live loop inverts through an Inverter (engine.inversion.inverter) and a still of the same frame through
     another one over the same models: on the same crop, without the per-frame extras (smoothing, identity feedback,

@@ -116,13 +116,14 @@ def run(args: argparse.Namespace) -> int:
     frames = read_frames(path, args.frames)
     models = LiveModels.load(args.threads, args.encoder, args.model)
     box = face_box(frames[0].image, models.landmarker_model, str(path))
-    target = None
+    target, refined = None, False
     if args.target:
         from engine.inversion.targets import TargetCache
 
         with FaceLandmarker(models.landmarker_model) as lm:
-            target = TargetCache(models.encoder, models.generator, lm, models.encoder_sha).load(args.target).wplus
-    base = LiveSettings(target=target, strength=args.strength)
+            t = TargetCache(models.encoder, models.target_generator, lm, models.encoder_sha).load(args.target)
+        target, refined = t.wplus, t.refined
+    base = LiveSettings(target=target, target_refined=refined, strength=args.strength)
     names = list(CONFIGS) if not args.configs else args.configs
     rows = []
     for name in names:

@@ -30,11 +30,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class Target:
-    """A morph target: its name, W+ (1, 23, 512) and a thumbnail of its reconstruction (uint8 BGR)."""
+    """A morph target: its name, W+ (1, 23, 512) and a thumbnail of its reconstruction (uint8 BGR). `refined`: the
+    W+ comes from the quality mode (a photo's), which the live view renders with its refined-target generator
+    (engine.live.LiveModels.refined_generator)."""
 
     name: str
     wplus: np.ndarray
     thumbnail: np.ndarray
+    refined: bool = False
 
 
 def _thumbnail(face_bgr: np.ndarray) -> np.ndarray:
@@ -70,7 +73,8 @@ class TargetCache:
             if o.quality_steps else ""
         passes = self.inverter.feedback_passes(o)
         identity = f"-idf{self.encoder.feedback.sha256[:8]}x{passes}" if passes else ""
-        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}{identity}{quality}{skin}"
+        # the closed loop's skin match renders through the generator, so its latent is that generator's
+        return f"{sha256_file(photo)}-{self.encoder_sha[:12]}-{self.generator.name}{identity}{quality}{skin}"
 
     def load(self, photo: str | os.PathLike) -> Target:
         """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""
@@ -81,11 +85,11 @@ class TargetCache:
         if entry.is_file():
             try:
                 with np.load(entry, allow_pickle=False) as data:
-                    return Target(photo.stem, data["wplus"], data["thumbnail"])
+                    return Target(photo.stem, data["wplus"], data["thumbnail"], self.options.quality_steps > 0)
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
         inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
-        target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction))
+        target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.options.quality_steps > 0)
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:
             np.savez(tmp, wplus=target.wplus, thumbnail=target.thumbnail)

@@ -53,6 +53,7 @@ ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fie
     "encoder pose and no catch-up": {"reenactment": Reenactment(pose_share=0.0), "catch_up": False},  # both
     "unpaced": {"pace": False},  # before the loop inverted only the frames the generator takes (app mode)
     "no live mouth": {"live_mouth": False},  # before the open mouth's inside came from the user's frame
+    "student renders photos": {"target_refined": False},  # before refined photo targets went to the preview head
 }
 
 
@@ -92,24 +93,26 @@ class MotionReader:
 
 
 def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int) -> dict[str, tuple]:
-    """{name: (W+, reference crop for dlib)}: photos inverted like the app's dropped photos; `seed:N` built-in."""
+    """{name: (W+, reference crop for dlib, refined)}: photos inverted like the app's dropped photos; `seed:N`
+    built-in."""
     out = {}
     with FaceLandmarker(max_faces=4) as lm:
-        cache = TargetCache(models.encoder, models.generator, lm, models.encoder_sha, folder=cache_dir,
+        cache = TargetCache(models.encoder, models.target_generator, lm, models.encoder_sha, folder=cache_dir,
                             options=InversionOptions(quality_steps=quality))
         for spec in specs:
             if spec.startswith("seed:"):
                 t = builtin_targets(models.generator, (int(spec[5:]),))[0]
                 render = cv2.cvtColor(models.generator.render(t.wplus), cv2.COLOR_RGB2BGR)
                 faces = lm.detect(render)
-                out[spec] = (t.wplus, align_face(render, faces[0], SIZE, blur_padding=False).image)
+                out[spec] = (t.wplus, align_face(render, faces[0], SIZE, blur_padding=False).image, t.refined)
             else:
                 photo = Path(spec)
                 image = load_image(photo)
                 faces = lm.detect(image)
                 if not faces:
                     raise SystemExit(f"no face in target photo {photo}")
-                out[photo.stem] = (cache.load(photo).wplus, align_face(image, faces[0], SIZE, blur_padding=False).image)
+                t = cache.load(photo)
+                out[photo.stem] = (t.wplus, align_face(image, faces[0], SIZE, blur_padding=False).image, t.refined)
     return out
 
 
@@ -234,10 +237,11 @@ def main(argv: list[str] | None = None) -> None:
             if target is None:
                 settings = LiveSettings(strength=strength, **ALSO.get(morph.removeprefix("you, "), {}))
             elif morph.startswith("reenact, "):
-                settings = LiveSettings(target=target[0], strength=strength, preset="reenact",
-                                        **ALSO[morph.removeprefix("reenact, ")])
+                settings = LiveSettings(**{"target": target[0], "target_refined": target[2], "strength": strength,
+                                           "preset": "reenact", **ALSO[morph.removeprefix("reenact, ")]})
             else:
-                settings = LiveSettings(target=target[0], strength=strength, preset="identity" if morph == TODAY else morph)
+                settings = LiveSettings(target=target[0], target_refined=target[2], strength=strength,
+                                        preset="identity" if morph == TODAY else morph)
             pairs = run_clip(by_kind[kind], clip, settings, args.frames, args.mode, args.every)
             label = f"{morph} [{kind}]" if len(kinds) > 1 else morph
             row = {"clip": clip.name, "target": name or "you", "morph": label, "generator": kind,

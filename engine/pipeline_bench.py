@@ -6,8 +6,10 @@ while the edited latent is still) or asking for a new face every frame. Stages: 
 encode (encoder + skin-tone match), edit, generate (in background mode: the time the loop waits for it, ~0
 after the first face), paste, display (BGR -> RGB for the screen). fps = frames / wall time of the loop, clips read as fast as they decode;
 "face refreshes/s" = generator runs / wall time: how often the shown face's content changes. A built-in target
-is set, so every frame is really morphed; the identity feedback is on as in the app (`--no-identity-feedback`: off,
-for an A/B on one machine). Budgets: resources/budgets.json.
+is set, so every frame is really morphed (`--photo-target`: set as a dropped photo's refined latent is, which the
+live view renders with the preview head even where the live student is shipped: engine.live.LiveModels); the
+identity feedback is on as in the app (`--no-identity-feedback`: off, for an A/B on one machine). Budgets:
+resources/budgets.json.
 """
 from __future__ import annotations
 
@@ -88,11 +90,6 @@ def run_clips(models: LiveModels, videos: list[Path], frames: int, settings: Liv
             "latency_p90_ms": float(np.percentile(latency, 90)) if latency else 0.0}
 
 
-def generator_file(models: LiveModels) -> Path:
-    """The ONNX file of the models' generator (for its parameter and MAC count)."""
-    return resolve_model(models.generator.name)
-
-
 def bench_pipeline(args) -> dict:
     """Every mode at every thread count for each generator in --generators (the first is judged against the
     budgets): an A/B of live generators in one run."""
@@ -101,14 +98,16 @@ def bench_pipeline(args) -> dict:
     kinds = args.generators or ["live"]
     runs, stage_rows, fps_rows, model_rows = [], [], [], []
     feedback = not args.no_identity_feedback
+    photo = bool(getattr(args, "photo_target", False))
     for kind in kinds:
         for threads in args.threads:
             models = LiveModels.load(threads, resolution=args.resolution, generator=kind)
-            label = f"{kind} ({generator_file(models).stem})"  # the file says when "live" fell back to the preview
+            shown = models.refined_generator if photo and models.refined_generator else models.generator
+            label = f"{kind} ({shown.name})"  # the file says when "live" fell back to the preview
             target = builtin_targets(models.generator, seeds=(0,))[0].wplus
             for mode, background, settings in MODES:
-                r = run_clips(models, videos, args.frames, settings.with_(target=target, identity_feedback=feedback),
-                              background)
+                r = run_clips(models, videos, args.frames, settings.with_(target=target, target_refined=photo,
+                                                                          identity_feedback=feedback), background)
                 runs.append({"generator": label, "threads": threads, "mode": mode, **r})
                 stage_rows.append({"generator": label, "threads": threads, "mode": mode,
                                    **{k: round(v, 1) for k, v in r["median_ms"].items()}})
@@ -117,9 +116,9 @@ def bench_pipeline(args) -> dict:
                                  "face refreshes/s": round(r["refresh_hz"], 1),
                                  "capture-to-face ms": round(r["latency_ms"]),
                                  "p90 ms": round(r["latency_p90_ms"])})
-        stats = onnx_stats(generator_file(models))
-        model_rows.append({"model": f"generator ({kind}, {models.generator.resolution} px)",
-                           "file": generator_file(models).name,
+        stats = onnx_stats(resolve_model(shown.name))
+        model_rows.append({"model": f"generator ({kind}, {shown.resolution} px)",
+                           "file": resolve_model(shown.name).name,
                            "params_M": round(stats.params / 1e6, 2) if stats else "n/a (needs onnx)",
                            "GMACs": round(stats.macs / 1e9, 3) if stats else "n/a (needs onnx)"})
     stats = onnx_stats(resolve_model("inversion_encoder"))
@@ -154,7 +153,7 @@ def bench_pipeline(args) -> dict:
     fps = laptop["fps"] if laptop else runs[0]["fps"]
     return {"benchmark": "pipeline", "fps": round(fps, 2), "generators": kinds,
             "videos": [str(v) for v in videos], "frames_per_clip": args.frames,
-            "identity_feedback": feedback, "machine": machine_info(),
+            "identity_feedback": feedback, "photo_target": photo, "machine": machine_info(),
             "runs": runs, "budgets": budget_rows,
             "tables": {"per-stage median ms (frames with a face)": stage_rows, "end to end": fps_rows,
                        "models": model_rows, "budgets": budget_rows}}

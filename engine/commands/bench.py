@@ -170,6 +170,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generators", nargs="+", choices=LIVE_GENERATORS, default=None,
                    help="pipeline: live generators to run, each in every mode; the first is judged against the "
                         "budgets (default: live, the shipped live-view generator)")
+    p.add_argument("--photo-target", action="store_true",
+                   help="pipeline: morph as toward a dropped photo (a refined latent: the live view renders it with "
+                        "the preview head)")
     p.add_argument("--no-identity-feedback", action="store_true",
                    help="pipeline: run the live loop without its identity feedback (an A/B of its cost)")
     p.add_argument("--check", nargs="*", choices=["laptop", "phone"], default=None,

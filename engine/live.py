@@ -187,9 +187,9 @@ class LiveModels:
     (None when missing: `skin_tone_error` says why) and `refined_generator`: what renders a morph toward a refined
     photo target (LiveSettings.target_refined) when it is not `generator` (None: `generator` renders everything).
     The distilled live student renders the user, edits and built-in faces like the preview head at ~3x its rate,
-    but a photo target's quality-mode latent lies off the encoder's manifold, where the student lost the person
-    (Biden's photo: recognised on 0-19 % of frames against the preview head's 77-100 %, docs/BENCHMARKS.md), so
-    those morphs stay on the preview head."""
+    but a photo target's quality-mode latent lies off the encoder's manifold, where the student loses some people
+    (Biden's photo: recognised on 114 of 306 frames against the preview head's 269 of 303, docs/BENCHMARKS.md), so
+    those morphs stay on the preview head (`renders_with`)."""
 
     generator: Generator
     encoder: Encoder
@@ -221,6 +221,12 @@ class LiveModels:
         except CelebLookError as exc:
             skin_tone, skin_why = None, str(exc)
         return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why, refined)
+
+    def renders_with(self, settings: "LiveSettings") -> Generator:
+        """The generator that renders faces under `settings`: `refined_generator` while morphing toward a refined
+        photo target, else `generator`."""
+        refined = settings.target is not None and settings.target_refined and settings.strength > 0
+        return self.refined_generator if refined and self.refined_generator is not None else self.generator
 
     @property
     def target_generator(self) -> Generator:
@@ -362,12 +368,10 @@ class LivePipeline:
         return cv2.cvtColor(self._generator.render(latent), cv2.COLOR_RGB2BGR)
 
     def _use_generator(self, settings: LiveSettings) -> None:
-        """Render with LiveModels.refined_generator while morphing toward a refined photo target, else with the
-        live generator; on a change the last face is forgotten, so no face of one generator is shown as the
-        other's (the next frame waits for its first render, as a stream's first frame does)."""
-        refined = self.models.refined_generator
-        wanted = refined if (refined is not None and settings.target is not None and settings.target_refined
-                             and settings.strength > 0) else self.models.generator
+        """Render with LiveModels.renders_with(settings); on a change the last face is forgotten, so no face of one
+        generator is shown as the other's (the next frame waits for its first render, as a stream's first frame
+        does)."""
+        wanted = self.models.renders_with(settings)
         if wanted is self._generator:
             return
         self._generator, self._render, self._submitted = wanted, None, None

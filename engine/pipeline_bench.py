@@ -98,13 +98,13 @@ def bench_pipeline(args) -> dict:
     kinds = args.generators or ["live"]
     runs, stage_rows, fps_rows, model_rows = [], [], [], []
     feedback = not args.no_identity_feedback
-    photo = bool(getattr(args, "photo_target", False))
+    photo = args.photo_target
     for kind in kinds:
         for threads in args.threads:
             models = LiveModels.load(threads, resolution=args.resolution, generator=kind)
-            shown = models.refined_generator if photo and models.refined_generator else models.generator
-            label = f"{kind} ({shown.name})"  # the file says when "live" fell back to the preview
             target = builtin_targets(models.generator, seeds=(0,))[0].wplus
+            shown = models.renders_with(LiveSettings(target=target, target_refined=photo))
+            label = f"{kind} ({shown.name})"  # the model that rendered: says when "live" fell back to the preview
             for mode, background, settings in MODES:
                 r = run_clips(models, videos, args.frames, settings.with_(target=target, target_refined=photo,
                                                                           identity_feedback=feedback), background)

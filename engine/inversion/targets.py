@@ -66,6 +66,11 @@ class TargetCache:
         self.inverter = Inverter(self.encoder, self.generator, SkinToneModel.load() if o.match_skin else None,
                                  Refiner.load(full=self.generator) if o.quality_steps > 0 else None)
 
+    @property
+    def refines(self) -> bool:
+        """Its targets come from the quality mode (Target.refined)."""
+        return self.options.quality_steps > 0
+
     def key(self, photo: Path) -> str:
         o = self.options
         skin = f"-skin{sha256_file(SKIN_TONE_PATH)[:8]}x{o.skin_passes}" if o.match_skin else ""
@@ -85,11 +90,11 @@ class TargetCache:
         if entry.is_file():
             try:
                 with np.load(entry, allow_pickle=False) as data:
-                    return Target(photo.stem, data["wplus"], data["thumbnail"], self.options.quality_steps > 0)
+                    return Target(photo.stem, data["wplus"], data["thumbnail"], self.refines)
             except (OSError, ValueError, KeyError):
                 entry.unlink(missing_ok=True)  # damaged entry: rebuild it
         inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
-        target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.options.quality_steps > 0)
+        target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines)
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(entry, suffix=".npz") as tmp:
             np.savez(tmp, wplus=target.wplus, thumbnail=target.thumbnail)

@@ -1,5 +1,5 @@
 """Real photos for the encoder: UTKFace names, the held-out rule, the masked real-photo losses, a real-photo training
-step, and the shipped encoder's recovered float16 torch weights."""
+step, pseudo-targets on real photos, and the shipped encoder's recovered float16 torch weights."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,6 +53,42 @@ def test_recovered_fp16_weights_match_the_shipped_onnx():
     assert entry.sha256 == sha256_file(FP16_FILE)
     ref = np.load(MODELS_DIR / "inversion_encoder_parity.npy")
     assert parity_against_reference(load_fp16()) < 2e-2 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_pseudo_targets_train_on_real_photos_and_keep_the_held_out_rule(tmp_path):
+    """--pseudo: real UTKFace training photos, aligned as the app aligns them, with W+ targets; their latent loss is
+    logged and falls, the held-out photos' loss is logged as validation, and a file that mixes the two sets up is
+    refused either way."""
+    import json
+
+    from tests.test_encoder import _tiny_cache
+    from training.data.utkface import UTK_DIR, split_names
+    from training.train.encoder import make_config, train
+
+    if not UTK_DIR.is_dir():
+        pytest.skip(f"UTKFace photos not at {UTK_DIR}")
+    torch.set_num_threads(2)
+    data = _tiny_cache(tmp_path / "cache")
+    stats = np.load(data / "stats.npz")
+    rng = np.random.default_rng(1)
+
+    def targets(names):
+        w = stats["w_avg"] + stats["w_std"] * rng.standard_normal((len(names), 1, 512))
+        return {"names": np.array(names), "wplus": w.repeat(23, 1).astype(np.float32)}
+
+    train_names, held = split_names("train")[:3], held_out_names()[:2]
+    np.savez(tmp_path / "train.npz", **targets(train_names))
+    np.savez(tmp_path / "held.npz", **targets(held))
+    cfg = make_config("tiny", data=str(data), steps=8, batch=2, aug_strength=0.0, threads=2, device="cpu",
+                      pseudo=str(tmp_path / "train.npz"), pseudo_batch=3, pseudo_val=str(tmp_path / "held.npz"))
+    train(cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["pseudo_mse"] < log[0]["pseudo_mse"]
+    assert all(np.isfinite(e["val_pseudo_mse"]) and e["val_pseudo_mse"] > 0 for e in log)
+    for swapped in ({"pseudo": str(tmp_path / "held.npz")}, {"pseudo": str(tmp_path / "train.npz"),
+                                                            "pseudo_val": str(tmp_path / "train.npz")}):
+        with pytest.raises(SystemExit, match="UTKFace photos"):
+            train(make_config("tiny", data=str(data), steps=1, batch=2, device="cpu", **swapped), tmp_path / "bad")
 
 
 def test_a_training_step_with_real_photos_logs_their_losses_and_resumes(tmp_path, monkeypatch):

@@ -11,6 +11,10 @@
     torchrun --standalone --nproc_per_node=2 -m training.train.encoder --preset cpu --data D/prev3k --val 100 \
         --init resources/models/inversion_encoder_fp16.safetensors --thumb-size 32 --thumb-rank 128 --out runs/x \
         --real train --real-batch 4 --w-real-id 0.5 --freeze-bn --image-every 0 --image-block 4 --threads 1
+    # real photos with the quality mode's W+ as targets: latent losses only, no render (docs/ENCODER.md)
+    torchrun --standalone --nproc_per_node=2 -m training.train.encoder --preset cpu --data D/prev3k --val 100 \
+        --init resources/models/inversion_encoder_fp16.safetensors --thumb-size 32 --thumb-rank 128 --out runs/x \
+        --pseudo runs/morph_targets/train.npz --pseudo-val runs/morph_targets/heldout.npz --image-every 0 --threads 1
     # CPU scale: from a sample cache built by training.data.samples
     python -m training.train.encoder --preset cpu --data ~/.cache/celeblook/encoder_data/cpu2k --out runs/enc_cpu
 
@@ -25,6 +29,8 @@ jitter) and resized to the encoder's input. Loss =
   + w_real_l1 * masked L1 + w_real_msssim * (1 - MS-SSIM) + w_real_id * (1 - cos)       (every `real_every`
     of G(E(photo)) against the aligned real photo itself (UTKFace, --real train; the      steps, on
     photo's own pixels only: training/data/utkface.py pads the tight crops)                `real_batch` photos)
+  + w_pseudo * (w_mse * MSE + w_cos * (1 - cos)) of E(photo) against the quality mode's    (every step, on
+    W+ of real photos (UTKFace, --pseudo runs/morph_targets/train.npz: pseudo-targets)     `pseudo_batch` photos)
 where G is the frozen torch generator with the official weights (gradients reach W+ only) and the recogniser is the
 engine's face_id.onnx run in torch (training/models/face_id.py, frozen; off by default, w_id 0), read through one
 fixed recognition crop: the five points MediaPipe finds on the generator's render of w_avg (the generator's
@@ -107,6 +113,13 @@ class TrainConfig:
     w_real_msssim: float = 1.0
     w_real_id: float = 0.0  # the recogniser's 1 - cos against the photo itself
     w_real_spread: float = 0.1  # keep real-photo codes as close to W as generated ones
+    # real photos with pseudo-targets: the quality mode's W+ of UTKFace training photos (training/data/morph_targets.py,
+    # runs/morph_targets/train.npz; the app's still inversion, identity and skin matched through the full generator):
+    # the latent loss on `pseudo_batch` of them every step; no render, so it is cheap on a CPU
+    pseudo: str = ""  # "" off; the .npz of names and W+ targets
+    pseudo_batch: int = 4
+    w_pseudo: float = 1.0  # weight of their latent loss (w_mse * MSE + w_cos * (1 - cos))
+    pseudo_val: str = ""  # held-out photos' pseudo-targets (runs/morph_targets/heldout.npz): their MSE is logged
     device: str = ""  # "cpu" or "cuda" ("": cuda when available); the same recipe on either
     freeze_bn: bool = False  # BatchNorm in eval mode (its running statistics kept): small CPU batches, warm starts
     thumb_ridge: float = 1000.0  # ridge strength of the thumbnail path's closed-form initialisation
@@ -310,6 +323,41 @@ class RealSource:
         return crops, target, torch.from_numpy(self.valid[i]).unsqueeze(1).float()
 
 
+class PseudoTargetSource:
+    """Aligned UTKFace training photos with the quality mode's W+ as targets (training/data/morph_targets.py); this
+    rank's share of them, aligned once at start (the app's alignment: training/data/utkface.py, align_photo)."""
+
+    def __init__(self, path: str, rank: int, world: int, seed: int, held_out: bool = False):
+        from engine.landmarks import FaceLandmarker
+        from training.data.utkface import UTK_DIR, align_photo, held_out_names
+
+        with np.load(path, allow_pickle=False) as d:
+            names, wplus = list(d["names"]), d["wplus"].astype(np.float32)
+        wrong = set(names) - set(held_out_names()) if held_out else set(held_out_names()) & set(names)
+        if wrong:  # training photos must never be held out, validation photos always
+            raise SystemExit(f"{path} holds {len(wrong)} {'training' if held_out else 'held-out'} UTKFace photos")
+        crops, targets = [], []
+        with FaceLandmarker() as lm:
+            for i in range(rank, len(names), world):
+                bgr = cv2.imread(str(UTK_DIR / names[i]), cv2.IMREAD_COLOR)
+                aligned = align_photo(lm, bgr) if bgr is not None else None
+                if aligned is not None:
+                    crops.append(cv2.cvtColor(aligned[0], cv2.COLOR_BGR2RGB))
+                    targets.append(wplus[i])
+        if not crops:
+            raise SystemExit(f"no photo of {path} could be aligned (UTKFace at {UTK_DIR}?)")
+        self.crop, self.wplus = np.stack(crops), torch.from_numpy(np.stack(targets))
+        self.rng = np.random.default_rng([seed, rank, 5])
+
+    def __len__(self) -> int:
+        return len(self.crop)
+
+    def batch(self, n: int) -> tuple[np.ndarray, torch.Tensor]:
+        """(uint8 RGB crops (n, 256, 256, 3), W+ targets (n, 23, 512))."""
+        i = self.rng.choice(len(self.crop), n, replace=n > len(self.crop))
+        return np.ascontiguousarray(self.crop[i]), self.wplus[i]
+
+
 def real_image_losses(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """L1 and 1 - MS-SSIM of a render against a real photo's aligned crop (both [-1, 1], (B, 3, S, S)) on the
     photo's own pixels only: L1 averaged over the mask; outside it the target is the render itself (detached), so
@@ -406,6 +454,14 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         if rank == 0:
             print(f"real photos: {len(real)} aligned UTKFace crops ({cfg.real}), {cfg.real_batch} every "
                   f"{cfg.real_every} step(s)", flush=True)
+    pseudo = PseudoTargetSource(cfg.pseudo, rank, world, cfg.seed) if cfg.pseudo else None
+    if pseudo is not None:
+        pseudo.rng = np.random.default_rng([cfg.seed, rank, 5, step])
+        if rank == 0:
+            print(f"pseudo-targets: {len(pseudo)} real photos per rank with quality-mode W+ ({cfg.pseudo}), "
+                  f"{cfg.pseudo_batch} per step", flush=True)
+    pseudo_val = PseudoTargetSource(cfg.pseudo_val, 0, 1, cfg.seed, held_out=True) if cfg.pseudo_val and rank == 0 \
+        else None
     set_train_mode(model, cfg.freeze_bn)
     aug_rng = np.random.default_rng([cfg.seed, rank, 7, step])
     t0, seen, last = time.time(), 0, {}
@@ -433,8 +489,12 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         if use_real:  # one forward for both (DDP allows one per backward)
             crops, tgt_r, mask_r = real.batch(cfg.real_batch)
             x = torch.cat([x, augment(crops, cfg.encoder.input_size, aug_rng, cfg.aug_strength, colour).to(device)])
+        if pseudo is not None:
+            crops_p, target_p = pseudo.batch(cfg.pseudo_batch)
+            x = torch.cat([x, augment(crops_p, cfg.encoder.input_size, aug_rng, cfg.aug_strength, colour).to(device)])
         pred_all, _ = net(x)
-        pred, pred_r = pred_all[:len(target_w)], pred_all[len(target_w):]
+        n_gen, n_real = len(target_w), cfg.real_batch if use_real else 0
+        pred, pred_r, pred_p = pred_all[:n_gen], pred_all[n_gen:n_gen + n_real], pred_all[n_gen + n_real:]
         parts = latent_losses(pred, target_w, w_avg, w_std)
         if getattr(source, "aligned_share", None) is not None:
             parts["aligned"] = torch.tensor(source.aligned_share)
@@ -469,6 +529,10 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
             if identity is not None and cfg.w_real_id > 0:
                 parts["real_id"] = identity_loss(identity[0], render, composite, *identity[1:])
                 loss = loss + cfg.w_real_id * parts["real_id"]
+        if pseudo is not None:
+            lp = latent_losses(pred_p, target_p.to(device), w_avg, w_std)
+            parts["pseudo_mse"], parts["pseudo_cos"] = lp["mse"], lp["cos"]
+            loss = loss + cfg.w_pseudo * (cfg.w_mse * lp["mse"] + cfg.w_cos * lp["cos"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -490,7 +554,9 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
                     "train_seconds": round(t_train, 1),
                     **{k_: round(sums[k_] / sums["n_" + k_], 5) for k_ in sums if not k_.startswith("n_")}}
             if getattr(source, "val_crop", None) is not None and len(source.val_crop):
-                last["val_mse"] = round(validate(model, source, cfg, device), 5)
+                last["val_mse"] = round(validate(model, source.val_crop, source.val_wplus, cfg, device), 5)
+            if pseudo_val is not None:
+                last["val_pseudo_mse"] = round(validate(model, pseudo_val.crop, pseudo_val.wplus, cfg, device), 5)
             print("  ".join(f"{k_} {v}" for k_, v in last.items()), flush=True)
             log_file.write(json.dumps(last) + "\n")
             log_file.flush()
@@ -560,16 +626,17 @@ def init_thumbnail_path(model: InversionEncoder, source, cfg: TrainConfig, devic
 
 
 @torch.no_grad()
-def validate(model: InversionEncoder, source: CacheSource, cfg: TrainConfig, device) -> float:
-    """Latent MSE (w_std units, used slots) on the held-out cached samples, without augmentation."""
+@torch.no_grad()
+def validate(model: InversionEncoder, crops: np.ndarray, wplus: torch.Tensor, cfg: TrainConfig, device) -> float:
+    """Latent MSE (w_std units, used slots) of held-out crops against their W+, without augmentation."""
     model.eval()
     total = 0.0
-    for i in range(0, len(source.val_crop), 64):
-        x = augment(source.val_crop[i:i + 64], cfg.encoder.input_size, np.random.default_rng(0), 0.0).to(device)
-        target = source.val_wplus[i:i + 64].to(device)
+    for i in range(0, len(crops), 64):
+        x = augment(crops[i:i + 64], cfg.encoder.input_size, np.random.default_rng(0), 0.0).to(device)
+        target = wplus[i:i + 64].to(device)
         total += float(latent_losses(model(x)[0], target, model.w_avg, model.mapper.w_std)["mse"]) * len(target)
     set_train_mode(model, cfg.freeze_bn)
-    return total / len(source.val_crop)
+    return total / len(crops)
 
 
 def save_checkpoint(path: Path, model: InversionEncoder, opt, step: int, cfg: TrainConfig, t_train: float) -> None:
@@ -608,13 +675,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", help="sample cache folder (source cache)")
     ap.add_argument("--source", choices=["online", "cache"])
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
-                 "threads", "seed", "val", "stop_step", "align_workers", "align_res", "real_every", "real_batch"):
+                 "threads", "seed", "val", "stop_step", "align_workers", "align_res", "real_every", "real_batch",
+                 "pseudo_batch"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "w_id", "aug_strength", "colour_strength", "max_minutes",
-                 "anneal_minutes", "thumb_ridge", "w_real_l1", "w_real_msssim", "w_real_id", "w_real_spread"):
+                 "anneal_minutes", "thumb_ridge", "w_real_l1", "w_real_msssim", "w_real_id", "w_real_spread",
+                 "w_pseudo"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float)
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
     ap.add_argument("--real", help="mix in real photos: a cached UTKFace split (training/data/utkface.py), e.g. train")
+    ap.add_argument("--pseudo", help="real photos with quality-mode W+ targets: runs/morph_targets/train.npz")
+    ap.add_argument("--pseudo-val", help="held-out photos' pseudo-targets, logged: runs/morph_targets/heldout.npz")
     ap.add_argument("--freeze-bn", action="store_true", default=None,
                     help="BatchNorm layers in eval mode (keep the warm start's statistics)")
     ap.add_argument("--device", help="cpu or cuda (default: cuda when available); torchrun picks its local GPU")

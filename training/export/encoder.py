@@ -104,6 +104,12 @@ def parity(model: InversionEncoder, path: Path, batch: int = 2, seed: int = 0) -
             "wplus_scale": float(np.abs(w_t.numpy()).max())}
 
 
+def trained_on_utkface(config: dict) -> bool:
+    """Whether a training run's config read UTKFace photos (image losses or pseudo-targets): their
+    non-commercial terms then travel with the model."""
+    return bool(config.get("real") or config.get("pseudo"))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
           f"parity vs torch: {report}")
     if report["wplus_max_abs"] > 1e-3 * max(1.0, report["wplus_scale"]):
         raise SystemExit(f"ONNX parity check failed: {report}")
-    real = (state.get("config") or {}).get("real", "")
+    real = trained_on_utkface(state.get("config") or {})
     if args.out_dir == MODELS_DIR:
         e = entry(path, "Inversion encoder E_I + f: aligned face (B,3,S,S) RGB [0,1] -> W+ (B,23,512) and "
                         f"embedding (B,512); {model.cfg.backbone} (random init) at {model.cfg.input_size} px, trained "

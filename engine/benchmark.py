@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from datetime import date
 from typing import Callable
@@ -34,6 +35,13 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "date": date.today().isoformat()}
+
+
+def provenance(module: str, argv: list[str] | None = None) -> dict:
+    """The machine, its load and the command line that produced a results file (docs quote them)."""
+    args = sys.argv[1:] if argv is None else argv
+    return {"machine": machine_info(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "command": " ".join(["python -m", module, *args])}
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -39,6 +39,7 @@ import numpy as np
 
 from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
+from engine.benchmark import provenance
 from engine.inversion.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
@@ -359,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
                                       "quality_steps": args.quality_steps,
                                       "quality_id_weight": args.quality_id_weight,
                                       "opt_images": args.opt_images, "video_frames": args.video_frames,
-                                      "seconds": round(time.time() - t0)}, default=float)
+                                      "seconds": round(time.time() - t0),
+                                      **provenance("training.evaluate.encoder", argv)}, default=float)
     if args.pairs is not None and pairs is not None:
         save_image(args.pairs, pairs, jpeg_quality=80)
         print(f"wrote {args.pairs} ({args.pairs.stat().st_size / 1e3:.0f} KB)")

@@ -32,6 +32,7 @@ import numpy as np
 
 from engine.align import align_face
 from engine.atomic import atomic_path
+from engine.benchmark import provenance
 from engine.edits import Reenactment
 from engine.gif import write_gif
 from engine.image_io import load_image
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.json) as tmp:
             Path(tmp).write_text(json.dumps({"rows": rows, "summary": summary, "mode": args.mode,
-                                             "frames": args.frames, "seconds": round(time.time() - t0)}, indent=1))
+                                             "frames": args.frames, "seconds": round(time.time() - t0),
+                                             **provenance("training.evaluate.live_morph", argv)}, indent=1))
 
 
 if __name__ == "__main__":

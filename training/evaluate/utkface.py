@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.atomic import write_json_atomic
+from engine.benchmark import provenance
 from training.data.utkface import AGE_GROUPS, RACES, age_group, load_cache
 
 LIMIT = 0.6
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.json, {"n": args.n, "start": args.start, "summary": summary, "rows": rows,
-                                      "seconds": round(time.time() - t0)}, indent=1)
+                                      "seconds": round(time.time() - t0),
+                                      **provenance("training.evaluate.utkface", argv)}, indent=1)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clips", default="d18.mp4,d20.mp4,s18.mp4", help="clips in --videos")
     ap.add_argument("--videos", type=Path, default=VIDEOS)
     ap.add_argument("--targets", default=f"{PHOTOS / 'biden.jpg'},{PHOTOS / 'obama.jpg'},seed:0",
-                    help="target photos and/or seed:N built-in faces, comma-separated")
+                    help="target photos and/or seed:N built-in faces, comma-separated (\"\": yourself only)")
     ap.add_argument("--presets", default="reenact,identity", help="morphs to compare at strength 1")
     ap.add_argument("--also", default="", help="also run reenact with these changes, separated by commas: "
                     + "; ".join(f"'{k}'" for k in ALSO) + " (before/after in one run)")
@@ -224,13 +224,13 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     kinds = args.generators.split(",")
     models = LiveModels.load(args.threads, generator=kinds[0])
-    targets = load_targets(args.targets.split(","), models, args.cache, args.target_quality)
+    targets = load_targets([s for s in args.targets.split(",") if s], models, args.cache, args.target_quality)
     reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
     presets = args.presets.split(",") + [f"reenact, {v}" for v in also]
     runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
         (preset, name, t, 1.0) for name, t in targets.items() for preset in presets]
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
-        one_pass = load_targets(args.targets.split(","), models, args.cache, 0)
+        one_pass = load_targets([s for s in args.targets.split(",") if s], models, args.cache, 0)
         runs += [(TODAY, name, t, 1.0) for name, t in one_pass.items()]
     by_kind = {kinds[0]: models, **{k: LiveModels.load(args.threads, generator=k) for k in kinds[1:]}}
     for clip in clips:

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     model = load_encoder(args.checkpoint)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     path = export_encoder(model, args.out_dir / FILE, {"train_steps": state["step"]})
     report = parity(model, path)
     write_parity_reference(model, args.out_dir / PARITY_FILE)

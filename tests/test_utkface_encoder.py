@@ -85,6 +85,10 @@ def test_pseudo_targets_train_on_real_photos_and_keep_the_held_out_rule(tmp_path
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["pseudo_mse"] < log[0]["pseudo_mse"]
     assert all(np.isfinite(e["val_pseudo_mse"]) and e["val_pseudo_mse"] > 0 for e in log)
+    # --pseudo-slots: no loss on the slots from there on (0: none at all)
+    train(make_config("tiny", data=str(data), steps=1, batch=2, device="cpu", pseudo=str(tmp_path / "train.npz"),
+                      pseudo_slots=0), tmp_path / "none")
+    assert json.loads((tmp_path / "none" / "log.jsonl").read_text().splitlines()[-1])["pseudo_mse"] == 0
     from training.export.encoder import trained_on_utkface  # the photos' terms travel with the model
 
     assert trained_on_utkface(json.loads((tmp_path / "run" / "config.json").read_text()))

@@ -28,10 +28,12 @@ LIMIT = 0.6
 
 
 def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows_file: Path | None = None,
-             ) -> list[dict]:
+             shipped_fits: bool = False) -> list[dict]:
     """Rows per photo, encoder and method. With `rows_file` (JSON lines) every photo's rows are appended as soon as
     they are measured and photos already there (per encoder) are skipped: a long run can be stopped and resumed,
-    and encoders measured in separate runs are compared on the photos both have."""
+    and encoders measured in separate runs are compared on the photos both have. `shipped_fits`: a development
+    encoder also gets the shipped landmark and identity corrections (fitted for the shipped network), to see
+    whether a new network still needs them before they are refitted."""
     import json
     import cv2  # noqa: F401
     from engine.generator import Generator
@@ -46,6 +48,7 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
     idx = range(start, min(start + n, len(d["names"])))
     gen, ident = Generator.load(threads), DlibIdentity()
     encs = {name: Encoder.load(threads, None if name == "shipped" else name) for name in encoders}
+    fits = Encoder.load(threads) if shipped_fits else None
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()] \
         if rows_file is not None and rows_file.is_file() else []
     done = {(r["name"], r["encoder"]) for r in rows}
@@ -65,11 +68,13 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
             age, gender, race = (int(v) for v in d["labels"][i])
             for name, enc in todo.items():
                 methods = {"network": enc.invert(crop)}
-                if name == "shipped" and enc.correction is not None:
-                    w = enc.correction.apply(methods["network"], points)
-                    if enc.identity is not None:
-                        emb = enc.face_id.embed(crop, points[:, :2] * crop.shape[0])
-                        methods[ONE_PASS] = enc.identity.apply(w, emb)
+                fitted = enc if name == "shipped" else fits
+                if fitted is not None and fitted.correction is not None:
+                    w = fitted.correction.apply(methods["network"], points)
+                    if fitted.identity is not None:
+                        emb = fitted.face_id.embed(crop, points[:, :2] * crop.shape[0])
+                        methods[ONE_PASS + ("" if name == "shipped" else " (shipped fits)")] = \
+                            fitted.identity.apply(w, emb)
                 for method, wplus in methods.items():
                     recon, _ = render_aligned(gen, lm, wplus)
                     desc, found = ident.descriptor(recon)
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=1000, help="the first N held-out photos (sha256 order)")
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shipped-fits", action="store_true",
+                    help="also apply the shipped landmark and identity corrections to development encoders")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rows", type=Path, help="JSON lines of every measured row: appended as it goes, resumed from")
     ap.add_argument("--common", action="store_true",
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.time()
     encoders = args.encoder or ["shipped"]
-    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows)
+    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits)
     if args.common:
         have = [{r["name"] for r in rows if r["encoder"] == e} for e in encoders]
         common = set.intersection(*have)

@@ -120,6 +120,8 @@ class TrainConfig:
     pseudo_batch: int = 4
     w_pseudo: float = 1.0  # weight of their latent loss (w_mse * MSE + w_cos * (1 - cos))
     pseudo_val: str = ""  # held-out photos' pseudo-targets (runs/morph_targets/heldout.npz): their MSE is logged
+    pseudo_slots: int = 23  # the pseudo loss reads W+ slots below this (10: coarse + middle, 4-32 px; finer
+    # slots, colour included, then follow the generated supervision alone)
     device: str = ""  # "cpu" or "cuda" ("": cuda when available); the same recipe on either
     freeze_bn: bool = False  # BatchNorm in eval mode (its running statistics kept): small CPU batches, warm starts
     thumb_ridge: float = 1000.0  # ridge strength of the thumbnail path's closed-form initialisation
@@ -530,7 +532,10 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
                 parts["real_id"] = identity_loss(identity[0], render, composite, *identity[1:])
                 loss = loss + cfg.w_real_id * parts["real_id"]
         if pseudo is not None:
-            lp = latent_losses(pred_p, target_p.to(device), w_avg, w_std)
+            target_p = target_p.to(device)
+            if cfg.pseudo_slots < target_p.shape[1]:  # no loss on the finer slots: target = the prediction there
+                target_p = torch.cat([target_p[:, :cfg.pseudo_slots], pred_p[:, cfg.pseudo_slots:].detach()], 1)
+            lp = latent_losses(pred_p, target_p, w_avg, w_std)
             parts["pseudo_mse"], parts["pseudo_cos"] = lp["mse"], lp["cos"]
             loss = loss + cfg.w_pseudo * (cfg.w_mse * lp["mse"] + cfg.w_cos * lp["cos"])
         opt.zero_grad(set_to_none=True)
@@ -676,7 +681,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--source", choices=["online", "cache"])
     for name in ("batch", "steps", "warmup", "image_every", "image_batch", "image_block", "log_every", "ckpt_every",
                  "threads", "seed", "val", "stop_step", "align_workers", "align_res", "real_every", "real_batch",
-                 "pseudo_batch"):
+                 "pseudo_batch", "pseudo_slots"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int)
     for name in ("lr", "w_mse", "w_cos", "w_spread", "w_l1", "w_msssim", "w_id", "aug_strength", "colour_strength", "max_minutes",
                  "anneal_minutes", "thumb_ridge", "w_real_l1", "w_real_msssim", "w_real_id", "w_real_spread",

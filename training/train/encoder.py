@@ -120,6 +120,8 @@ class TrainConfig:
     pseudo_batch: int = 4
     w_pseudo: float = 1.0  # weight of their latent loss (w_mse * MSE + w_cos * (1 - cos))
     pseudo_val: str = ""  # held-out photos' pseudo-targets (runs/morph_targets/heldout.npz): their MSE is logged
+    anchor: bool = False  # generated faces: the warm start's own codes as targets instead of the cache's W+, so a
+    # short leg on real photos cannot drift on a small cache (the warm start stays where it was on generated faces)
     pseudo_slots: int = 23  # the pseudo loss reads W+ slots below this (10: coarse + middle, 4-32 px; finer
     # slots, colour included, then follow the generated supervision alone)
     device: str = ""  # "cpu" or "cuda" ("": cuda when available); the same recipe on either
@@ -440,6 +442,12 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         source.rng = np.random.default_rng([cfg.seed, rank, step])
         if rank == 0:
             print(f"resumed from {ckpt} at step {step}", flush=True)
+    teacher = None
+    if cfg.anchor:  # a frozen copy of the warm start (or of the resumed run's start: its init, reloaded)
+        import copy
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.init and ckpt.is_file():
+            teacher.load_state_dict(load_init_state(cfg.init, device), strict=False)
     # find_unused_parameters: timm keeps its classifier-side head (e.g. MobileNetV3 conv_head), unused here
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     if rank == 0:
@@ -497,6 +505,9 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
         pred_all, _ = net(x)
         n_gen, n_real = len(target_w), cfg.real_batch if use_real else 0
         pred, pred_r, pred_p = pred_all[:n_gen], pred_all[n_gen:n_gen + n_real], pred_all[n_gen + n_real:]
+        if teacher is not None:
+            with torch.no_grad():
+                target_w = teacher(x[:n_gen])[0]
         parts = latent_losses(pred, target_w, w_avg, w_std)
         if getattr(source, "aligned_share", None) is not None:
             parts["aligned"] = torch.tensor(source.aligned_share)
@@ -690,6 +701,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--online-align", choices=["mediapipe", "jitter"])
     ap.add_argument("--real", help="mix in real photos: a cached UTKFace split (training/data/utkface.py), e.g. train")
     ap.add_argument("--pseudo", help="real photos with quality-mode W+ targets: runs/morph_targets/train.npz")
+    ap.add_argument("--anchor", action="store_true", default=None,
+                    help="generated faces: the warm start's own codes as targets (no drift on a small cache)")
     ap.add_argument("--pseudo-val", help="held-out photos' pseudo-targets, logged: runs/morph_targets/heldout.npz")
     ap.add_argument("--freeze-bn", action="store_true", default=None,
                     help="BatchNorm layers in eval mode (keep the warm start's statistics)")

@@ -14,7 +14,8 @@
     # real photos with the quality mode's W+ as targets: latent losses only, no render (docs/ENCODER.md)
     torchrun --standalone --nproc_per_node=2 -m training.train.encoder --preset cpu --data D/prev3k --val 100 \
         --init resources/models/inversion_encoder_fp16.safetensors --thumb-size 32 --thumb-rank 128 --out runs/x \
-        --pseudo runs/morph_targets/train.npz --pseudo-val runs/morph_targets/heldout.npz --image-every 0 --threads 1
+        --pseudo runs/morph_targets/train.npz --pseudo-val runs/morph_targets/heldout.npz --anchor --image-every 0 \
+        --freeze-bn --threads 1
     # CPU scale: from a sample cache built by training.data.samples
     python -m training.train.encoder --preset cpu --data ~/.cache/celeblook/encoder_data/cpu2k --out runs/enc_cpu
 
@@ -31,6 +32,7 @@ jitter) and resized to the encoder's input. Loss =
     photo's own pixels only: training/data/utkface.py pads the tight crops)                `real_batch` photos)
   + w_pseudo * (w_mse * MSE + w_cos * (1 - cos)) of E(photo) against the quality mode's    (every step, on
     W+ of real photos (UTKFace, --pseudo runs/morph_targets/train.npz: pseudo-targets)     `pseudo_batch` photos)
+(with --anchor the first term's target is the frozen warm start's own code for the crop, not the cache's W+)
 where G is the frozen torch generator with the official weights (gradients reach W+ only) and the recogniser is the
 engine's face_id.onnx run in torch (training/models/face_id.py, frozen; off by default, w_id 0), read through one
 fixed recognition crop: the five points MediaPipe finds on the generator's render of w_avg (the generator's

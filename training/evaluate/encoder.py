@@ -198,9 +198,13 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
              threads: int, refine_steps: int = 0, opt_block: int | None = None, videos: Path | None = None,
              per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY,
              quality_steps: int = 0, identity_passes: int = 1,
-             quality_id_weight: float = ID_WEIGHT) -> tuple[list[dict], list[dict], np.ndarray | None]:
+             quality_id_weight: float = ID_WEIGHT, shipped_fits: bool = False,
+             ) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
+    if shipped_fits and encoder_path:  # a development network with the shipped network's corrections on top
+        shipped = Encoder.load(threads)
+        enc.correction, enc.identity, enc.face_id = shipped.correction, shipped.identity, shipped.face_id
     skin_tone = SkinToneModel.load()
     refiner = Refiner.load(threads, full=gen) if quality_steps > 0 else None
     _, w_std = w_stats(gen.map)
@@ -327,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"the quality mode's identity-term weight (default {ID_WEIGHT}, the engine's; 0: pixels only)")
     ap.add_argument("--identity-passes", type=int, default=1,
                     help="closed-loop passes of the identity feedback in the '+identity loop' rows (0: no such rows)")
+    ap.add_argument("--shipped-fits", action="store_true",
+                    help="apply the shipped landmark and identity corrections to a development --encoder too")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")
@@ -350,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
                                     args.refine_anchor, args.quality_steps, args.identity_passes,
-                                    args.quality_id_weight)
+                                    args.quality_id_weight, args.shipped_fits)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,8 @@ def test_pseudo_targets_train_on_real_photos_and_keep_the_held_out_rule(tmp_path
 
     assert trained_on_utkface(json.loads((tmp_path / "run" / "config.json").read_text()))
     assert not trained_on_utkface({"real": "", "pseudo": ""})
+    with pytest.raises(SystemExit, match="--anchor needs --init"):
+        train(make_config("tiny", data=str(data), steps=1, batch=2, device="cpu", anchor=True), tmp_path / "bad")
     for swapped in ({"pseudo": str(tmp_path / "held.npz")}, {"pseudo": str(tmp_path / "train.npz"),
                                                             "pseudo_val": str(tmp_path / "train.npz")}):
         with pytest.raises(SystemExit, match="UTKFace photos"):

@@ -224,13 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     kinds = args.generators.split(",")
     models = LiveModels.load(args.threads, generator=kinds[0])
-    targets = load_targets([s for s in args.targets.split(",") if s], models, args.cache, args.target_quality)
+    specs = [s for s in args.targets.split(",") if s]
+    targets = load_targets(specs, models, args.cache, args.target_quality)
     reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
     presets = args.presets.split(",") + [f"reenact, {v}" for v in also]
     runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
         (preset, name, t, 1.0) for name, t in targets.items() for preset in presets]
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
-        one_pass = load_targets([s for s in args.targets.split(",") if s], models, args.cache, 0)
+        one_pass = load_targets(specs, models, args.cache, 0)
         runs += [(TODAY, name, t, 1.0) for name, t in one_pass.items()]
     by_kind = {kinds[0]: models, **{k: LiveModels.load(args.threads, generator=k) for k in kinds[1:]}}
     for clip in clips:

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.time()
     encoders = args.encoder or ["shipped"]
+    if args.shipped_fits and args.rows:  # the rows file counts a photo as done per encoder, fits or not
+        raise SystemExit("--shipped-fits cannot resume from --rows (a development encoder's earlier rows lack the "
+                         "fitted method); run it without --rows")
     rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits)
     if args.common:
         have = [{r["name"] for r in rows if r["encoder"] == e} for e in encoders]

@@ -398,6 +398,8 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     """Run (or resume) training; returns the last logged metrics. `generator`: an already loaded MobileStyleGAN."""
     if cfg.w_id > 0 and not cfg.image_every:
         raise SystemExit("--w-id needs the image loss (--image-every > 0): the identity loss reads its renders")
+    if cfg.anchor and not cfg.init:
+        raise SystemExit("--anchor needs --init: it holds generated faces to the warm start's own codes")
     rank, world, _, device = setup_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -643,7 +645,6 @@ def init_thumbnail_path(model: InversionEncoder, source, cfg: TrainConfig, devic
           f"blend {blend}, {time.time() - t0:.0f} s", flush=True)
 
 
-@torch.no_grad()
 @torch.no_grad()
 def validate(model: InversionEncoder, crops: np.ndarray, wplus: torch.Tensor, cfg: TrainConfig, device) -> float:
     """Latent MSE (w_std units, used slots) of held-out crops against their W+, without augmentation."""

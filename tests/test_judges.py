@@ -32,8 +32,10 @@ def test_dlib_reads_a_generated_heads_turn_and_its_mouth_opening(judge):
         return judge.read(cv2.cvtColor(generator.render(edited), cv2.COLOR_RGB2BGR))
 
     rest, right, left, opened = read(), read(yaw=15.0), read(yaw=-15.0), read(jaw_open=jaw)
-    assert all(r is not None for r in (rest, right, left, opened))
+    smiled = read(smile=directions.directions["smile"].max_units)
+    assert all(r is not None for r in (rest, right, left, opened, smiled))
     assert right["yaw"] > rest["yaw"] + 5 and left["yaw"] < rest["yaw"] - 5  # its turns, with MediaPipe's sign
     assert opened["mouth"] > rest["mouth"] + 0.1  # the inner lips part (0.004 -> 0.26 when written)
     assert abs(opened["yaw"] - rest["yaw"]) < abs(right["yaw"] - rest["yaw"])
+    assert smiled["mouth_width"] > rest["mouth_width"] + 0.03  # a smile widens the mouth corner to corner
     assert judge.read(np.full((256, 256, 3), 128, np.uint8)) is None  # no face: nothing read

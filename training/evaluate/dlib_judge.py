@@ -70,8 +70,9 @@ class DlibPose:
         return None if read is None else (read["yaw"], read["pitch"])
 
     def read(self, bgr: np.ndarray) -> dict[str, float] | None:
-        """The largest face's yaw and pitch (as `pose`) and its mouth opening (the inner lips' gap over the
-        distance between the outer eye corners), or None without a face."""
+        """The largest face's yaw and pitch (as `pose`), its mouth opening (the inner lips' gap) and its mouth's
+        width (corner to corner: rounded lips narrow it), both over the distance between the outer eye corners; or
+        None without a face."""
         rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         dets = self.detector(rgb, 1)
         if not dets:
@@ -88,8 +89,10 @@ class DlibPose:
         r, _ = cv2.Rodrigues(rvec)
         yaw = -float(np.degrees(np.arcsin(np.clip(r[0, 2], -1, 1))))
         pitch = float(np.degrees(np.arctan2(-r[1, 2], r[2, 2])))
+        eyes = max(np.linalg.norm(part(36) - part(45)), 1.0)
         gap = np.mean([np.linalg.norm(part(a) - part(b)) for a, b in INNER_LIPS])
-        return {"yaw": yaw, "pitch": pitch, "mouth": float(gap / max(np.linalg.norm(part(36) - part(45)), 1.0))}
+        return {"yaw": yaw, "pitch": pitch, "mouth": float(gap / eyes),
+                "mouth_width": float(np.linalg.norm(part(48) - part(54)) / eyes)}
 
 
 INNER_LIPS = ((61, 67), (62, 66), (63, 65))  # dlib's inner upper and lower lip points, facing pairs

@@ -10,9 +10,9 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
 - likeness: dlib's descriptor distance (< 0.6: the same person) between the output face, aligned by its own
   landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
 - motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and expression scores (jaw_open,
-  smile: engine.landmarks.EXPRESSIONS) on the input frame and on the output frame; Pearson correlation over the
+  smile, pucker: engine.landmarks.EXPRESSIONS) on the input frame and on the output frame; Pearson correlation over the
   clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise);
-  with --dlib-motion also dlib's own yaw, pitch and inner-lip gap (DlibPose): the loop drives the face by
+  with --dlib-motion also dlib's own yaw, pitch, inner-lip gap and mouth width (DlibPose): the loop drives the face by
   MediaPipe's landmarks, so a second judge that never saw them says whether a gain is the face's or the judge's.
 `--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
 background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
@@ -45,7 +45,8 @@ from training.data.face_labels import FaceLabeler
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
 from training.evaluate.dlib_judge import DlibIdentity, DlibPose
 
-MOTION = ("yaw", "pitch", "jaw_open", "smile", "dlib_yaw", "dlib_pitch", "dlib_mouth")  # the last three: dlib's
+MOTION = ("yaw", "pitch", "jaw_open", "smile", "pucker", "dlib_yaw", "dlib_pitch", "dlib_mouth",
+          "dlib_mouth_width")  # the dlib_ ones: dlib's
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fields
@@ -55,6 +56,7 @@ ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fie
     "unpaced": {"pace": False},  # before the loop inverted only the frames the generator takes (app mode)
     "no live mouth": {"live_mouth": False},  # before the open mouth's inside came from the user's frame
     "student renders photos": {"target_refined": False},  # before refined photo targets went to the preview head
+    "no pucker drive": {"reenactment": Reenactment(driven=("jaw_open",))},  # before rounded lips were driven
 }
 
 
@@ -85,7 +87,7 @@ class MotionReader:
         motion = {k: labels[k] for k in MOTION if k in labels}
         if self._dlib is not None:
             dlib = self._dlib.read(bgr) or {}
-            motion.update({f"dlib_{k}": dlib.get(k, float("nan")) for k in ("yaw", "pitch", "mouth")})
+            motion.update({f"dlib_{k}": dlib.get(k, float("nan")) for k in ("yaw", "pitch", "mouth", "mouth_width")})
         return Reading(motion, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
 
     def close(self) -> None:

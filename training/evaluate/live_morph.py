@@ -33,7 +33,7 @@ import numpy as np
 from engine.align import align_face
 from engine.atomic import atomic_path
 from engine.benchmark import provenance
-from engine.edits import Reenactment
+from engine.edits import Reenactment, slot_weights
 from engine.gif import write_gif
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
@@ -49,14 +49,15 @@ MOTION = ("yaw", "pitch", "jaw_open", "smile", "pucker", "dlib_yaw", "dlib_pitch
           "dlib_mouth_width")  # the dlib_ ones: dlib's
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
-ALSO = {  # reenact as it was before a change (--also): name -> LiveSettings fields
+ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
     "encoder pose": {"reenactment": Reenactment(pose_share=0.0)},  # before the measured head-pose drive
     "no catch-up": {"catch_up": False},  # before the stale face's mouth caught up with the newest frame
     "encoder pose and no catch-up": {"reenactment": Reenactment(pose_share=0.0), "catch_up": False},  # both
     "unpaced": {"pace": False},  # before the loop inverted only the frames the generator takes (app mode)
     "no live mouth": {"live_mouth": False},  # before the open mouth's inside came from the user's frame
     "student renders photos": {"target_refined": False},  # before refined photo targets went to the preview head
-    "no pucker drive": {"reenactment": Reenactment(driven=("jaw_open",))},  # before rounded lips were driven
+    "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
+    #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
 }
 
 

@@ -38,6 +38,8 @@ VARIANTS: dict[str, tuple[Reenactment, bool]] = {  # name -> (how, drive_express
     "drive jaw, share 0.5 (default)": (Reenactment(), True),
     "drive jaw, and the head pose by MediaPipe, share 0.5": (Reenactment(pose_share=0.5), True),
     "drive jaw, and the head pose by MediaPipe, share 1": (Reenactment(pose_share=1.0), True),
+    "drive jaw and head pose, motion on slots 4-9 only": (Reenactment(motion=slot_weights(middle=1.0)), True),
+    "drive jaw and head pose, no latent motion": (Reenactment(motion=slot_weights(coarse=0.0, middle=0.0)), True),
 }
 
 
@@ -62,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     for clip in args.clips.split(","):
         for name in names:
             how, drive = VARIANTS[name]
-            for tname, (wplus, crop) in targets.items():
-                settings = LiveSettings(target=wplus, strength=1.0, reenactment=how, drive_expression=drive)
+            for tname, (wplus, crop, refined) in targets.items():
+                settings = LiveSettings(target=wplus, target_refined=refined, strength=1.0, reenactment=how,
+                                        drive_expression=drive)
                 pairs = run_clip(models, VIDEOS / clip, settings, args.frames, "sync", args.every)
                 row = {"clip": clip, "target": tname, "morph": name, **judge(pairs, reader, ident, crop)}
                 rows.append(row)

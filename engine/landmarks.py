@@ -37,7 +37,6 @@ EXPRESSIONS: dict[str, tuple[str, ...]] = {
     "jaw_open": ("jawOpen",),
     "eye_blink": ("eyeBlinkLeft", "eyeBlinkRight"),
     "brow_raise": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
-    "pucker": ("mouthPucker",),  # the rounded lips of "o" and "u": speech's largest mouth motion after the jaw
 }
 
 

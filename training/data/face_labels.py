@@ -16,6 +16,9 @@ from engine.models import resolve_model
 
 POSE = ("yaw", "pitch", "roll")
 ATTRIBUTES = POSE + tuple(EXPRESSIONS)
+# Read but not an attribute (no direction is fitted for it): the lips' rounding in speech's "o" and "u", which the
+# live evaluation compares between input and output (no direction in W makes it: docs/MORPH.md)
+LIP_SHAPES = {"pucker": "mouthPucker"}
 
 
 @dataclass
@@ -35,14 +38,16 @@ class FaceLabeler:
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
 
     def label(self, rgb: np.ndarray) -> dict[str, float] | None:
-        """Attributes of the (largest) face in an RGB uint8 image, or None when no face is found."""
+        """Attributes (and LIP_SHAPES) of the (largest) face in an RGB uint8 image, or None when no face is found."""
         import mediapipe as mp
 
         result = self._landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
         if not result.face_landmarks:
             return None
         yaw, pitch, roll = euler_from_matrix(np.array(result.facial_transformation_matrixes[0]))
-        return {"yaw": yaw, "pitch": pitch, "roll": roll, **expression(result.face_blendshapes[0])}
+        scores = {c.category_name: c.score for c in result.face_blendshapes[0]}
+        return {"yaw": yaw, "pitch": pitch, "roll": roll, **expression(result.face_blendshapes[0]),
+                **{name: float(scores[c]) for name, c in LIP_SHAPES.items()}}
 
     def close(self) -> None:
         self._landmarker.close()

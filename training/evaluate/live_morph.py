@@ -10,7 +10,7 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
 - likeness: dlib's descriptor distance (< 0.6: the same person) between the output face, aligned by its own
   landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
 - motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and expression scores (jaw_open,
-  smile, pucker: engine.landmarks.EXPRESSIONS) on the input frame and on the output frame; Pearson correlation over the
+  smile: engine.landmarks.EXPRESSIONS; pucker: training.data.face_labels.LIP_SHAPES) on the input frame and on the output frame; Pearson correlation over the
   clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise);
   with --dlib-motion also dlib's own yaw, pitch, inner-lip gap and mouth width (DlibPose): the loop drives the face by
   MediaPipe's landmarks, so a second judge that never saw them says whether a gain is the face's or the judge's.

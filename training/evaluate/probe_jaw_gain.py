@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.atomic import write_json_atomic
 from engine.benchmark import provenance
-from engine.live import LiveModels
+from engine.live import LiveModels, LiveSettings
 from training.data.face_labels import FaceLabeler
 from training.evaluate.live_morph import load_targets
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     jaw = models.directions.directions["jaw_open"]
     labeler, rows = FaceLabeler(), []
     for name, (wplus, _, refined) in load_targets(args.targets.split(","), models, args.cache, 20).items():
-        gen = models.refined_generator if refined and models.refined_generator is not None else models.generator
+        gen = models.renders_with(LiveSettings(target=wplus, target_refined=refined, strength=1.0))
         read = [labeler.label(cv2.resize(gen.render(w), (LABEL_SIZE, LABEL_SIZE), interpolation=cv2.INTER_AREA))
                 for w in (wplus, models.directions.apply(wplus, jaw_open=jaw.max_units))]
         if None in read:

@@ -450,7 +450,7 @@ def train(cfg: TrainConfig, out: Path, generator=None, limit: int | None = None)
     if cfg.anchor:  # a frozen copy of the warm start (or of the resumed run's start: its init, reloaded)
         import copy
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        if cfg.init and ckpt.is_file():
+        if ckpt.is_file():
             teacher.load_state_dict(load_init_state(cfg.init, device), strict=False)
     # find_unused_parameters: timm keeps its classifier-side head (e.g. MobileNetV3 conv_head), unused here
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model

@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.engine.ready.connect(self._on_engine_ready)
         self.engine.result_ready.connect(self._on_result)
         self.engine.target_ready.connect(self._on_target)
+        self.engine.target_fitted.connect(self._on_target_fitted)
         self.engine.target_failed.connect(self.gallery_panel.drop_pending)
         self.engine.sweep_done.connect(lambda p: self.show_info(f"Sweep GIF written: {p}"))
         self.engine.busy.connect(self.show_info)
@@ -299,6 +300,17 @@ class MainWindow(QMainWindow):
             if select:
                 self.show_info(f"Target: {target.name}")
 
+    def _on_target_fitted(self, shown: Target, fitted: Target) -> None:
+        """The photo target, fitted to the live student, replaces the one shown (same tile): the live view renders it
+        at the student's rate from now on."""
+        index = next((i for i, t in enumerate(self.targets) if t is shown), None)
+        if index is None:
+            return
+        self.targets[index] = fitted
+        if self.target is shown:
+            self.target = fitted
+            self._settings_changed()
+
     def _on_gallery_row(self, row: int) -> None:
         index = self.gallery_panel.index_at(row)
         self.target = self.targets[index] if index is not None else None
@@ -357,8 +369,8 @@ class MainWindow(QMainWindow):
                               else f"{value:+.2f}")
         strength = c.strength.value() / 100.0
         c.strength_label.setText(f"{strength:.2f}")
-        return LiveSettings(target=self.target.wplus if self.target is not None else None,
-                            target_refined=self.target is not None and self.target.refined, strength=strength,
+        target, refined = self.target.live_latent() if self.target is not None else (None, False)
+        return LiveSettings(target=target, target_refined=refined, strength=strength,
                             preset=c.preset.currentText(), amounts=amounts,
                             smooth_latents=c.smoothing_box.isChecked(),
                             smooth_landmarks=c.smoothing_box.isChecked(), reuse=c.reuse_box.isChecked(),

@@ -30,6 +30,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from engine.inversion.calibration import IdentityCalibration, KeyframeSchedule
+from engine.inversion.refine import MATCH_STEPS
 from engine.errors import CelebLookError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
@@ -284,6 +285,9 @@ class EngineConfig:
     # dropped photos: quality-mode steps (engine/inversion/refine.py), once per photo in the background and cached:
     # the target is recognised as the person far more often live (docs/MORPH.md)
     target_quality_steps: int = 20
+    # refined photo targets: steps of the fit to the live student (engine.inversion.refine.match_student), after the
+    # target is shown; until then the preview head renders it at about a third of the student's rate (docs/MORPH.md)
+    target_fit_steps: int = MATCH_STEPS
     calibrate_keyframes: int = 3  # personal calibration (engine/inversion/calibration.py) from this many frames; 0: off
     calibration_steps: int = 20  # quality-mode steps per keyframe
     calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected
@@ -307,7 +311,9 @@ class EngineWorker(QThread):
     that the following frames get (LiveSettings.inversion.calibration). A new source starts it again.
 
     Signals: `ready(dict)` models loaded (directions info), `result_ready(EngineOutput)`, `target_ready(Target,
-    bool select)`, `target_failed(str name)` a dropped photo could not be inverted, `sweep_done(str path)`,
+    bool select)`, `target_fitted(Target shown, Target fitted)` a shown photo target is fitted to the live student
+    (engine.inversion.targets.TargetCache.fit_student), `target_failed(str name)` a dropped photo could not be
+    inverted, `sweep_done(str path)`,
     `busy(str)` a slow job started, `error(str)` a message for the user, `calibrated(int keyframes, int wanted)`
     the calibration got a keyframe (or was loaded).
     """
@@ -315,6 +321,7 @@ class EngineWorker(QThread):
     ready = Signal(object)
     result_ready = Signal(object)
     target_ready = Signal(object, bool)
+    target_fitted = Signal(object, object)
     target_failed = Signal(str)
     sweep_done = Signal(str)
     busy = Signal(str)
@@ -469,17 +476,15 @@ class EngineWorker(QThread):
     def _invert_photo(self, photo: Path, select: bool) -> None:
         from engine.landmarks import FaceLandmarker
         from engine.inversion.inverter import InversionOptions
-        from engine.inversion.targets import TargetCache
 
         m = self.models
         try:
             if self._cache is None:
-                kwargs = {"folder": self.config.target_cache_dir} if self.config.target_cache_dir else {}
-                self._cache = TargetCache(m.encoder, m.target_generator, FaceLandmarker(m.landmarker_model, max_faces=4),
-                                          m.encoder_sha, options=InversionOptions(
-                                              quality_steps=self.config.target_quality_steps), **kwargs)
+                self._cache = m.target_cache(FaceLandmarker(m.landmarker_model, max_faces=4), InversionOptions(
+                    quality_steps=self.config.target_quality_steps), self.config.target_cache_dir,
+                    self.config.target_fit_steps)
             self.busy.emit(f"Inverting {photo.name}…")
-            target = self._cache.load(photo)
+            target = self._cache.load(photo, fit=False)
         except Exception as exc:
             self.target_failed.emit(photo.stem)  # its gallery tile goes; the message follows (_run_job)
             if not photo.exists():  # deleted or moved after it was dropped, whichever step noticed it
@@ -487,6 +492,9 @@ class EngineWorker(QThread):
                                      f"inverted ({photo})") from exc
             raise
         self.target_ready.emit(target, select)
+        if self._cache.fits_student and target.live is None:  # shown with the preview head meanwhile
+            self.busy.emit(f"Fitting {photo.name} to the live generator…")
+            self.target_fitted.emit(target, self._cache.fit_student(photo, target))
 
     def _landmarker(self):
         from engine.landmarks import FaceLandmarker

@@ -8,8 +8,8 @@
                   frames) --> calibration --> skin-tone match (W+ moved so the skin's chroma matches the crop's)
           --> latent smoothing (One-Euro or EMA on W+) --> edits (morph toward the target, directions)
           --> generator (the distilled 256-px live student when shipped, and the 256-px preview head for morphs
-              toward a refined photo target; else 1024 px; skipped when the edited W+ barely moved: the last face
-              is reused)
+              toward a refined photo target until its latent is fitted to the student; else 1024 px; skipped when
+              the edited W+ barely moved: the last face is reused)
           --> the newest face's mouth caught up with this frame (lips and jaw warped; the open mouth's inside
               from the user's crop) --> paste back into the frame
 
@@ -51,6 +51,8 @@ from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
 from engine.generator import LIVE_SYNTHESIS, Generator
 from engine.inversion.inverter import InversionOptions, Inverter
+from engine.inversion.refine import LIVE_MODEL_NAME as LIVE_REFINER, MATCH_STEPS, StudentMatch
+from engine.inversion.targets import TargetCache
 from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
 from engine.models import resolve_model, sha256_file
@@ -189,7 +191,8 @@ class LiveModels:
     The distilled live student renders the user, edits and built-in faces like the preview head at ~3x its rate,
     but a photo target's quality-mode latent lies off the encoder's manifold, where the student loses some people
     (Biden's photo: recognised on 114 of 306 frames against the preview head's 269 of 303, docs/BENCHMARKS.md), so
-    those morphs stay on the preview head (`renders_with`)."""
+    such a latent renders with the preview head (`renders_with`) until `student_match` has fitted a latent of its
+    own to the student (`target_cache`, Target.live_latent; docs/MORPH.md)."""
 
     generator: Generator
     encoder: Encoder
@@ -200,6 +203,7 @@ class LiveModels:
     skin_tone: SkinToneModel | None = None
     skin_tone_error: str = ""
     refined_generator: Generator | None = None
+    student_match: StudentMatch | None = None  # fits photo targets to the live student (TargetCache.student)
 
     @classmethod
     def load(cls, threads: int = 2, encoder_path: str | os.PathLike | None = None,
@@ -220,7 +224,17 @@ class LiveModels:
             skin_tone, skin_why = SkinToneModel.load(), ""
         except CelebLookError as exc:
             skin_tone, skin_why = None, str(exc)
-        return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why, refined)
+        match = StudentMatch.load(refined, directions, threads) \
+            if refined is not None and directions is not None and _in_manifest(LIVE_REFINER) else None
+        return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why, refined, match)
+
+    def target_cache(self, landmarker, options: InversionOptions = InversionOptions(),
+                     folder: str | os.PathLike | None = None, fit_steps: int = MATCH_STEPS) -> TargetCache:
+        """The cache of photo targets for this live view: inverted through `target_generator` and, refined, fitted
+        to the live student (`student_match`, `fit_steps` steps; 0: not fitted) so that it renders them
+        (Target.live_latent)."""
+        return TargetCache(self.encoder, self.target_generator, landmarker, self.encoder_sha, folder=folder,
+                           options=options, student=self.student_match, student_steps=fit_steps)
 
     def renders_with(self, settings: "LiveSettings") -> Generator:
         """The generator that renders faces under `settings`: `refined_generator` while morphing toward a refined

@@ -34,7 +34,8 @@ def make_window(qtbot, tmp_path, landmarker_model):
     def make(source: Source, calibrate_keyframes: int = 0, calibration=None, **kwargs) -> MainWindow:
         config = EngineConfig(threads=2, landmarker_model=str(landmarker_model), builtin_seeds=(),
                               target_cache_dir=tmp_path / "targets", calibrate_keyframes=calibrate_keyframes,
-                              calibration_steps=3, calibration=calibration, target_quality_steps=20)
+                              calibration_steps=3, calibration=calibration, target_quality_steps=20,
+                              target_fit_steps=3)
         w = MainWindow(source, config, out_dir=tmp_path, **kwargs)
         qtbot.addWidget(w)
         w.show()
@@ -78,10 +79,10 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     inverting, release = threading.Event(), threading.Event()
     real_load = TargetCache.load
 
-    def held_load(cache, photo):
+    def held_load(cache, photo, **kwargs):
         inverting.set()
         assert release.wait(TIMEOUT_MS / 1000), "the test never released the inversion"
-        return real_load(cache, photo)
+        return real_load(cache, photo, **kwargs)
 
     monkeypatch.setattr(TargetCache, "load", held_load)
     request.addfinalizer(release.set)  # before the window closes, even if an assert below fails
@@ -104,6 +105,10 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     assert w.gallery_panel.pending() == []
     assert w.target.name == "biden" and w.gallery_panel.gallery.count() == 2  # "you" + biden
     assert w.gallery_panel.gallery.item(1).icon().availableSizes(), "the target's reconstruction is its thumbnail"
+    # shown first with the preview head, then fitted to the live student, which renders it from then on
+    qtbot.waitUntil(lambda: w.target.live is not None or bool(w.errors), timeout=TIMEOUT_MS)
+    assert w.target.live is not None and w.gallery_panel.gallery.count() == 2, w.errors
+    assert w.engine._settings.target is w.target.live and not w.engine._settings.target_refined
     gif = tmp_path / "rec.gif"
     w.start_recording(gif)
     start = w.last_output.processed if w.last_output else 0

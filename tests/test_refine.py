@@ -1,5 +1,6 @@
 """engine/inversion/refine.py: the quality mode over onnxruntime, its exported objective (training/export/refiner.py)
-against torch's own gradient, the colour anchor, and `celeblook invert --quality`."""
+against torch's own gradient, the colour anchor, `celeblook invert --quality`, and a photo target's fit to the
+live student (match_student, cached with the target)."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,10 @@ from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
-from engine.inversion.refine import IdentityTerm, Refiner, colour_anchor, crop_target, refine_latent
+from engine.inversion.inverter import InversionOptions
+from engine.inversion.refine import (IdentityTerm, Refiner, StudentMatch, colour_anchor, crop_target, drives,
+                                     match_student, objective_step, refine_latent)
+from engine.inversion.targets import TargetCache
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +32,12 @@ def test_exported_gradient_matches_torch_autograd():
     recogniser, on an input it was not exported with, with the identity term on and off."""
     import torch
 
-    from training.export.refiner import example_inputs, loss_and_grad
+    from training.export.refiner import example_inputs, loss_and_grad, preview_render
     from training.models.face_id import FaceIdNet
     from training.fit.refine_inversion import load_refiner
 
     model = load_refiner(2)
-    objective, refiner = loss_and_grad(model.synthesis, FaceIdNet()), Refiner.load(2)
+    objective, refiner = loss_and_grad(preview_render(model.synthesis), FaceIdNet()), Refiner.load(2)
     inputs = example_inputs(model, seed=3)
     grads = []
     for weight in (1.0, 0.0):  # with the identity term and without it
@@ -153,3 +157,89 @@ def test_domain_offset_probe_stays_off_the_evaluations_frames():
     for n in (175, 216, 275, 282, 1000):
         taken = frame_positions(n, 3)
         assert all(min(abs(p - t) for t in taken) >= 6 for p in probe_positions(n, 8))
+
+
+@pytest.mark.slow
+def test_the_live_students_exported_objective_matches_torch_autograd():
+    """refiner_live_256.onnx (the objective through the live student, which photo targets are fitted to) equals
+    torch's autograd through the student and the recogniser on an input it was not exported with."""
+    import torch
+
+    from training.export.refiner import example_inputs, load_render, loss_and_grad
+    from training.models.face_id import FaceIdNet
+
+    model, student = load_render(live=True)
+    objective = loss_and_grad(student, FaceIdNet())
+    match = StudentMatch.load(Generator.load(2, resolution=256), None, threads=2)
+    inputs = example_inputs(model, seed=5)
+    with torch.backends.mkldnn.flags(enabled=False):  # as above: torch's plain kernels
+        loss, grad = (t.numpy() for t in objective(*inputs))
+    wplus, target, offset, rows, cols = (x.numpy() for x in inputs[:5])
+    got_loss, got_grad = objective_step(match.objective, wplus, target, offset, IdentityTerm(rows, cols, 1.0))
+    assert abs(got_loss - float(loss)) < 1e-4
+    assert np.linalg.norm(got_grad - grad) < 1e-3 * np.linalg.norm(grad) and np.abs(grad).max() > 0
+
+
+@pytest.fixture(scope="module")
+def live_models():
+    from engine.live import LiveModels
+
+    return LiveModels.load(threads=2)
+
+
+def test_a_photo_target_fitted_to_the_live_student_renders_like_the_preview_head_where_it_was_not_fitted(
+        live_models, face_photo):
+    """Obama's refined target, fitted to the student for a few steps: on drives outside its pool (another seed) the
+    student's faces of the fitted latent are closer by dlib to the preview head's faces of the refined one than the
+    student's faces of the refined latent are; the fit's own loss falls."""
+    import cv2
+
+    from training.evaluate.dlib_judge import DlibIdentity
+
+    m = live_models
+    assert m.student_match is not None, "the live student and its objective are shipped"
+    with FaceLandmarker() as lm:
+        image = load_image(face_photo("obama.jpg"))
+        face = lm.detect(image)[0]
+        crop = align_face(image, face, 256)
+        refiner = Refiner.load(2, full=Generator.load(2))
+        w = refine_latent(refiner, crop.image, m.encoder.invert_face(crop, face), steps=8)[0]
+        fitted, losses = match_student(m.student_match, w, lm, steps=12)
+    assert fitted.shape == (1, 23, 512) and np.all(np.isfinite(fitted))
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+    ident = DlibIdentity()
+    bgr = lambda g, x: cv2.cvtColor(g.render(x), cv2.COLOR_RGB2BGR)  # noqa: E731
+    held_out = drives(m.directions, 3, seed=7)
+    before, after = (np.mean([ident.distance(bgr(m.generator, x + d), bgr(m.refined_generator, w + d))[0]
+                              for d in held_out]) for x in (w, fitted))
+    assert after < before - 0.03, (before, after)
+
+
+def test_the_fit_is_cached_with_the_target_and_the_live_view_renders_it_with_the_student(live_models, face_photo,
+                                                                                         tmp_path):
+    """A refined photo target made through LiveModels.target_cache is shown first and fitted to the student next
+    (the same inversion, one cache entry each); the fit is reloaded from the cache as written; the live view's
+    settings for it render with the live student; a cache without the fit gives the refined latent and the preview
+    head, as before."""
+    from engine.live import LiveSettings
+
+    m = live_models
+    photo = face_photo("obama.jpg")
+    with FaceLandmarker() as lm:
+        cache = m.target_cache(lm, InversionOptions(quality_steps=2), tmp_path, fit_steps=2)
+        shown_first = cache.load(photo, fit=False)  # the app shows the target, then fits it
+        first = cache.fit_student(photo, shown_first)
+        again = cache.load(photo, fit=False)  # the fit is cached now
+        plain = TargetCache(m.encoder, m.target_generator, lm, m.encoder_sha, folder=tmp_path,
+                            options=InversionOptions(quality_steps=2))
+        unfitted = plain.load(photo)
+    assert shown_first.live is None and np.array_equal(shown_first.wplus, first.wplus)
+    assert len(list(tmp_path.glob("*-live*.npz"))) == 1 and len(list(tmp_path.glob("*.npz"))) == 2
+    assert first.refined and first.live is not None and np.array_equal(first.live, again.live)
+    assert np.abs(first.live - first.wplus).max() > 0  # the fit moved it
+    target, refined = first.live_latent()
+    assert target is first.live and not refined
+    assert m.renders_with(LiveSettings(target=target, target_refined=refined)) is m.generator
+    assert unfitted.live is None
+    target, refined = unfitted.live_latent()
+    assert refined and m.renders_with(LiveSettings(target=target, target_refined=refined)) is m.refined_generator

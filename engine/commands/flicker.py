@@ -118,11 +118,8 @@ def run(args: argparse.Namespace) -> int:
     box = face_box(frames[0].image, models.landmarker_model, str(path))
     target, refined = None, False
     if args.target:
-        from engine.inversion.targets import TargetCache
-
         with FaceLandmarker(models.landmarker_model) as lm:
-            t = TargetCache(models.encoder, models.target_generator, lm, models.encoder_sha).load(args.target)
-        target, refined = t.wplus, t.refined
+            target, refined = models.target_cache(lm).load(args.target).live_latent()
     base = LiveSettings(target=target, target_refined=refined, strength=args.strength)
     names = list(CONFIGS) if not args.configs else args.configs
     rows = []

@@ -9,6 +9,12 @@ Every `anchor_every` steps the full 1024-px generator renders the current W+ onc
 (full - preview), in ANCHOR_CELL-px cells, is added to the preview from then on: the colour anchor, which keeps
 the optimisation from walking to codes where the preview head renders darker than the full network
 (docs/ENCODER.md, "Quality mode"). The same recipe as training/fit/refine_inversion.py, which runs it in torch.
+
+A refined latent lies off the encoder's manifold, where the distilled live student renders some people unlike the
+preview head does (docs/BENCHMARKS.md, "Live generator"). `match_student` fits a second latent for the student
+(`refiner_live_256.onnx`: the same objective through the student) to the preview head's renders of the target at
+rest and driven along the pose and expression directions, so the live view can render photo targets at the
+student's rate and keep the look the preview head gave them (docs/MORPH.md, "Photo targets at the student's rate").
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from engine.models import resolve_model
 from engine.onnx_session import make_session
 
 MODEL_NAME = "refiner_256"
+LIVE_MODEL_NAME = "refiner_live_256"  # the same objective through the live student (match_student)
 SIZE = 256
 STEPS = 20
 LR = 0.06  # Adam step on W+; 0.01 / 0.03 / 0.06 tried on the dev photos (20 steps): 0.655 / 0.547 / 0.497
@@ -57,11 +64,17 @@ class Refiner:
                       identity: IdentityTerm | None = None) -> tuple[float, np.ndarray]:
         """(loss, d loss / d W+ (1, 23, 512)) for W+ against `target` (1, 3, 256, 256) in [-1, 1], `offset` added
         to the render; with `identity`, its term added."""
-        identity = identity or IdentityTerm.off()
-        loss, grad = self.objective.run(None, {"wplus": np.ascontiguousarray(wplus, np.float32), "target": target,
-                                               "offset": offset, "id_rows": identity.rows, "id_cols": identity.cols,
-                                               "id_weight": np.array([identity.weight], np.float32)})
-        return float(loss), grad
+        return objective_step(self.objective, wplus, target, offset, identity)
+
+
+def objective_step(objective, wplus: np.ndarray, target: np.ndarray, offset: np.ndarray,
+                   identity: IdentityTerm | None = None) -> tuple[float, np.ndarray]:
+    """One run of an exported objective (training/export/refiner.py): (loss, d loss / d W+ (1, 23, 512))."""
+    identity = identity or IdentityTerm.off()
+    loss, grad = objective.run(None, {"wplus": np.ascontiguousarray(wplus, np.float32), "target": target,
+                                      "offset": offset, "id_rows": identity.rows, "id_cols": identity.cols,
+                                      "id_weight": np.array([identity.weight], np.float32)})
+    return float(loss), grad
 
 
 @dataclass
@@ -115,19 +128,108 @@ def refine_latent(refiner: Refiner, crop_bgr: np.ndarray, init: np.ndarray, step
     (weight `id_weight`). Returns (W+ (1, 23, 512), loss per step)."""
     target = crop_target(crop_bgr)
     identity = IdentityTerm.for_face(points, id_weight) if points is not None and id_weight > 0 else None
-    w = to_wplus(init).astype(np.float64)
-    m, v = np.zeros_like(w), np.zeros_like(w)
-    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as the torch quality mode uses
+    adam = Adam(to_wplus(init), lr)
     offset = np.zeros_like(target)
     losses = []
     for step in range(steps):
         if anchor_every > 0 and step % anchor_every == 0:
-            w32 = w.astype(np.float32)
+            w32 = adam.w.astype(np.float32)
             offset = colour_anchor(refiner.full.synthesize(w32), refiner.preview.synthesize(w32))
-        loss, grad = refiner.loss_and_grad(w.astype(np.float32), target, offset, identity)
+        loss, grad = refiner.loss_and_grad(adam.w.astype(np.float32), target, offset, identity)
         losses.append(loss)
-        m = beta1 * m + (1 - beta1) * grad
-        v = beta2 * v + (1 - beta2) * grad.astype(np.float64) ** 2
-        m_hat, v_hat = m / (1 - beta1 ** (step + 1)), v / (1 - beta2 ** (step + 1))
-        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
-    return w.astype(np.float32), losses
+        adam.step(grad)
+    return adam.w.astype(np.float32), losses
+
+
+class Adam:
+    """Adam on a W+ in float64, with torch.optim.Adam's defaults (as the torch quality mode uses)."""
+
+    def __init__(self, w: np.ndarray, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.w, self.lr, self.beta1, self.beta2, self.eps = np.asarray(w, np.float64).copy(), lr, beta1, beta2, eps
+        self.m, self.v, self.t = np.zeros_like(self.w), np.zeros_like(self.w), 0
+
+    def step(self, grad: np.ndarray) -> None:
+        self.t += 1
+        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+        self.v = self.beta2 * self.v + (1 - self.beta2) * grad.astype(np.float64) ** 2
+        m_hat, v_hat = self.m / (1 - self.beta1 ** self.t), self.v / (1 - self.beta2 ** self.t)
+        self.w = self.w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+# the fit of a photo target's latent to the live student (match_student), chosen on Biden's and Obama's photos against
+# d18's motion (docs/MORPH.md, "Photo targets at the student's rate")
+MATCH_STEPS = 60  # 30 first: its loss still falls there (Biden 0.106 -> 0.079 at 60) and a held-out target far from
+# the preview head at the start (UTKFace 54_0_3, loss 0.51) was lost live at 30 steps
+MATCH_LR = 0.02
+MATCH_POOL = 24  # driven copies of the target rendered by the preview head once (the first: at rest)
+MATCH_COPIES = 3  # driven copies beside the one at rest in each step
+MATCH_REACH = 0.5  # each drive moves up to this share of its direction's calibrated range (jaw: 0 to all of it)
+MATCH_DRIVEN = ("yaw", "pitch", "smile", "eye_blink", "brow_raise")  # and jaw_open: what reenactment moves
+
+
+@dataclass
+class StudentMatch:
+    """What match_student needs: the live student's objective (`refiner_live_256.onnx`), the generator whose look
+    it matches (`teacher`: the preview head, which renders refined targets the way users recognise them) and the
+    attribute directions the target is driven along (engine.edits.DirectionSet)."""
+
+    objective: object
+    teacher: Generator
+    directions: object
+
+    @classmethod
+    def load(cls, teacher: Generator, directions, threads: int = 0,
+             path: str | os.PathLike | None = None) -> "StudentMatch":
+        return cls(make_session(resolve_model(LIVE_MODEL_NAME, path, verify=path is None), threads), teacher,
+                   directions)
+
+    @property
+    def model_sha(self) -> str:
+        from engine.models import load_manifest
+
+        return load_manifest()[LIVE_MODEL_NAME].sha256
+
+
+def drives(directions, count: int, seed: int = 0, reach: float = MATCH_REACH) -> np.ndarray:
+    """`count` W+ offsets (count, 23, 512) like those reenactment adds: each of MATCH_DRIVEN, with probability 0.6,
+    by a uniform amount within ±`reach` of its calibrated range, and the jaw opened by up to its whole range."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        amounts = {k: float(rng.uniform(-reach, reach) * directions.directions[k].max_units)
+                   for k in MATCH_DRIVEN if rng.random() < 0.6}
+        if rng.random() < 0.6:
+            amounts["jaw_open"] = float(rng.uniform(0, 1) * directions.directions["jaw_open"].max_units)
+        out.append(directions.apply(np.zeros((1, 23, 512), np.float32), **amounts))
+    return np.concatenate(out).astype(np.float32)
+
+
+def match_student(match: StudentMatch, wplus: np.ndarray, landmarker, steps: int = MATCH_STEPS,
+                  lr: float = MATCH_LR, pool: int = MATCH_POOL, copies: int = MATCH_COPIES,
+                  seed: int = 0) -> tuple[np.ndarray, list]:
+    """A latent for the live student that renders like the teacher renders `wplus`, at rest and driven: `steps` Adam
+    steps from `wplus` on the sum of the objective over the target at rest and `copies` driven copies drawn from a
+    pool of `pool` - 1 (`drives`), each against the teacher's render of the same drive; the identity term reads
+    the five points of the teacher's render at rest (`landmarker`: engine.landmarks.FaceLandmarker; no face there:
+    no identity term). Returns (W+ (1, 23, 512), loss per step). Drives are offsets, so the live view adds its own
+    motion to the result as it does to the target."""
+    w0 = to_wplus(wplus).astype(np.float32)
+    offsets = np.concatenate([np.zeros((1, 23, 512), np.float32), drives(match.directions, pool - 1, seed)])
+    targets = [match.teacher.synthesize(w0 + d).astype(np.float32) for d in offsets]
+    rest = cv2.cvtColor(match.teacher.render(w0), cv2.COLOR_RGB2BGR)
+    found = landmarker.detect(rest) if landmarker is not None else []
+    identity = IdentityTerm.for_face(found[0].points[:, :2] / SIZE) if found else None
+    zero = np.zeros_like(targets[0])
+    rng = np.random.default_rng(seed)
+    adam = Adam(w0, lr)
+    losses = []
+    for _ in range(steps):
+        picked = [0, *rng.choice(np.arange(1, pool), size=copies, replace=False)]
+        total, grad = 0.0, np.zeros_like(adam.w)
+        for i in picked:
+            loss, g = objective_step(match.objective, (adam.w + offsets[i]).astype(np.float32), targets[i], zero,
+                                     identity)
+            total, grad = total + loss, grad + g
+        losses.append(total / len(picked))
+        adam.step(grad)
+    return adam.w.astype(np.float32), losses

@@ -2,13 +2,14 @@
 
 Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<one pass id prefix>[-idf<identity-feedback
 sha prefix>x<passes>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
-and hold the W+ and a thumbnail of the reconstruction; they are written atomically, so a crash never leaves a half-written entry, and
-a new model or setting never reuses stale latents.
+and hold the W+ and a thumbnail of the reconstruction; beside a refined one, <the same>-live<student objective sha
+prefix>x<steps>.npz holds its latent fitted to the live student. They are written atomically, so a crash never
+leaves a half-written entry, and a new model or setting never reuses stale latents.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,8 @@ from engine.inversion.encoder import Encoder
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.inversion.inverter import InversionOptions, Inverter
-from engine.inversion.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, Refiner
+from engine.inversion.refine import ID_WEIGHT, MATCH_STEPS, MODEL_NAME as REFINER_MODEL, Refiner, StudentMatch, \
+    match_student
 from engine.image_io import load_image
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from engine.inversion.skin_tone import SKIN_TONE_PATH, SkinToneModel
@@ -32,12 +34,19 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 class Target:
     """A morph target: its name, W+ (1, 23, 512) and a thumbnail of its reconstruction (uint8 BGR). `refined`: the
     W+ comes from the quality mode (a photo's), which the live view renders with its refined-target generator
-    (engine.live.LiveModels.refined_generator)."""
+    (engine.live.LiveModels.refined_generator); `live`: that W+ fitted to the live student
+    (engine.inversion.refine.match_student), which the student renders instead, at its rate."""
 
     name: str
     wplus: np.ndarray
     thumbnail: np.ndarray
     refined: bool = False
+    live: np.ndarray | None = None
+
+    def live_latent(self) -> tuple[np.ndarray, bool]:
+        """(W+, refined) for the live view (LiveSettings.target, .target_refined): the latent fitted to the live
+        student when there is one (the student renders it), else W+ as it is."""
+        return (self.live, False) if self.live is not None else (self.wplus, self.refined)
 
 
 def _thumbnail(face_bgr: np.ndarray) -> np.ndarray:
@@ -57,6 +66,9 @@ class TargetCache:
     # the skin match (the shipped skin model), its passes, the quality mode (a better target for a few seconds,
     # once) and the identity feedback's passes, as for any still
     options: InversionOptions = InversionOptions()
+    # with refined targets: fit each one to the live student too (Target.live; about half a minute on 2 cores, once)
+    student: StudentMatch | None = None
+    student_steps: int = MATCH_STEPS
 
     def __post_init__(self):
         if self.options.calibration is not None:
@@ -81,24 +93,63 @@ class TargetCache:
         # the closed loop's skin match renders through the generator, so its latent is that generator's
         return f"{sha256_file(photo)}-{self.encoder_sha[:12]}-{self.generator.name}{identity}{quality}{skin}"
 
-    def load(self, photo: str | os.PathLike) -> Target:
-        """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face)."""
+    @property
+    def fits_student(self) -> bool:
+        """Its refined targets are fitted to the live student too (Target.live)."""
+        return self.student is not None and self.refines and self.student_steps > 0
+
+    def _fit_entry(self, photo: Path) -> Path:
+        return self.folder / f"{self.key(photo)}-live{self.student.model_sha[:8]}x{self.student_steps}.npz"
+
+    def load(self, photo: str | os.PathLike, fit: bool = True) -> Target:
+        """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face); with
+        `fit` (and `fits_student`) also fitted to the live student, else with that fit only when it is cached
+        (the app shows the target first and fits it next: `fit_student`)."""
         photo = Path(photo)
         if not photo.is_file():
             raise BadInputError(f"target photo not found: {photo}")
         entry = self.folder / f"{self.key(photo)}.npz"
-        if entry.is_file():
-            try:
-                with np.load(entry, allow_pickle=False) as data:
-                    return Target(photo.stem, data["wplus"], data["thumbnail"], self.refines)
-            except (OSError, ValueError, KeyError):
-                entry.unlink(missing_ok=True)  # damaged entry: rebuild it
-        inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
-        target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(entry, suffix=".npz") as tmp:
-            np.savez(tmp, wplus=target.wplus, thumbnail=target.thumbnail)
-        return target
+        target = _read(entry, lambda data: Target(photo.stem, data["wplus"], data["thumbnail"], self.refines))
+        if target is None:
+            inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
+            target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines)
+            _write(entry, wplus=target.wplus, thumbnail=target.thumbnail)
+        if not self.fits_student:
+            return target
+        live = _read(self._fit_entry(photo), lambda data: _latent(data["live"]))
+        if live is not None:
+            return replace(target, live=live)
+        return self.fit_student(photo, target) if fit else target
+
+    def fit_student(self, photo: str | os.PathLike, target: Target) -> Target:
+        """`target` (this cache's target for `photo`) with its latent fitted to the live student, cached."""
+        live = match_student(self.student, target.wplus, self.landmarker, self.student_steps)[0]
+        _write(self._fit_entry(Path(photo)), live=live)
+        return replace(target, live=live)
+
+
+def _read(entry: Path, take):
+    """take(the npz's arrays), or None when the entry is missing or damaged (a damaged one is removed)."""
+    if not entry.is_file():
+        return None
+    try:
+        with np.load(entry, allow_pickle=False) as data:
+            return take(data)
+    except (OSError, ValueError, KeyError):
+        entry.unlink(missing_ok=True)  # damaged entry: rebuild it
+        return None
+
+
+def _latent(wplus: np.ndarray) -> np.ndarray:
+    if wplus.shape != (1, 23, 512) or not np.all(np.isfinite(wplus)):
+        raise ValueError("not a W+")
+    return wplus
+
+
+def _write(entry: Path, **arrays) -> None:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(entry, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def gallery_photos(folder: str | os.PathLike) -> list[Path]:

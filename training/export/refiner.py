@@ -1,6 +1,8 @@
 """Export the quality mode's loss and its gradient to ONNX, so the engine refines an inversion without torch.
 
     python -m training.export.refiner          # resources/models/refiner_256.onnx + manifest entry
+    python -m training.export.refiner --live   # resources/models/refiner_live_256.onnx: the same objective through the
+                                               # live student, which a photo target's latent is fitted to
 
 The graph (`refiner_256.onnx`, batch 1): inputs `wplus` (1, 23, 512), `target` (1, 3, 256, 256) RGB in [-1, 1]
 (the aligned crop), `offset` (1, 3, 256, 256) (the colour anchor added to the render, engine/inversion/refine.py),
@@ -9,7 +11,9 @@ and `id_weight` (1,); outputs `loss` () = L1 + (1 - MS-SSIM) of (preview render 
 (training.models.encoder.image_losses, as in training/fit/refine_inversion.py) + id_weight x (1 - cosine of the face
 recogniser's embeddings of the two; training/models/face_id.py, the shipped face_id.onnx) and `grad` (1, 23, 512)
 = d loss / d wplus. The render is the frozen torch generator through the distilled 256-px preview head
-(training/train/preview_heads.py), the same network as the engine's mobilestylegan_synthesis_256.onnx.
+(training/train/preview_heads.py), the same network as the engine's mobilestylegan_synthesis_256.onnx; with --live
+it is the live-view student (training/train/live_generator.py, mobilestylegan_live_256.onnx), and the target is the
+preview head's render of the same motion (engine.inversion.refine.match_student).
 
 How: the forward and the backward pass are traced together into one graph of aten operations (make_fx through
 torch.autograd.grad), then exported by torch's ONNX exporter. The backward operations the exporter has no ONNX
@@ -32,6 +36,7 @@ from training.fit.refine_inversion import SIZE, load_refiner
 
 aten = torch.ops.aten
 OUT = MODELS_DIR / "refiner_256.onnx"
+OUT_LIVE = MODELS_DIR / "refiner_live_256.onnx"
 PREVIEW_BLOCK = 4  # the 256-px preview head
 REGENERATE = "python -m training.export.refiner"
 
@@ -83,16 +88,22 @@ def decompositions() -> dict:
 INPUTS = ["wplus", "target", "offset", "id_rows", "id_cols", "id_weight"]
 
 
-def loss_and_grad(synthesis: torch.nn.Module, face_id: torch.nn.Module):
+def preview_render(synthesis: torch.nn.Module):
+    """W+ (1, 23, 512) -> the 256-px preview head's RGB (1, 3, 256, 256)."""
+    return lambda wplus: F.interpolate(synthesis(wplus, PREVIEW_BLOCK), size=(SIZE, SIZE), mode="area")
+
+
+def loss_and_grad(render, face_id: torch.nn.Module):
     """f(wplus, target, offset, id_rows, id_cols, id_weight) -> (loss, d loss / d wplus): the quality mode's
-    objective (`face_id`: training.models.face_id.FaceIdNet)."""
+    objective through `render` (W+ -> RGB (1, 3, 256, 256): preview_render, or the live student);
+    `face_id`: training.models.face_id.FaceIdNet."""
     from training.models.encoder import image_losses
     from training.models.face_id import identity_loss
 
     def f(wplus, target, offset, id_rows, id_cols, id_weight):
         wplus = wplus.detach().requires_grad_(True)
         with torch.enable_grad():
-            image = F.interpolate(synthesis(wplus, PREVIEW_BLOCK), size=(SIZE, SIZE), mode="area")  # (1,3,256,256)
+            image = render(wplus)  # (1, 3, 256, 256)
             parts = image_losses(image + offset, target)
             identity = identity_loss(face_id, image + offset, target, id_rows, id_cols)
             loss = parts["l1"] + parts["msssim"] + (id_weight * identity).sum()
@@ -127,14 +138,25 @@ def example_inputs(model, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return wplus, target, offset, rows, cols, torch.tensor([1.0])
 
 
-def export(out: Path = OUT, threads: int = 2) -> Path:
+def load_render(live: bool, threads: int = 2):
+    """(the released model with its preview heads, the render the objective differentiates): the preview head, or
+    with `live` the live student (its blocks 0-2 are the released network's)."""
+    model = load_refiner(threads)
+    if not live:
+        return model, preview_render(model.synthesis)
+    from training.train.live_generator import load_live_synthesis
+
+    return model, load_live_synthesis(teacher=model).requires_grad_(False)
+
+
+def export(out: Path = OUT, threads: int = 2, live: bool = False) -> Path:
     """Trace, export (weights inside the file), check against torch's gradient, write atomically."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     from training.models.face_id import FaceIdNet
 
-    model = load_refiner(threads)
-    f = loss_and_grad(model.synthesis, FaceIdNet())
+    model, render = load_render(live, threads)
+    f = loss_and_grad(render, FaceIdNet())
     inputs = example_inputs(model)
     graph = make_fx(f, decomposition_table=decompositions())(*inputs)
     tmp = out.with_suffix(".tmp.onnx")
@@ -155,21 +177,29 @@ def export(out: Path = OUT, threads: int = 2) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, help=f"default {OUT.name}, with --live {OUT_LIVE.name} (in {MODELS_DIR})")
+    ap.add_argument("--live", action="store_true", help="the objective through the live student")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    path = export(args.out, args.threads)
-    if path == OUT:
+    shipped = OUT_LIVE if args.live else OUT
+    path = export(args.out or shipped, args.threads, args.live)
+    if path == shipped:
         from engine.models import sha256_file
 
-        update_manifest({"refiner_256": {
-            "file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-            "source": "quality-mode objective for stills: L1 + 1 - MS-SSIM of the 256-px preview render against the "
-                      "aligned crop plus a weighted identity term (1 - cosine of face_id.onnx's embeddings of the two, "
-                      "its weights inside as float16), and its gradient w.r.t. W+ (forward + backward traced into one "
-                      "graph); " + SOURCE,
-            "licence": LICENCE + "; the identity term's recogniser weights: as face_id", "regenerate": REGENERATE,
-            "shipped": True}})
+        what = ("a photo target's fit to the live student: L1 + 1 - MS-SSIM of the live student's 256-px render "
+                "against a target image (the preview head's render of the same driven latent)" if args.live else
+                "quality-mode objective for stills: L1 + 1 - MS-SSIM of the 256-px preview render against the "
+                "aligned crop")
+        licence = LICENCE + ("; the student's weights were trained on UTKFace codes: non-commercial research use "
+                             "only" if args.live else "") + "; the identity term's recogniser weights: as face_id"
+        entry = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                 "source": what + " plus a weighted identity term (1 - cosine of face_id.onnx's embeddings of the two, "
+                 "its weights inside as float16), and its gradient w.r.t. W+ (forward + backward traced into one "
+                 "graph); " + ("the student's weights: live_generator_fp16; " if args.live else "") + SOURCE,
+                 "licence": licence, "regenerate": REGENERATE + (" --live" if args.live else ""), "shipped": True}
+        if args.live:
+            entry["data"] = "none of its own: no training (the student's data: see live_generator_fp16)"
+        update_manifest({shipped.stem: entry})
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -6,8 +6,9 @@ while the edited latent is still) or asking for a new face every frame. Stages: 
 encode (encoder + skin-tone match), edit, generate (in background mode: the time the loop waits for it, ~0
 after the first face), paste, display (BGR -> RGB for the screen). fps = frames / wall time of the loop, clips read as fast as they decode;
 "face refreshes/s" = generator runs / wall time: how often the shown face's content changes. A built-in target
-is set, so every frame is really morphed (`--photo-target`: set as a dropped photo's refined latent is, which the
-live view renders with the preview head even where the live student is shipped: engine.live.LiveModels); the
+is set, so every frame is really morphed (`--photo-target`: set as a dropped photo's refined latent is before its fit
+to the live student, which the live view renders with the preview head: engine.live.LiveModels; once fitted, a photo
+target renders with the student like the built-in one); the
 identity feedback is on as in the app (`--no-identity-feedback`: off, for an A/B on one machine). Budgets:
 resources/budgets.json.
 """

@@ -26,6 +26,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -47,6 +48,8 @@ from training.evaluate.dlib_judge import DlibIdentity, DlibPose
 
 MOTION = ("yaw", "pitch", "jaw_open", "smile", "pucker", "dlib_yaw", "dlib_pitch", "dlib_mouth",
           "dlib_mouth_width")  # the dlib_ ones: dlib's
+UNFITTED = ("student renders photos", "photo targets on the preview head")  # --also variants that morph toward a
+# photo target's refined latent as it is (Target.wplus), not the one fitted to the live student (Target.live)
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
@@ -55,7 +58,9 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     "encoder pose and no catch-up": {"reenactment": Reenactment(pose_share=0.0), "catch_up": False},  # both
     "unpaced": {"pace": False},  # before the loop inverted only the frames the generator takes (app mode)
     "no live mouth": {"live_mouth": False},  # before the open mouth's inside came from the user's frame
-    "student renders photos": {"target_refined": False},  # before refined photo targets went to the preview head
+    "student renders photos": {"target_refined": False},  # the student renders a photo target's refined latent as
+    #   it is, not fitted to it (before session 9 sent photo targets to the preview head)
+    "photo targets on the preview head": {},  # before photo targets were fitted to the student (session 12)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
 }
@@ -96,19 +101,37 @@ class MotionReader:
         self._faces.close()
 
 
-def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int) -> dict[str, tuple]:
-    """{name: (W+, reference crop for dlib, refined)}: photos inverted like the app's dropped photos; `seed:N`
-    built-in."""
+class LoadedTarget(NamedTuple):
+    """A morph target as the app makes it: W+, the reference crop dlib judges against, whether W+ is refined (a
+    photo's quality-mode latent) and `live`, that latent fitted to the live student (None: not fitted)."""
+
+    wplus: np.ndarray
+    crop: np.ndarray
+    refined: bool
+    live: np.ndarray | None = None
+
+    def settings(self, fitted: bool = True) -> dict:
+        """LiveSettings fields to morph toward it: the student-fitted latent (as the app) unless not `fitted`."""
+        wplus, refined = (self.live, False) if fitted and self.live is not None else (self.wplus, self.refined)
+        return {"target": wplus, "target_refined": refined}
+
+
+def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int,
+                 fit_student: bool = False) -> dict[str, LoadedTarget]:
+    """{name: LoadedTarget}: photos inverted like the app's dropped photos (with `fit_student`, also fitted to the
+    live student as the app does; a few more seconds a photo, once: cached); `seed:N` built-in."""
     out = {}
     with FaceLandmarker(max_faces=4) as lm:
-        cache = TargetCache(models.encoder, models.target_generator, lm, models.encoder_sha, folder=cache_dir,
-                            options=InversionOptions(quality_steps=quality))
+        cache = models.target_cache(lm, InversionOptions(quality_steps=quality), cache_dir) if fit_student else \
+            TargetCache(models.encoder, models.target_generator, lm, models.encoder_sha, folder=cache_dir,
+                        options=InversionOptions(quality_steps=quality))
         for spec in specs:
             if spec.startswith("seed:"):
                 t = builtin_targets(models.generator, (int(spec[5:]),))[0]
                 render = cv2.cvtColor(models.generator.render(t.wplus), cv2.COLOR_RGB2BGR)
                 faces = lm.detect(render)
-                out[spec] = (t.wplus, align_face(render, faces[0], SIZE, blur_padding=False).image, t.refined)
+                out[spec] = LoadedTarget(t.wplus, align_face(render, faces[0], SIZE, blur_padding=False).image,
+                                         t.refined)
             else:
                 photo = Path(spec)
                 image = load_image(photo)
@@ -116,7 +139,8 @@ def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality:
                 if not faces:
                     raise SystemExit(f"no face in target photo {photo}")
                 t = cache.load(photo)
-                out[photo.stem] = (t.wplus, align_face(image, faces[0], SIZE, blur_padding=False).image, t.refined)
+                out[photo.stem] = LoadedTarget(t.wplus, align_face(image, faces[0], SIZE, blur_padding=False).image,
+                                               t.refined, t.live)
     return out
 
 
@@ -228,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     kinds = args.generators.split(",")
     models = LiveModels.load(args.threads, generator=kinds[0])
     specs = [s for s in args.targets.split(",") if s]
-    targets = load_targets(specs, models, args.cache, args.target_quality)
+    targets = load_targets(specs, models, args.cache, args.target_quality, fit_student=True)
     reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
     presets = args.presets.split(",") + [f"reenact, {v}" for v in also]
     runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
@@ -242,15 +266,16 @@ def main(argv: list[str] | None = None) -> None:
             if target is None:
                 settings = LiveSettings(strength=strength, **ALSO.get(morph.removeprefix("you, "), {}))
             elif morph.startswith("reenact, "):
-                settings = LiveSettings(**{"target": target[0], "target_refined": target[2], "strength": strength,
-                                           "preset": "reenact", **ALSO[morph.removeprefix("reenact, ")]})
+                variant = morph.removeprefix("reenact, ")
+                settings = LiveSettings(**{**target.settings(variant not in UNFITTED), "strength": strength,
+                                           "preset": "reenact", **ALSO[variant]})
             else:
-                settings = LiveSettings(target=target[0], target_refined=target[2], strength=strength,
+                settings = LiveSettings(**target.settings(), strength=strength,
                                         preset="identity" if morph == TODAY else morph)
             pairs = run_clip(by_kind[kind], clip, settings, args.frames, args.mode, args.every)
             label = f"{morph} [{kind}]" if len(kinds) > 1 else morph
             row = {"clip": clip.name, "target": name or "you", "morph": label, "generator": kind,
-                   **judge(pairs, reader, ident, None if target is None else target[1])}
+                   **judge(pairs, reader, ident, None if target is None else target.crop)}
             rows.append(row)
             print(markdown([row]).splitlines()[-1], flush=True)
             if args.record:

@@ -40,7 +40,8 @@ from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.inversion.inverter import InversionOptions
-from engine.inversion.targets import TargetCache, builtin_targets
+from engine.inversion.refine import MATCH_STEPS
+from engine.inversion.targets import builtin_targets
 from engine.video import VideoReader
 from training.data.face_labels import FaceLabeler
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
@@ -119,12 +120,11 @@ class LoadedTarget(NamedTuple):
 def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int,
                  fit_student: bool = False) -> dict[str, LoadedTarget]:
     """{name: LoadedTarget}: photos inverted like the app's dropped photos (with `fit_student`, also fitted to the
-    live student as the app does; a few more seconds a photo, once: cached); `seed:N` built-in."""
+    live student as the app does; 40-50 s a photo, once: cached); `seed:N` built-in."""
     out = {}
     with FaceLandmarker(max_faces=4) as lm:
-        cache = models.target_cache(lm, InversionOptions(quality_steps=quality), cache_dir) if fit_student else \
-            TargetCache(models.encoder, models.target_generator, lm, models.encoder_sha, folder=cache_dir,
-                        options=InversionOptions(quality_steps=quality))
+        cache = models.target_cache(lm, InversionOptions(quality_steps=quality), cache_dir,
+                                    MATCH_STEPS if fit_student else 0)
         for spec in specs:
             if spec.startswith("seed:"):
                 t = builtin_targets(models.generator, (int(spec[5:]),))[0]

@@ -494,7 +494,13 @@ class EngineWorker(QThread):
         self.target_ready.emit(target, select)
         if self._cache.fits_student and target.live is None:  # shown with the preview head meanwhile
             self.busy.emit(f"Fitting {photo.name} to the live generator…")
-            self.target_fitted.emit(target, self._cache.fit_student(photo, target))
+            try:
+                fitted = self._cache.fit_student(photo, target)
+            except Exception as exc:  # the target stays usable as shown (the preview head renders it)
+                self.error.emit(f"{photo.name} could not be fitted to the live generator ({type(exc).__name__}: "
+                                f"{exc}); it stays on the slower preview generator")
+                return
+            self.target_fitted.emit(target, fitted)
 
     def _landmarker(self):
         from engine.landmarks import FaceLandmarker

@@ -26,9 +26,9 @@ import numpy as np
 
 from engine.errors import BadInputError
 from engine.face_id import five_points, separable_warp
-from engine.generator import Generator
+from engine.generator import Generator, to_uint8_rgb
 from engine.latents import to_wplus
-from engine.models import resolve_model
+from engine.models import load_manifest, resolve_model
 from engine.onnx_session import make_session
 
 MODEL_NAME = "refiner_256"
@@ -185,8 +185,6 @@ class StudentMatch:
 
     @property
     def model_sha(self) -> str:
-        from engine.models import load_manifest
-
         return load_manifest()[LIVE_MODEL_NAME].sha256
 
 
@@ -216,7 +214,7 @@ def match_student(match: StudentMatch, wplus: np.ndarray, landmarker, steps: int
     w0 = to_wplus(wplus).astype(np.float32)
     offsets = np.concatenate([np.zeros((1, 23, 512), np.float32), drives(match.directions, pool - 1, seed)])
     targets = [match.teacher.synthesize(w0 + d).astype(np.float32) for d in offsets]
-    rest = cv2.cvtColor(match.teacher.render(w0), cv2.COLOR_RGB2BGR)
+    rest = cv2.cvtColor(to_uint8_rgb(targets[0])[0], cv2.COLOR_RGB2BGR)  # the teacher's face at rest, not rendered again
     found = landmarker.detect(rest) if landmarker is not None else []
     identity = IdentityTerm.for_face(found[0].points[:, :2] / SIZE) if found else None
     zero = np.zeros_like(targets[0])

@@ -307,6 +307,7 @@ class MainWindow(QMainWindow):
         if index is None:
             return
         self.targets[index] = fitted
+        self.show_info(f"Target {fitted.name}: fitted to the live generator")
         if self.target is shown:
             self.target = fitted
             self._settings_changed()

@@ -30,7 +30,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from engine.inversion.calibration import IdentityCalibration, KeyframeSchedule
-from engine.inversion.refine import MATCH_STEPS
+from engine.inversion.refine import StudentFit
 from engine.errors import CelebLookError
 from engine.live import LiveModels, LivePipeline, LiveResult, LiveSettings
 
@@ -285,9 +285,9 @@ class EngineConfig:
     # dropped photos: quality-mode steps (engine/inversion/refine.py), once per photo in the background and cached:
     # the target is recognised as the person far more often live (docs/MORPH.md)
     target_quality_steps: int = 20
-    # refined photo targets: steps of the fit to the live student (engine.inversion.refine.match_student), after the
-    # target is shown; until then the preview head renders it at about a third of the student's rate (docs/MORPH.md)
-    target_fit_steps: int = MATCH_STEPS
+    # refined photo targets: the fit to the live student (engine.inversion.refine.match_student), after the target is
+    # shown; until then the preview head renders it at about a third of the student's rate (docs/MORPH.md)
+    target_fit: StudentFit | None = StudentFit()
     calibrate_keyframes: int = 3  # personal calibration (engine/inversion/calibration.py) from this many frames; 0: off
     calibration_steps: int = 20  # quality-mode steps per keyframe
     calibration: Path | None = None  # a saved calibration (`celeblook calibrate`): used as is, nothing collected
@@ -482,7 +482,7 @@ class EngineWorker(QThread):
             if self._cache is None:
                 self._cache = m.target_cache(FaceLandmarker(m.landmarker_model, max_faces=4), InversionOptions(
                     quality_steps=self.config.target_quality_steps), self.config.target_cache_dir,
-                    self.config.target_fit_steps)
+                    self.config.target_fit)
             self.busy.emit(f"Inverting {photo.name}…")
             target = self._cache.load(photo, fit=False)
         except Exception as exc:
@@ -493,9 +493,13 @@ class EngineWorker(QThread):
             raise
         self.target_ready.emit(target, select)
         if self._cache.fits_student and target.live is None:  # shown with the preview head meanwhile
+            def progress(step: int, steps: int) -> None:
+                if step % max(1, steps // 10) == 0 and step < steps:
+                    self.busy.emit(f"Fitting {photo.name} to the live generator… {100 * step // steps} %")
+
             self.busy.emit(f"Fitting {photo.name} to the live generator…")
             try:
-                fitted = self._cache.fit_student(photo, target)
+                fitted = self._cache.fit_student(photo, target, progress)
             except Exception as exc:  # the target stays usable as shown (the preview head renders it)
                 self.error.emit(f"{photo.name} could not be fitted to the live generator ({type(exc).__name__}: "
                                 f"{exc}); it stays on the slower preview generator")

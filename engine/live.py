@@ -51,7 +51,7 @@ from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
 from engine.generator import LIVE_SYNTHESIS, Generator
 from engine.inversion.inverter import InversionOptions, Inverter
-from engine.inversion.refine import LIVE_MODEL_NAME as LIVE_REFINER, MATCH_STEPS, StudentMatch
+from engine.inversion.refine import LIVE_MODEL_NAME as LIVE_REFINER, StudentFit, StudentMatch
 from engine.inversion.targets import TargetCache
 from engine.landmarks import Face, FaceLandmarker
 from engine.latents import to_wplus
@@ -229,12 +229,13 @@ class LiveModels:
         return cls(generator, encoder, path, lm_bytes, directions, why, skin_tone, skin_why, refined, match)
 
     def target_cache(self, landmarker, options: InversionOptions = InversionOptions(),
-                     folder: str | os.PathLike | None = None, fit_steps: int = MATCH_STEPS) -> TargetCache:
+                     folder: str | os.PathLike | None = None,
+                     fit: StudentFit | None = StudentFit()) -> TargetCache:
         """The cache of photo targets for this live view: inverted through `target_generator` and, refined, fitted
-        to the live student (`student_match`, `fit_steps` steps; 0: not fitted) so that it renders them
+        to the live student (`student_match`, as `fit` says; None: not fitted) so that it renders them
         (Target.live_latent)."""
         return TargetCache(self.encoder, self.target_generator, landmarker, self.encoder_sha, folder=folder,
-                           options=options, student=self.student_match, student_steps=fit_steps)
+                           options=options, student=self.student_match, student_fit=fit)
 
     def renders_with(self, settings: "LiveSettings") -> Generator:
         """The generator that renders faces under `settings`: `refined_generator` while morphing toward a refined

@@ -21,6 +21,7 @@ from celeblook_desktop.window import MainWindow  # noqa: E402
 from celeblook_desktop.workers import EngineConfig, Source  # noqa: E402
 from engine.inversion.calibration import IdentityCalibration  # noqa: E402
 from engine.edits import morph  # noqa: E402
+from engine.inversion.refine import StudentFit  # noqa: E402
 from engine.live import MORPH_GROW  # noqa: E402
 from engine.text_edit import missing_text_models  # noqa: E402
 
@@ -35,7 +36,7 @@ def make_window(qtbot, tmp_path, landmarker_model):
         config = EngineConfig(threads=2, landmarker_model=str(landmarker_model), builtin_seeds=(),
                               target_cache_dir=tmp_path / "targets", calibrate_keyframes=calibrate_keyframes,
                               calibration_steps=3, calibration=calibration, target_quality_steps=20,
-                              target_fit_steps=3)
+                              target_fit=StudentFit(steps=3))
         w = MainWindow(source, config, out_dir=tmp_path, **kwargs)
         qtbot.addWidget(w)
         w.show()
@@ -92,6 +93,8 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     w.controls.likeness_box.setChecked(False)
     assert not w.engine._settings.inversion.identity_feedback, "the box reaches the engine thread's settings"
     w.controls.likeness_box.setChecked(True)
+    messages = []
+    w.engine.busy.connect(messages.append)
     drop(w, face_photo("biden.jpg"))
     assert w.gallery_panel.pending() == ["biden"], "its tile says it is being inverted"
     # the dropped photo is refined (quality mode, seconds) on its own thread: the live view runs on meanwhile
@@ -109,6 +112,7 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     qtbot.waitUntil(lambda: w.target.live is not None or bool(w.errors), timeout=TIMEOUT_MS)
     assert w.target.live is not None and w.gallery_panel.gallery.count() == 2, w.errors
     assert w.engine._settings.target is w.target.live and not w.engine._settings.target_refined
+    assert "Fitting biden.jpg to the live generator… 33 %" in messages, messages  # the fit's progress (3 steps)
     gif = tmp_path / "rec.gif"
     w.start_recording(gif)
     start = w.last_output.processed if w.last_output else 0

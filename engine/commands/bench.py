@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from engine.benchmark import format_table, machine_info, median_ms, write_json
 from engine.errors import BadInputError, CelebLookError
 from engine.generator import Generator
-from engine.inversion.refine import MATCH_STEPS
+from engine.inversion.refine import StudentFit
 from engine.live import LIVE_GENERATORS
 
 
@@ -131,7 +132,7 @@ def bench_refine(args: argparse.Namespace) -> dict:
         match = StudentMatch.load(refiner.preview, DirectionSet.load(), threads)
         t0 = time.perf_counter()
         with FaceLandmarker() as lm:
-            match_student(match, refined, lm, args.fit_steps)
+            match_student(match, refined, lm, replace(StudentFit(), steps=args.fit_steps), (crop.image, points))
         rows.append({"threads": threads, "objective_step_ms": round(step, 1), "colour_anchor_ms": round(anchor, 1),
                      "steps": args.steps, "quality_mode_s": round(whole / 1000, 2), "fit_steps": args.fit_steps,
                      "student_fit_s": round(time.perf_counter() - t0, 2)})
@@ -191,8 +192,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
     p.add_argument("--steps", type=int, default=20, help="refine: quality-mode steps of the whole run (default 20)")
-    p.add_argument("--fit-steps", type=int, default=MATCH_STEPS,
-                   help=f"refine: steps of the fit to the live student (default {MATCH_STEPS}, as the app)")
+    p.add_argument("--fit-steps", type=int, default=StudentFit().steps,
+                   help=f"refine: steps of the fit to the live student (default {StudentFit().steps}, as the app)")
     p.add_argument("--photo", help="refine, encoder (required): the photo whose face is refined / inverted (the "
                                    "documented numbers: the shared obama.jpg)")
     p.set_defaults(func=run)

@@ -13,12 +13,14 @@ the optimisation from walking to codes where the preview head renders darker tha
 A refined latent lies off the encoder's manifold, where the distilled live student renders some people unlike the
 preview head does (docs/BENCHMARKS.md, "Live generator"). `match_student` fits a second latent for the student
 (`refiner_live_256.onnx`: the same objective through the student) to the preview head's renders of the target at
-rest and driven along the pose and expression directions, so the live view can render photo targets at the
-student's rate and keep the look the preview head gave them (docs/MORPH.md, "Photo targets at the student's rate").
+rest and driven along the pose and expression directions, and to the photo itself at rest, so the live view can
+render photo targets at the student's rate and keep (or better) the likeness the preview head gave them
+(docs/MORPH.md, "Photo targets at the student's rate", "The photo itself in the fit").
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -156,15 +158,27 @@ class Adam:
         self.w = self.w - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
-# the fit of a photo target's latent to the live student (match_student), chosen on Biden's and Obama's photos against
-# d18's motion (docs/MORPH.md, "Photo targets at the student's rate")
-MATCH_STEPS = 60  # 30 first: its loss still falls there (Biden 0.106 -> 0.079 at 60) and a held-out target far from
-# the preview head at the start (UTKFace 54_0_3, loss 0.51) was lost live at 30 steps
-MATCH_LR = 0.02
-MATCH_POOL = 24  # driven copies of the target rendered by the preview head once (the first: at rest)
-MATCH_COPIES = 3  # driven copies beside the one at rest in each step
 MATCH_REACH = 0.5  # each drive moves up to this share of its direction's calibrated range (jaw: 0 to all of it)
 MATCH_DRIVEN = ("yaw", "pitch", "smile", "eye_blink", "brow_raise")  # and jaw_open: what reenactment moves
+
+
+@dataclass(frozen=True)
+class StudentFit:
+    """How match_student fits a photo target's latent to the live student; chosen on Biden's and Obama's photos
+    against d18's motion, then on held-out photos (docs/MORPH.md, "Photo targets at the student's rate", "The photo
+    itself in the fit")."""
+
+    steps: int = 60  # Adam steps from the refined latent; 30 lost a held-out target far from the preview head
+    lr: float = 0.02  # Adam's step on W+
+    copies: int = 3  # driven copies beside the target at rest in each step, drawn from the pool
+    pool: int = 24  # copies the teacher renders once: the target at rest and pool - 1 drives
+    photo: float = 1.0  # weight of the photo's own term (its aligned crop at rest, pixels and identity); 0: the
+    # teacher's renders only, which are only as like the person as the preview head is
+
+    @property
+    def tag(self) -> str:
+        """The recipe, for a cache entry's name: a fit made another way is never reused."""
+        return f"x{self.steps}c{self.copies}of{self.pool}lr{self.lr:g}p{self.photo:g}"
 
 
 @dataclass
@@ -202,32 +216,41 @@ def drives(directions, count: int, seed: int = 0, reach: float = MATCH_REACH) ->
     return np.concatenate(out).astype(np.float32)
 
 
-def match_student(match: StudentMatch, wplus: np.ndarray, landmarker, steps: int = MATCH_STEPS,
-                  lr: float = MATCH_LR, pool: int = MATCH_POOL, copies: int = MATCH_COPIES,
-                  seed: int = 0) -> tuple[np.ndarray, list]:
-    """A latent for the live student that renders like the teacher renders `wplus`, at rest and driven: `steps` Adam
-    steps from `wplus` on the sum of the objective over the target at rest and `copies` driven copies drawn from a
-    pool of `pool` - 1 (`drives`), each against the teacher's render of the same drive; the identity term reads
-    the five points of the teacher's render at rest (`landmarker`: engine.landmarks.FaceLandmarker; no face there:
-    no identity term). Returns (W+ (1, 23, 512), loss per step). Drives are offsets, so the live view adds its own
-    motion to the result as it does to the target."""
+def match_student(match: StudentMatch, wplus: np.ndarray, landmarker, fit: StudentFit = StudentFit(),
+                  photo: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list]:
+    """A latent for the live student that renders like the teacher renders `wplus`, at rest and driven: `fit.steps`
+    Adam steps from `wplus` on the sum of the objective over the target at rest and `fit.copies` driven copies
+    drawn from a pool of `fit.pool` - 1 (`drives`), each against the teacher's render of the same drive; the
+    identity term reads the five points of the teacher's render at rest (`landmarker`:
+    engine.landmarks.FaceLandmarker; no face there: no identity term). `photo`: (the photo's aligned crop, uint8
+    BGR; its landmarks in crop units), whose own term (pixels and identity, at rest) is added with weight
+    `fit.photo` in every step. `progress(step, steps)` is called after each step (a caller's progress display).
+    Returns (W+ (1, 23, 512), loss per step: the mean over the terms). Drives are offsets, so the live view adds its
+    own motion to the result as it does to the target."""
     w0 = to_wplus(wplus).astype(np.float32)
-    offsets = np.concatenate([np.zeros((1, 23, 512), np.float32), drives(match.directions, pool - 1, seed)])
+    offsets = np.concatenate([np.zeros((1, 23, 512), np.float32), drives(match.directions, fit.pool - 1, seed)])
     targets = [match.teacher.synthesize(w0 + d).astype(np.float32) for d in offsets]
     rest = cv2.cvtColor(to_uint8_rgb(targets[0])[0], cv2.COLOR_RGB2BGR)  # the teacher's face at rest, not rendered again
     found = landmarker.detect(rest) if landmarker is not None else []
     identity = IdentityTerm.for_face(found[0].points[:, :2] / SIZE) if found else None
+    own = (crop_target(photo[0]), IdentityTerm.for_face(photo[1])) if photo is not None and fit.photo > 0 else None
     zero = np.zeros_like(targets[0])
     rng = np.random.default_rng(seed)
-    adam = Adam(w0, lr)
+    adam = Adam(w0, fit.lr)
     losses = []
-    for _ in range(steps):
-        picked = [0, *rng.choice(np.arange(1, pool), size=copies, replace=False)]
+    for step in range(fit.steps):
+        picked = [0, *rng.choice(np.arange(1, fit.pool), size=fit.copies, replace=False)]
         total, grad = 0.0, np.zeros_like(adam.w)
         for i in picked:
             loss, g = objective_step(match.objective, (adam.w + offsets[i]).astype(np.float32), targets[i], zero,
                                      identity)
             total, grad = total + loss, grad + g
-        losses.append(total / len(picked))
+        if own is not None:
+            loss, g = objective_step(match.objective, adam.w.astype(np.float32), own[0], zero, own[1])
+            total, grad = total + fit.photo * loss, grad + fit.photo * g
+        losses.append(total / (len(picked) + (fit.photo if own is not None else 0)))
         adam.step(grad)
+        if progress is not None:
+            progress(step + 1, fit.steps)
     return adam.w.astype(np.float32), losses

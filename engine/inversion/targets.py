@@ -3,7 +3,7 @@
 Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<one pass id prefix>[-idf<identity-feedback
 sha prefix>x<passes>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
 and hold the W+ and a thumbnail of the reconstruction; beside a refined one, <the same>-live<student objective sha
-prefix>x<steps>.npz holds its latent fitted to the live student. They are written atomically, so a crash never
+prefix><the fit's recipe, StudentFit.tag>.npz holds its latent fitted to the live student. They are written atomically, so a crash never
 leaves a half-written entry, and a new model or setting never reuses stale latents.
 """
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.align import align_face, crop_points
 from engine.atomic import atomic_path
-from engine.inversion.encoder import Encoder
+from engine.inversion.encoder import Encoder, detect_face
 from engine.errors import BadInputError
 from engine.generator import Generator
 from engine.inversion.inverter import InversionOptions, Inverter
-from engine.inversion.refine import ID_WEIGHT, MATCH_STEPS, MODEL_NAME as REFINER_MODEL, Refiner, StudentMatch, \
+from engine.inversion.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, SIZE, Refiner, StudentFit, StudentMatch, \
     match_student
 from engine.image_io import load_image
 from engine.models import load_manifest, sha256_file, user_cache_dir
@@ -66,9 +67,9 @@ class TargetCache:
     # the skin match (the shipped skin model), its passes, the quality mode (a better target for a few seconds,
     # once) and the identity feedback's passes, as for any still
     options: InversionOptions = InversionOptions()
-    # with refined targets: fit each one to the live student too (Target.live; about half a minute on 2 cores, once)
+    # with refined targets: fit each one to the live student too (Target.live; under a minute on 2 cores, once)
     student: StudentMatch | None = None
-    student_steps: int = MATCH_STEPS
+    student_fit: StudentFit | None = StudentFit()  # how (None or 0 steps: not fitted)
 
     def __post_init__(self):
         if self.options.calibration is not None:
@@ -96,10 +97,10 @@ class TargetCache:
     @property
     def fits_student(self) -> bool:
         """Its refined targets are fitted to the live student too (Target.live)."""
-        return self.student is not None and self.refines and self.student_steps > 0
+        return self.student is not None and self.refines and self.student_fit is not None and self.student_fit.steps > 0
 
     def _fit_entry(self, photo: Path) -> Path:
-        return self.folder / f"{self.key(photo)}-live{self.student.model_sha[:8]}x{self.student_steps}.npz"
+        return self.folder / f"{self.key(photo)}-live{self.student.model_sha[:8]}{self.student_fit.tag}.npz"
 
     def load(self, photo: str | os.PathLike, fit: bool = True) -> Target:
         """The target for `photo`: from the cache, or inverted now and cached (NoFaceError without a face); with
@@ -121,9 +122,17 @@ class TargetCache:
             return replace(target, live=live)
         return self.fit_student(photo, target) if fit else target
 
-    def fit_student(self, photo: str | os.PathLike, target: Target) -> Target:
-        """`target` (this cache's target for `photo`) with its latent fitted to the live student, cached."""
-        live = match_student(self.student, target.wplus, self.landmarker, self.student_steps)[0]
+    def fit_student(self, photo: str | os.PathLike, target: Target, progress=None) -> Target:
+        """`target` (this cache's target for `photo`) with its latent fitted to the live student, cached;
+        `progress(step, steps)` after each step of the fit."""
+        own = None
+        if self.student_fit.photo > 0:  # the photo's face again, aligned as the inversion aligned it
+            image = load_image(Path(photo))
+            face = detect_face(image, self.landmarker, str(photo))
+            crop = align_face(image, face, SIZE)
+            own = (crop.image, crop_points(face, crop))
+        live = match_student(self.student, target.wplus, self.landmarker, self.student_fit, own,
+                             progress=progress)[0]
         _write(self._fit_entry(Path(photo)), live=live)
         return replace(target, live=live)
 

@@ -40,7 +40,7 @@ from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.inversion.inverter import InversionOptions
-from engine.inversion.refine import MATCH_STEPS
+from engine.inversion.refine import StudentFit
 from engine.inversion.targets import builtin_targets
 from engine.video import VideoReader
 from training.data.face_labels import FaceLabeler
@@ -51,6 +51,9 @@ MOTION = ("yaw", "pitch", "jaw_open", "smile", "pucker", "dlib_yaw", "dlib_pitch
           "dlib_mouth_width")  # the dlib_ ones: dlib's
 UNFITTED = ("student renders photos", "photo targets on the preview head")  # --also variants that morph toward a
 # photo target's refined latent as it is (Target.wplus), not the one fitted to the live student (Target.live)
+REFITTED = {  # --also variants whose photo targets are fitted to the student another way (StudentFit)
+    "fit without the photo": StudentFit(steps=60, lr=0.02, copies=3, photo=0),  # the fit before the photo joined it
+}
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
@@ -62,6 +65,7 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     "student renders photos": {"target_refined": False},  # the student renders a photo target's refined latent as
     #   it is, not fitted to it (before session 9 sent photo targets to the preview head)
     "photo targets on the preview head": {},  # before photo targets were fitted to the student (session 12)
+    "fit without the photo": {},  # the fit to the student before the photo itself joined it (REFITTED)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
 }
@@ -118,29 +122,28 @@ class LoadedTarget(NamedTuple):
 
 
 def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int,
-                 fit_student: bool = False) -> dict[str, LoadedTarget]:
-    """{name: LoadedTarget}: photos inverted like the app's dropped photos (with `fit_student`, also fitted to the
-    live student as the app does; 40-50 s a photo, once: cached); `seed:N` built-in."""
+                 fit: StudentFit | None = None) -> dict[str, LoadedTarget]:
+    """{name: LoadedTarget}: photos inverted like the app's dropped photos (with `fit`, also fitted to the live
+    student as the app does, under a minute a photo, once: cached); `seed:N` built-in."""
     out = {}
     with FaceLandmarker(max_faces=4) as lm:
-        cache = models.target_cache(lm, InversionOptions(quality_steps=quality), cache_dir,
-                                    MATCH_STEPS if fit_student else 0)
+        cache = models.target_cache(lm, InversionOptions(quality_steps=quality), cache_dir, fit)
+        photos = {spec: load_image(Path(spec)) for spec in specs if not spec.startswith("seed:")}
+        faces = {spec: lm.detect(image) for spec, image in photos.items()}  # every photo checked before any is fitted
+        faceless = [spec for spec, found in faces.items() if not found]
+        if faceless:
+            raise SystemExit(f"no face in target photo {', '.join(faceless)}")
         for spec in specs:
             if spec.startswith("seed:"):
                 t = builtin_targets(models.generator, (int(spec[5:]),))[0]
                 render = cv2.cvtColor(models.generator.render(t.wplus), cv2.COLOR_RGB2BGR)
-                faces = lm.detect(render)
-                out[spec] = LoadedTarget(t.wplus, align_face(render, faces[0], SIZE, blur_padding=False).image,
+                found = lm.detect(render)
+                out[spec] = LoadedTarget(t.wplus, align_face(render, found[0], SIZE, blur_padding=False).image,
                                          t.refined)
             else:
-                photo = Path(spec)
-                image = load_image(photo)
-                faces = lm.detect(image)
-                if not faces:
-                    raise SystemExit(f"no face in target photo {photo}")
-                t = cache.load(photo)
-                out[photo.stem] = LoadedTarget(t.wplus, align_face(image, faces[0], SIZE, blur_padding=False).image,
-                                               t.refined, t.live)
+                t = cache.load(Path(spec))
+                crop = align_face(photos[spec], faces[spec][0], SIZE, blur_padding=False).image
+                out[Path(spec).stem] = LoadedTarget(t.wplus, crop, t.refined, t.live)
     return out
 
 
@@ -252,7 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     kinds = args.generators.split(",")
     models = LiveModels.load(args.threads, generator=kinds[0])
     specs = [s for s in args.targets.split(",") if s]
-    targets = load_targets(specs, models, args.cache, args.target_quality, fit_student=True)
+    targets = load_targets(specs, models, args.cache, args.target_quality, StudentFit())
+    refits = {v: load_targets(specs, models, args.cache, args.target_quality, fit)
+              for v, fit in REFITTED.items() if v in also}
     reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
     presets = args.presets.split(",") + [f"reenact, {v}" for v in also]
     runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
@@ -267,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                 settings = LiveSettings(strength=strength, **ALSO.get(morph.removeprefix("you, "), {}))
             elif morph.startswith("reenact, "):
                 variant = morph.removeprefix("reenact, ")
+                target = refits[variant][name] if variant in refits else target
                 settings = LiveSettings(**{**target.settings(variant not in UNFITTED), "strength": strength,
                                            "preset": "reenact", **ALSO[variant]})
             else:

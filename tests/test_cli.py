@@ -35,6 +35,7 @@ CASES = [  # (arguments, a word the message must contain)
     (["align", "{tmp}"], "not a file"),
     (["bench", "pipeline", "--frames", "-1", "--videos", VIDEO], "--frames"),
     (["bench", "nonsense"], "nonsense"),
+    (["bench", "refine", "--fit", "x40", "--photo", PHOTO], "not a fit recipe"),
     (["jitter", "{tmp}"], "not found"),
     (["flicker", VIDEO, "--frames", "-5"], "--frames"),
     (["calibrate", PHOTO, "--keyframes", "0"], "--keyframes"),

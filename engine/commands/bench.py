@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,13 +129,23 @@ def bench_refine(args: argparse.Namespace) -> dict:
             refined = refine_latent(refiner, crop.image, w, args.steps, points=points)[0]
         whole = (time.perf_counter() - t0) * 500
         match = StudentMatch.load(refiner.preview, DirectionSet.load(), threads)
-        t0 = time.perf_counter()
-        with FaceLandmarker() as lm:
-            match_student(match, refined, lm, replace(StudentFit(), steps=args.fit_steps), (crop.image, points))
+        fits = {}
+        for fit in args.fit:
+            t0 = time.perf_counter()
+            with FaceLandmarker() as lm:
+                match_student(match, refined, lm, fit, (crop.image, points))
+            fits[fit.tag] = round(time.perf_counter() - t0, 2)
         rows.append({"threads": threads, "objective_step_ms": round(step, 1), "colour_anchor_ms": round(anchor, 1),
-                     "steps": args.steps, "quality_mode_s": round(whole / 1000, 2), "fit_steps": args.fit_steps,
-                     "student_fit_s": round(time.perf_counter() - t0, 2)})
+                     "steps": args.steps, "quality_mode_s": round(whole / 1000, 2), "student_fit_s": fits})
     return {"benchmark": "refine", "photo": photo.name, "machine": machine_info(), "rows": rows}
+
+
+def fit_recipe(tag: str) -> StudentFit:
+    """--fit's type: a StudentFit from its tag, or argparse's own clear error."""
+    try:
+        return StudentFit.from_tag(tag)
+    except BadInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 TARGETS = {"pipeline": None, "generator": bench_generator, "encoder": bench_encoder,
@@ -192,8 +201,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--encoder", help="encoder: time this ONNX export instead of the shipped model")
     p.add_argument("--steps", type=int, default=20, help="refine: quality-mode steps of the whole run (default 20)")
-    p.add_argument("--fit-steps", type=int, default=StudentFit().steps,
-                   help=f"refine: steps of the fit to the live student (default {StudentFit().steps}, as the app)")
+    p.add_argument("--fit", nargs="+", type=fit_recipe, default=[StudentFit()], metavar="RECIPE",
+                   help=f"refine: time the fit to the live student with these recipes (StudentFit.tag; default "
+                        f"{StudentFit().tag}, as the app)")
     p.add_argument("--photo", help="refine, encoder (required): the photo whose face is refined / inverted (the "
                                    "documented numbers: the shared obama.jpg)")
     p.set_defaults(func=run)

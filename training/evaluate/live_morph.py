@@ -53,6 +53,7 @@ UNFITTED = ("student renders photos", "photo targets on the preview head")  # --
 # photo target's refined latent as it is (Target.wplus), not the one fitted to the live student (Target.live)
 REFITTED = {  # --also variants whose photo targets are fitted to the student another way (StudentFit)
     "fit without the photo": StudentFit(steps=60, lr=0.02, copies=3, photo=0),  # the fit before the photo joined it
+    "fit of 60 steps and 3 copies": StudentFit(steps=60, lr=0.02, copies=3),  # the photo's fit before it was made cheaper
 }
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
@@ -66,6 +67,7 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     #   it is, not fitted to it (before session 9 sent photo targets to the preview head)
     "photo targets on the preview head": {},  # before photo targets were fitted to the student (session 12)
     "fit without the photo": {},  # the fit to the student before the photo itself joined it (REFITTED)
+    "fit of 60 steps and 3 copies": {},  # the photo's fit at the first recipe's cost (REFITTED)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
 }

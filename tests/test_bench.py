@@ -102,8 +102,8 @@ def test_bench_refine_reports_the_quality_mode_parts(tmp_path, face_photo, capsy
     """`bench refine` times one objective step, one colour anchor, a whole (short) run and the refined latent's fit
     to the live student; a photo without a face is a clear error."""
     out = tmp_path / "refine.json"
-    assert cli_main(["bench", "refine", "--threads", "2", "--repeats", "2", "--steps", "2", "--fit", "x2c2of24lr0.03p1",
-                     "--photo", str(face_photo("biden.jpg")), "--json", str(out)]) == 0
+    assert cli_main(["bench", "refine", "--threads", "2", "--repeats", "2", "--steps", "2",
+                     "--fit", "x2c2of24lr0.03p1", "--photo", str(face_photo("biden.jpg")), "--json", str(out)]) == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["objective_step_ms"] > 0 and row["colour_anchor_ms"] > 0 and row["quality_mode_s"] > 0
     assert row["student_fit_s"]["x2c2of24lr0.03p1"] > 0

@@ -170,7 +170,8 @@ class StudentFit:
     itself in the fit")."""
 
     steps: int = 40  # Adam steps from the refined latent (30 without the photo lost a held-out target far from the
-    # preview head; 60 steps of 3 copies gave the same faces on renders as these 40 of 2 at lr 0.03, in twice the time)
+    # preview head; 60 steps of 3 copies gave the same faces, on renders and live, as these 40 of 2 at lr 0.03, in
+    # twice the time)
     lr: float = 0.03  # Adam's step on W+
     copies: int = 2  # driven copies beside the target at rest in each step, drawn from the pool
     pool: int = 24  # copies the teacher renders once: the target at rest and pool - 1 drives

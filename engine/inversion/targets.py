@@ -3,8 +3,8 @@
 Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<one pass id prefix>[-idf<identity-feedback
 sha prefix>x<passes>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
 and hold the W+ and a thumbnail of the reconstruction; beside a refined one, <the same>-live<student objective sha
-prefix><the fit's recipe, StudentFit.tag>.npz holds its latent fitted to the live student. They are written atomically, so a crash never
-leaves a half-written entry, and a new model or setting never reuses stale latents.
+prefix><the fit's recipe, StudentFit.tag>.npz holds its latent fitted to the live student. They are written
+atomically, so a crash never leaves a half-written entry, and a new model or setting never reuses stale latents.
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class TargetCache:
     # the skin match (the shipped skin model), its passes, the quality mode (a better target for a few seconds,
     # once) and the identity feedback's passes, as for any still
     options: InversionOptions = InversionOptions()
-    # with refined targets: fit each one to the live student too (Target.live; under a minute on 2 cores, once)
+    # with refined targets: fit each one to the live student too (Target.live; about half a minute on 2 cores, once)
     student: StudentMatch | None = None
     student_fit: StudentFit | None = StudentFit()  # how (None or 0 steps: not fitted)
 
@@ -97,7 +97,8 @@ class TargetCache:
     @property
     def fits_student(self) -> bool:
         """Its refined targets are fitted to the live student too (Target.live)."""
-        return self.student is not None and self.refines and self.student_fit is not None and self.student_fit.steps > 0
+        fit = self.student_fit
+        return self.student is not None and self.refines and fit is not None and fit.steps > 0
 
     def _fit_entry(self, photo: Path) -> Path:
         return self.folder / f"{self.key(photo)}-live{self.student.model_sha[:8]}{self.student_fit.tag}.npz"

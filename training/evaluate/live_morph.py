@@ -53,7 +53,7 @@ UNFITTED = ("student renders photos", "photo targets on the preview head")  # --
 # photo target's refined latent as it is (Target.wplus), not the one fitted to the live student (Target.live)
 REFITTED = {  # --also variants whose photo targets are fitted to the student another way (StudentFit)
     "fit without the photo": StudentFit(steps=60, lr=0.02, copies=3, photo=0),  # the fit before the photo joined it
-    "fit of 60 steps and 3 copies": StudentFit(steps=60, lr=0.02, copies=3),  # the photo's fit before it was made cheaper
+    "fit of 60 steps and 3 copies": StudentFit(steps=60, lr=0.02, copies=3),  # the photo's fit before it got cheaper
 }
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)

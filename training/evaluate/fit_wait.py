@@ -1,6 +1,8 @@
-"""How long a dropped photo waits for its fit to the live student in the app's setting: one thread per model, the live
-loop running beside the fit on a clip fed at its own rate (as from a webcam), morphing toward that photo on the
-preview head (what the window shows until the fit is done). `celeblook bench refine` times the fit alone.
+"""How long a dropped photo waits for its fit to the live student in the app's setting.
+
+One thread per model, the live loop running beside the fit on a clip fed at its own rate (as from a webcam), morphing
+toward that photo on the preview head (what the window shows until the fit is done). `celeblook bench refine` times
+the fit alone.
 
     python -m training.evaluate.fit_wait --photo ../shared/data/faces/biden.jpg \
         --fit x40c2of24lr0.03p1 x60c3of24lr0.02p0 --json docs/results/fit_wait.json

@@ -206,12 +206,19 @@ def test_bad_drops_show_errors(make_window, qtbot, videos_dir, tmp_path):
 
 
 def test_no_face_clip_passes_frames_through(make_window, qtbot, videos_dir):
+    """dark_stage_clip has no usable face in its first 82 frames: each of them the engine processes passes through
+    unchanged (judged by the frame's index in the clip: on a loaded machine capture runs ahead of the engine)."""
     w = make_window(Source(video=videos_dir / "dark_stage_clip.mp4"))
-    qtbot.waitUntil(lambda: w.last_output is not None and w.last_output.processed >= 10, timeout=TIMEOUT_MS)
-    out = w.last_output
-    assert not out.result.face_found
-    assert np.array_equal(out.result.frame, out.source.image)
-    assert "no face" in w.controls.face_indicator.text()
+    opening = []
+    w.engine.result_ready.connect(lambda out: opening.append(out) if out.source.index < 80 else None)
+    qtbot.waitUntil(lambda: len(opening) >= 10 or (w.last_output is not None and w.last_output.source.index >= 80),
+                    timeout=TIMEOUT_MS)
+    assert opening, "no frame of the clip's faceless opening was processed"
+    for out in opening:
+        assert not out.result.face_found
+        assert np.array_equal(out.result.frame, out.source.image)
+    if w.last_output.source.index < 80:
+        assert "no face" in w.controls.face_indicator.text()
 
 
 def test_missing_camera_is_a_message_that_offers_the_demo(make_window, qtbot):

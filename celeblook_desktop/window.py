@@ -370,9 +370,10 @@ class MainWindow(QMainWindow):
                               else f"{value:+.2f}")
         strength = c.strength.value() / 100.0
         c.strength_label.setText(f"{strength:.2f}")
-        target, refined = self.target.live_latent() if self.target is not None else (None, False)
-        return LiveSettings(target=target, target_refined=refined, strength=strength,
-                            preset=c.preset.currentText(), amounts=amounts,
+        target = self.target.live_settings() if self.target is not None else {}
+        return LiveSettings(**target, strength=strength,
+                            preset=c.preset.currentText(), target_colours=c.target_colours_box.isChecked(),
+                            amounts=amounts,
                             smooth_latents=c.smoothing_box.isChecked(),
                             smooth_landmarks=c.smoothing_box.isChecked(), reuse=c.reuse_box.isChecked(),
                             inversion=InversionOptions(match_skin=c.skin_box.isChecked(),

@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -552,9 +552,10 @@ class EngineWorker(QThread):
         s, m, pipeline = self._settings, self.models, self._pipeline
         editor = PhotoEditor.open(self._last.image, self._landmarker(), Inverter(m.encoder, m.generator, m.skin_tone),
                                   InversionOptions(match_skin=s.inversion.match_skin), source="the current frame")
-        # each frame's latent by the live view's own edit (pose lock and all), t of the way
+        editor.paste_options = replace(editor.paste_options, colours=s.target_skin if s.target is not None else None)
+        # each frame's latent by the live view's own edit (pose lock and all), t of the way, with its colours
         frames = editor.sweep(lambda t: pipeline.edit(editor.wplus, s.partial(t)),
-                              np.linspace(0.0, 1.0, max(2, steps)))
+                              np.linspace(0.0, 1.0, max(2, steps)), colours=lambda t: s.partial(t).paste_colours)
         write_gif(out_path, [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], fps=10, max_side=480,
                   boomerang=True)
         self.sweep_done.emit(str(out_path))

@@ -109,7 +109,10 @@ class LiveSettings:
     (engine.paste.catch_up); `live_mouth`: while the user's mouth is open, the inside between their inner lips
     (teeth, tongue, the dark gap) is this frame's, from their crop (engine.paste.live_mouth), so the opening
     follows every frame; it fades out with a target's strength (at full strength a target photographed grinning
-    showed a dark spot in its teeth on speech: docs/MORPH.md); `inversion`: how the user's face is inverted
+    showed a dark spot in its teeth on speech: docs/MORPH.md); `target_colours`: the paste-back matches the face's
+    colours to the user's frame less as a target's strength grows, and the rest of the way to `target_skin` (the
+    target photo's, Target.skin; None: the render's own), so at full strength the face has the target's complexion
+    (engine.paste; matched to the frame, a dark-skinned target came out in the user's skin); `inversion`: how the user's face is inverted
     (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
     (needs the shipped model, LiveModels.skin_tone), the personal calibration; the stills-only passes and quality
     steps are not used live)."""
@@ -131,6 +134,8 @@ class LiveSettings:
     frames_per_refresh: float = 4.0
     catch_up: bool = True
     live_mouth: bool = True
+    target_colours: bool = True
+    target_skin: np.ndarray | None = None
     inversion: InversionOptions = InversionOptions()
 
     def __post_init__(self):
@@ -146,6 +151,12 @@ class LiveSettings:
         if inversion:
             changes["inversion"] = replace(changes.get("inversion", self.inversion), **inversion)
         return replace(self, **changes)
+
+    @property
+    def paste_colours(self) -> float:
+        """How far the paste-back moves the face's colours to the frame's (PasteOptions.color_match): all the way
+        as the user, none at a target's full strength (with `target_colours`)."""
+        return 1.0 - self.strength if self.target is not None and self.target_colours else 1.0
 
     def partial(self, t: float) -> "LiveSettings":
         """This edit a fraction `t` (0..1) of the way: the morph at t x its strength, the direction edits at t x
@@ -192,7 +203,7 @@ class LiveModels:
     but a photo target's quality-mode latent lies off the encoder's manifold, where the student loses some people
     (Biden's photo: recognised on 114 of 306 frames against the preview head's 269 of 303, docs/BENCHMARKS.md), so
     such a latent renders with the preview head (`renders_with`) until `student_match` has fitted a latent of its
-    own to the student (`target_cache`, Target.live_latent; docs/MORPH.md)."""
+    own to the student (`target_cache`, Target.live_settings; docs/MORPH.md)."""
 
     generator: Generator
     encoder: Encoder
@@ -233,7 +244,7 @@ class LiveModels:
                      fit: StudentFit | None = StudentFit()) -> TargetCache:
         """The cache of photo targets for this live view: inverted through `target_generator` and, refined, fitted
         to the live student (`student_match`, as `fit` says; None: not fitted) so that it renders them
-        (Target.live_latent)."""
+        (Target.live_settings)."""
         return TargetCache(self.encoder, self.target_generator, landmarker, self.encoder_sha, folder=folder,
                            options=options, student=self.student_match, student_fit=fit)
 
@@ -468,7 +479,9 @@ class LivePipeline:
         face_img = cv2.resize(face_bgr, (size, size), interpolation=cv2.INTER_AREA)
         reenacting = settings.target is not None and settings.preset == "reenact"
         grow = 1.0 + MORPH_GROW * settings.strength if reenacting else 1.0
-        out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(grow=grow))
+        colours = settings.target_skin if settings.target is not None else None
+        out = paste_back(frame_bgr, face_img, crop, face,
+                         PasteOptions(color_match=settings.paste_colours, colours=colours, grow=grow))
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
         mean_ms = self._renderer.mean_ms if self._renderer is not None else None

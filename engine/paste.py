@@ -1,6 +1,11 @@
 """Paste-back: warp a generated face crop into the original frame under a feathered face-oval mask,
 after matching its colours to the frame (mean/std in Lab inside the mask), so no border shows.
 
+The match is a share: 1 gives the face the frame's colours (the user's own face, re-rendered); the rest of the way
+goes to given colours (a morph target's photo: matched to the user's frame, a dark-skinned target came out in the
+user's skin, and the render's own colours are off by ΔE 13 on average; docs/MORPH.md "The target's complexion"),
+or, without them, stays the render's own.
+
 Works on the face's bounding box only, so its cost follows the face size, not the frame size.
 """
 from __future__ import annotations
@@ -16,13 +21,15 @@ from engine.landmarks import FACE_OVAL, Face
 
 @dataclass(frozen=True)
 class PasteOptions:
-    """`feather`: width of the soft mask edge as a fraction of the face width; `color_match`: match Lab
-    mean/std of the pasted face to the frame inside the mask; `max_gain`: bound on the std ratio; `grow`: the face
+    """`feather`: width of the soft mask edge as a fraction of the face width; `color_match`: how far (0..1) the
+    pasted face's Lab mean/std inside the mask moves to the frame's (1: all the way), the rest of the way to
+    `colours` ((2, 3): 8-bit Lab mean and std, lab_stats; None: the render's own); `max_gain`: bound on the std ratio; `grow`: the face
     oval scaled about its centre before masking (> 1 also replaces the face's outline: a morph to another face
     shows the target's jaw and cheeks, not the user's; docs/MORPH.md measures it)."""
 
     feather: float = 0.08
-    color_match: bool = True
+    color_match: float = 1.0
+    colours: np.ndarray | None = None
     max_gain: float = 2.0
     grow: float = 1.0
 
@@ -50,8 +57,8 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
     mask = feathered_mask([o - (x0, y0) for o in ovals], (size[1], size[0]), _feather_px(face, options),
                           inside=covered)
     target = out[y0:y1, x0:x1]
-    if options.color_match:
-        warped = match_colors(warped, target, mask > 0.5, options.max_gain)
+    if options.color_match > 0.0 or options.colours is not None:
+        warped = match_colors(warped, target, mask > 0.5, options.max_gain, options.color_match, options.colours)
     m = mask[:, :, None]
     blended = warped.astype(np.float32) * m + target.astype(np.float32) * (1.0 - m)
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
@@ -73,17 +80,28 @@ def feathered_mask(polygons: np.ndarray | list[np.ndarray], shape: tuple[int, in
     return ramp * ramp * (3.0 - 2.0 * ramp)
 
 
-def match_colors(source: np.ndarray, target: np.ndarray, region: np.ndarray, max_gain: float = 2.0) -> np.ndarray:
-    """`source` (uint8 BGR) with its Lab mean/std inside `region` moved to those of `target` there
-    (8-bit Lab, as OpenCV scales it: cheap, and exact enough for a colour shift)."""
+def lab_stats(bgr: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(2, 3): the 8-bit Lab (as OpenCV scales it) mean and std of a uint8 BGR image inside a mask."""
+    lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab)
+    return np.stack([v.ravel() for v in cv2.meanStdDev(lab, mask=region.astype(np.uint8))])
+
+
+def match_colors(source: np.ndarray, target: np.ndarray, region: np.ndarray, max_gain: float = 2.0,
+                 share: float = 1.0, colours: np.ndarray | None = None) -> np.ndarray:
+    """`source` (uint8 BGR) with its Lab mean/std inside `region` moved `share` of the way to those of `target` there
+    and the rest to `colours` (lab_stats; None: the source's own), the mean linearly, the std geometrically
+    (8-bit Lab: cheap, and exact enough for a colour shift)."""
     region = region.astype(np.uint8)
     if np.count_nonzero(region) < 16:
         return source
     src = cv2.cvtColor(source, cv2.COLOR_BGR2Lab)
     s_mean, s_std = (v.ravel() for v in cv2.meanStdDev(src, mask=region))
-    t_mean, t_std = (v.ravel() for v in cv2.meanStdDev(cv2.cvtColor(target, cv2.COLOR_BGR2Lab), mask=region))
-    gain = np.clip(t_std / np.maximum(s_std, 1e-3), 1.0 / max_gain, max_gain)
-    affine = np.hstack([np.diag(gain), (t_mean - s_mean * gain)[:, None]])  # per channel: gain * x + offset
+    t_mean, t_std = lab_stats(target, region)
+    o_mean, o_std = (s_mean, s_std) if colours is None else colours
+    mean = o_mean + share * (t_mean - o_mean)
+    std = np.maximum(o_std, 1e-3) ** (1.0 - share) * np.maximum(t_std, 1e-3) ** share
+    gain = np.clip(std / np.maximum(s_std, 1e-3), 1.0 / max_gain, max_gain)
+    affine = np.hstack([np.diag(gain), (mean - s_mean * gain)[:, None]])  # per channel: gain * x + offset
     return cv2.cvtColor(cv2.transform(src, affine), cv2.COLOR_Lab2BGR)
 
 

@@ -5,7 +5,7 @@ FFHQ crop's framing, so a render, resized to the crop, is pasted back with the c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import cv2
@@ -49,13 +49,15 @@ class PhotoEditor:
         size = self.inversion.crop.size
         return cv2.cvtColor(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
 
-    def render(self, wplus: np.ndarray, paste: bool = True) -> np.ndarray:
-        """The photo with the face replaced by G(wplus) (paste=True), or the face crop alone."""
+    def render(self, wplus: np.ndarray, paste: bool = True, colours: float | None = None) -> np.ndarray:
+        """The photo with the face replaced by G(wplus) (paste=True), or the face crop alone; `colours`: how far
+        the pasted face's colours move to the photo's (PasteOptions.color_match; None: paste_options')."""
         face = self.face_crop(wplus)
         if not paste:
             return face
-        inv = self.inversion
-        return paste_back(self.image, face, inv.crop, inv.face, self.paste_options, also=self.rendered_outline(face))
+        inv, options = self.inversion, self.paste_options
+        options = options if colours is None else replace(options, color_match=colours)
+        return paste_back(self.image, face, inv.crop, inv.face, options, also=self.rendered_outline(face))
 
     def rendered_outline(self, face_crop: np.ndarray) -> np.ndarray | None:
         """The face oval of a rendered crop in photo pixels (with `outline` set and a face found), else None."""
@@ -67,6 +69,8 @@ class PhotoEditor:
         oval = faces[0].xy[list(FACE_OVAL)].astype(np.float32)
         return cv2.transform(oval[None], self.inversion.crop.inverse)[0]
 
-    def sweep(self, edit: Callable[[float], np.ndarray], values: Iterable[float], paste: bool = True) -> list[np.ndarray]:
-        """Render edit(v) for each v (e.g. a morph strength 0 -> 0.8): frames for a sweep GIF."""
-        return [self.render(edit(v), paste) for v in values]
+    def sweep(self, edit: Callable[[float], np.ndarray], values: Iterable[float], paste: bool = True,
+              colours: Callable[[float], float] | None = None) -> list[np.ndarray]:
+        """Render edit(v) for each v (e.g. a morph strength 0 -> 0.8), pasted with colours(v) (see render):
+        frames for a sweep GIF."""
+        return [self.render(edit(v), paste, None if colours is None else colours(v)) for v in values]

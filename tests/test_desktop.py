@@ -93,6 +93,9 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     w.controls.likeness_box.setChecked(False)
     assert not w.engine._settings.inversion.identity_feedback, "the box reaches the engine thread's settings"
     w.controls.likeness_box.setChecked(True)
+    w.controls.target_colours_box.setChecked(False)
+    assert not w.engine._settings.target_colours, "so does the target's colours box"
+    w.controls.target_colours_box.setChecked(True)
     messages = []
     w.engine.busy.connect(messages.append)
     drop(w, face_photo("biden.jpg"))
@@ -142,15 +145,17 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     shown_err, input_err = gif_frame_errors(frames[-1], out)
     assert shown_err < 4.0 and shown_err < input_err / 3, (shown_err, input_err)
 
+    from engine.inversion.skin_tone import within_skin_range
     from engine.photo_edit import PhotoEditor
 
     seen = {}
     real_sweep = PhotoEditor.sweep
 
-    def spy(editor, edit, values, paste=True):  # what the sweep renders at full strength
+    def spy(editor, edit, values, paste=True, colours=None):  # what the sweep renders at full strength
         # on the engine thread, as the sweep: the live view's edit of this latent now (its motion reference too)
-        seen.update(wplus=editor.wplus, full=edit(1.0), live=w.engine._pipeline.edit(editor.wplus, w.engine._settings))
-        return real_sweep(editor, edit, values, paste)
+        seen.update(wplus=editor.wplus, full=edit(1.0), live=w.engine._pipeline.edit(editor.wplus, w.engine._settings),
+                    share=colours(1.0), skin=editor.paste_options.colours)
+        return real_sweep(editor, edit, values, paste, colours)
 
     monkeypatch.setattr(PhotoEditor, "sweep", spy)
     sweep = w.sweep_gif(tmp_path / "sweep.gif", steps=3)  # the current edit, none -> full, in the engine thread
@@ -163,6 +168,9 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     assert np.array_equal(seen["full"], live)
     unlocked = morph(seen["wplus"], settings.target, settings.strength, "full")
     assert np.abs(unlocked - live).max() > 1e-3, "the old sweep's copy of the edit dropped the pose lock and motion"
+    # at full strength the sweep's face has the target photo's colours, as the live view's
+    assert seen["share"] == 0.0 and seen["skin"] is settings.target_skin
+    np.testing.assert_array_equal(settings.target_skin, within_skin_range(w.target.skin))
 
 
 def test_personal_calibration_collects_keyframes_while_the_view_runs(make_window, qtbot, videos_dir, tmp_path):

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.align import align_face
 from engine.errors import BadInputError, CelebLookError
 from engine.inversion.inverter import InversionOptions, Inverter
 from engine.live import STAGES, LatentSmoothing, LiveModels, LivePipeline, LiveSettings, rms
@@ -195,6 +196,40 @@ def test_output_face_becomes_the_target_as_strength_rises(models, d18, landmarke
     assert to_target[0.5] - to_target[0.0] > 0.06 and to_target[1.0] - to_target[0.5] > 0.06, to_target
     assert to_user[0.0] > to_user[1.0], to_user
     assert to_target[1.0] > to_user[1.0], (to_target, to_user)
+
+
+def test_at_full_strength_the_face_keeps_the_targets_complexion(models, d18, landmarker):
+    """The paste-back matched every face's colours to the user's frame, so a target of another skin tone came out in
+    the user's (d18's skin L* 53, built-in face 0's 73). At full strength the face shown has the target's own
+    colours, or a photo target's (Target.skin) where given; as themselves (strength 0) the user's colours stay
+    matched; target_colours=False is the old paste."""
+    from engine.inversion.targets import builtin_targets
+    from engine.paste import lab_stats
+
+    target = builtin_targets(models.generator, (0,))[0]
+
+    def lightness(image):
+        face = landmarker.detect(image)[0]
+        crop = align_face(image, face, 256)
+        return float(skin_lab(crop.image, face_oval_mask(face, crop))[0])
+
+    user = lightness(d18[0].image)
+    render = cv2.cvtColor(models.generator.render(target.wplus), cv2.COLOR_RGB2BGR)
+    rendered = lightness(render)
+    assert rendered - user > 12, (rendered, user)  # the premise: clearly another complexion
+    face = landmarker.detect(render)[0]
+    crop = align_face(render, face, 256)
+    darker = lab_stats(crop.image, face_oval_mask(face, crop)) - [[60, 0, 0], [0, 0, 0]]  # a photo 23.5 L* darker
+    shown = {}
+    for name, settings in [("target", LiveSettings(target=target.wplus, **RENDER_ONCE)),
+                           ("photo", LiveSettings(target=target.wplus, target_skin=darker, **RENDER_ONCE)),
+                           ("matched", LiveSettings(target=target.wplus, target_colours=False, **RENDER_ONCE)),
+                           ("you", LiveSettings(**RENDER_ONCE))]:
+        with LivePipeline(models) as pipe:
+            shown[name] = lightness(pipe.process(d18[0].image, d18[0].timestamp_ms, settings).frame)
+    assert shown["target"] - user > 0.6 * (rendered - user), (shown, user, rendered)
+    assert 15 < shown["target"] - shown["photo"] < 30, (shown, rendered)
+    assert abs(shown["matched"] - user) < 4 and abs(shown["you"] - user) < 4, (shown, user)
 
 
 def test_a_refined_photo_target_renders_with_the_preview_head_and_the_rest_with_the_live_student(models, d18):

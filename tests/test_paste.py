@@ -51,7 +51,7 @@ def test_changes_stay_inside_the_face_and_edges_are_soft(photos):
     face = faces[0]
     crop = align_face(image, face, 256)
     grey = np.full_like(crop.image, 128)
-    pasted = paste_back(image, grey, crop, face, PasteOptions(color_match=False))
+    pasted = paste_back(image, grey, crop, face, PasteOptions(color_match=0.0))
     region = face_region(face, image.shape)
     changed = np.any(pasted != image, axis=2)
     assert changed[region].mean() > 0.9
@@ -68,10 +68,25 @@ def test_colour_matching_hides_a_colour_cast(photos):
     crop = align_face(image, face, 256)
     cast = np.clip(crop.image.astype(int) + (40, -20, -20), 0, 255).astype(np.uint8)  # a blue cast
     region = face_region(face, image.shape)
-    plain = paste_back(image, cast, crop, face, PasteOptions(color_match=False))
+    plain = paste_back(image, cast, crop, face, PasteOptions(color_match=0.0))
     matched = paste_back(image, cast, crop, face)
     assert psnr(matched, image, region) > psnr(plain, image, region) + 6
     assert np.abs(matched[region].mean(axis=0) - image[region].mean(axis=0)).max() < 3
+
+
+def test_a_partial_colour_match_goes_part_of_the_way(photos):
+    """A morph target's face keeps its own complexion in proportion to the strength (LiveSettings.paste_colours):
+    halfway, the face's mean colour lies halfway between the render's and the frame's."""
+    image, faces = photos["obama.jpg"]
+    face = faces[0]
+    crop = align_face(image, face, 256)
+    pale = np.clip(crop.image.astype(int) + 60, 0, 255).astype(np.uint8)  # a much lighter face
+    inner = cv2.erode(face_region(face, image.shape).astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+    lightness = lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2Lab)[..., 0][inner].mean()  # noqa: E731
+    own, half, frame = (lightness(paste_back(image, pale, crop, face, PasteOptions(color_match=share)))
+                        for share in (0.0, 0.5, 1.0))
+    assert own - frame > 30  # the render's colours kept at 0, the frame's at 1
+    assert abs(half - (own + frame) / 2) < 0.1 * (own - frame)
 
 
 def test_paste_returns_a_new_frame_and_handles_a_face_at_the_edge(photos):
@@ -97,7 +112,7 @@ def test_a_grown_oval_fades_out_at_the_crop_edge_instead_of_cutting(photos):
     face = faces[0]
     crop = align_face(image, face, 256)
     black = np.zeros_like(image)  # the photo's geometry on a plain frame: what is pasted shows as is
-    pasted = paste_back(black, np.full_like(crop.image, 128), crop, face, PasteOptions(color_match=False, grow=1.3))
+    pasted = paste_back(black, np.full_like(crop.image, 128), crop, face, PasteOptions(color_match=0.0, grow=1.3))
     bottom = int(np.ceil(crop.quad[:, 1].max()))  # the crop's last row in the photo (an upright crop here)
     x = int(crop.quad[:, 0].mean())
     column = pasted[bottom - 60:bottom + 3, x, 0].astype(int)
@@ -113,8 +128,8 @@ def test_also_replaces_the_rendered_faces_own_outline(photos):
     grey = np.full_like(crop.image, 128)
     oval = face.xy[list(FACE_OVAL)]
     moved = oval + (0.25 * (oval[:, 0].max() - oval[:, 0].min()), 0)  # a face turned toward the image's right
-    plain = paste_back(image, grey, crop, face, PasteOptions(color_match=False))
-    both = paste_back(image, grey, crop, face, PasteOptions(color_match=False), also=moved)
+    plain = paste_back(image, grey, crop, face, PasteOptions(color_match=0.0))
+    both = paste_back(image, grey, crop, face, PasteOptions(color_match=0.0), also=moved)
     beyond = face_region(face, image.shape) == 0
     inside_moved = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(inside_moved, [np.round(moved).astype(np.int32)], 1)

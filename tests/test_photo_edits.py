@@ -31,6 +31,13 @@ def test_target_cache_inverts_once_and_reuses(tmp_path, parts, faces_dir):
     assert len(entries) == 1 and first.wplus.shape == (1, 23, 512) and first.thumbnail.shape == (128, 128, 3)
     again = cache.load(faces_dir / "biden.jpg")
     np.testing.assert_array_equal(first.wplus, again.wplus)
+    assert first.skin.shape == (2, 3) and np.array_equal(first.skin, again.skin)
+    np.savez(entries[0], wplus=first.wplus, thumbnail=first.thumbnail)  # an entry from before the skin was kept
+    upgraded = cache.load(faces_dir / "biden.jpg")  # measured from the photo again, not re-inverted
+    np.testing.assert_array_equal(upgraded.wplus, first.wplus)
+    np.testing.assert_allclose(upgraded.skin, first.skin, atol=0.5)
+    with np.load(entries[0]) as data:
+        assert "skin" in data
     entries[0].write_bytes(b"damaged")  # a broken cache entry is rebuilt, not fatal
     np.testing.assert_allclose(cache.load(faces_dir / "biden.jpg").wplus, first.wplus, atol=1e-5)
     with pytest.raises(BadInputError):

@@ -249,6 +249,7 @@ def test_the_fit_is_cached_with_the_target_and_the_live_view_renders_it_with_the
     (the same inversion, one cache entry each); the fit is reloaded from the cache as written; the live view's
     settings for it render with the live student; a cache without the fit gives the refined latent and the preview
     head, as before."""
+    from engine.inversion.skin_tone import within_skin_range
     from engine.live import LiveSettings
 
     m = live_models
@@ -268,9 +269,11 @@ def test_the_fit_is_cached_with_the_target_and_the_live_view_renders_it_with_the
     assert first.refined and first.live is not None and np.array_equal(first.live, again.live)
     assert not_reused.live is None and np.array_equal(not_reused.wplus, first.wplus)
     assert np.abs(first.live - first.wplus).max() > 0  # the fit moved it
-    target, refined = first.live_latent()
-    assert target is first.live and not refined
-    assert m.renders_with(LiveSettings(target=target, target_refined=refined)) is m.generator
+    fitted = first.live_settings()
+    assert fitted["target"] is first.live and not fitted["target_refined"]
+    assert m.renders_with(LiveSettings(**fitted)) is m.generator
     assert unfitted.live is None
-    target, refined = unfitted.live_latent()
-    assert refined and m.renders_with(LiveSettings(target=target, target_refined=refined)) is m.refined_generator
+    assert m.renders_with(LiveSettings(**unfitted.live_settings())) is m.refined_generator
+    # the photo's skin colours travel with the target (8-bit Lab mean and std of its face oval), cached
+    assert first.skin.shape == (2, 3) and np.array_equal(first.skin, again.skin)
+    np.testing.assert_array_equal(fitted["target_skin"], within_skin_range(first.skin))

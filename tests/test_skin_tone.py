@@ -13,7 +13,7 @@ from engine.generator import Generator
 from engine.image_io import load_image
 from engine.landmarks import FaceLandmarker
 from engine.models import resolve_model, sha256_file
-from engine.inversion.skin_tone import SkinToneModel, face_oval_mask, skin_lab
+from engine.inversion.skin_tone import SKIN_RANGE, SkinToneModel, face_oval_mask, lch, skin_lab, within_skin_range
 from engine.inversion.targets import TargetCache
 
 
@@ -41,6 +41,29 @@ def test_match_hits_the_requested_chroma_with_the_smallest_change_and_holds_ligh
     assert np.linalg.norm(residual) < 1e-3 * np.linalg.norm(dx)
     # no skin reading (an empty mask gives NaN): the code is left as it is
     np.testing.assert_array_equal(model.match(wplus, np.full(3, np.nan)), wplus)
+
+
+def test_a_target_photos_colours_are_kept_within_real_photos_range(face_photo):
+    """A morph target's face takes its photo's colours (engine.paste), but not a photo's strong colour cast or
+    greyscale: the mean goes to the nearest edge of SKIN_RANGE; colours inside it and the std stay as they are."""
+    from engine.paste import lab_stats
+
+    def stats(light, chroma, hue, std=(30.0, 5.0, 6.0)):
+        h = np.radians(hue)
+        return np.array([[light * 2.55, 128 + chroma * np.cos(h), 128 + chroma * np.sin(h)], std])
+
+    typical = stats(55.0, 24.0, 50.0)
+    np.testing.assert_allclose(within_skin_range(typical), typical, atol=1e-9)
+    cast = lch(within_skin_range(stats(51.0, 62.0, 59.0))[0])  # 71_1_3's photo: a saturated orange cast
+    np.testing.assert_allclose(cast, [51.0, SKIN_RANGE["chroma"][1], 59.0], atol=1e-6)
+    grey = within_skin_range(stats(25.3, 0.0, 0.0))  # a dim greyscale photo
+    np.testing.assert_allclose(lch(grey[0]), [SKIN_RANGE["lightness"][0], SKIN_RANGE["chroma"][0],
+                                              sum(SKIN_RANGE["hue"]) / 2], atol=1e-6)
+    np.testing.assert_array_equal(grey[1], [30.0, 5.0, 6.0])
+    assert within_skin_range(None) is None
+    photo = load_image(face_photo("obama.jpg"))  # lch reads what lab_stats measures
+    light = lch(lab_stats(photo, np.ones(photo.shape[:2], bool))[0])[0]
+    assert abs(light - cv2.cvtColor(photo.astype(np.float32) / 255, cv2.COLOR_BGR2LAB)[..., 0].mean()) < 1.0
 
 
 def test_the_model_reads_a_generated_face(parts):

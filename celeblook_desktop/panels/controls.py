@@ -69,6 +69,9 @@ class ControlsPanel(QWidget):
         self.preset.setToolTip("reenact: become the target, moving like you; identity: the target's features on your "
                                "face shape; full / features: other mixes of the two faces")
         form.addRow("Morph", self.preset)
+        self.target_colours_box = _check("Target's colours", True, "With the strength, the face takes the target "
+                                         "photo's skin colours (its lighting too); off: your camera's colours")
+        form.addRow("", self.target_colours_box)
         self.edit_sliders: dict[str, tuple[QSlider, QLabel]] = {}
         self._add_sliders(form, SLIDER_EDITS)
         attributes = QLabel("Face attributes")
@@ -144,5 +147,6 @@ class ControlsPanel(QWidget):
     def settings_changed_signals(self) -> list:
         """The signals of every control that changes LiveSettings."""
         sliders = [slider.valueChanged for slider, _ in self.edit_sliders.values()]
-        boxes = [b.toggled for b in (self.smoothing_box, self.reuse_box, self.skin_box, self.likeness_box)]
+        boxes = [b.toggled for b in (self.target_colours_box, self.smoothing_box, self.reuse_box, self.skin_box,
+                                     self.likeness_box)]
         return [self.strength.valueChanged, self.preset.currentIndexChanged, *sliders, *boxes]

@@ -116,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
     frames = read_frames(path, args.frames)
     models = LiveModels.load(args.threads, args.encoder, args.model)
     box = face_box(frames[0].image, models.landmarker_model, str(path))
-    target, refined = None, False
+    target = {}
     if args.target:
         with FaceLandmarker(models.landmarker_model) as lm:
-            target, refined = models.target_cache(lm).load(args.target).live_latent()
-    base = LiveSettings(target=target, target_refined=refined, strength=args.strength)
+            target = models.target_cache(lm).load(args.target).live_settings()
+    base = LiveSettings(**target, strength=args.strength)
     names = list(CONFIGS) if not args.configs else args.configs
     rows = []
     for name in names:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from engine.commands.photo_args import add_photo_args, open_photo, write_outputs, photo_encoder
@@ -25,12 +26,16 @@ def run(args: argparse.Namespace) -> int:
         target = TargetCache(encoder, generator, landmarker, encoder.one_pass_id,
                              options=InversionOptions(quality_steps=args.target_quality)).load(args.to)
         editor = open_photo(args, landmarker, encoder, generator)
+    editor.paste_options = replace(editor.paste_options, colours=target.live_settings()["target_skin"])  # its colours
     lock = None if args.no_pose_lock else DirectionSet.load()
+    colours = lambda t: 1.0 - t * args.strength  # noqa: E731  the share of the photo's own colours
     if args.preset == "reenact":  # a photo has no motion to average: its pose and expression go by the directions
         lock = lock or DirectionSet.load()
-        write_outputs(args, editor, lambda t: reenact(editor.wplus, target.wplus, t * args.strength, directions=lock))
+        write_outputs(args, editor, lambda t: reenact(editor.wplus, target.wplus, t * args.strength, directions=lock),
+                      colours)
     else:
-        write_outputs(args, editor, lambda t: morph(editor.wplus, target.wplus, t * args.strength, args.preset, lock))
+        write_outputs(args, editor, lambda t: morph(editor.wplus, target.wplus, t * args.strength, args.preset, lock),
+                      colours)
     return 0
 
 

@@ -87,13 +87,15 @@ def open_photo(args: argparse.Namespace, landmarker: FaceLandmarker, encoder: En
     return PhotoEditor.open(load_image(args.photo), landmarker, inverter, options, source=str(args.photo))
 
 
-def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray]) -> None:
-    """Write edit(1.0) to --out and, with --gif, the sweep edit(0) -> edit(1) as a boomerang GIF."""
+def write_outputs(args: argparse.Namespace, editor: PhotoEditor, edit: Callable[[float], np.ndarray],
+                  colours: Callable[[float], float] | None = None) -> None:
+    """Write edit(1.0) to --out and, with --gif, the sweep edit(0) -> edit(1) as a boomerang GIF; `colours(t)`: how
+    far the face pasted at t takes the photo's colours (PhotoEditor.render; None: all the way)."""
     if args.gif and not 2 <= args.frames <= 100:
         raise BadInputError(f"--frames must be in 2..100 for a sweep GIF, got {args.frames}")
-    save_image(args.out, editor.render(edit(1.0), paste=not args.crop))
+    save_image(args.out, editor.render(edit(1.0), not args.crop, None if colours is None else colours(1.0)))
     print(f"wrote {args.out}")
     if args.gif:
-        frames = editor.sweep(edit, np.linspace(0.0, 1.0, max(2, args.frames)), paste=not args.crop)
+        frames = editor.sweep(edit, np.linspace(0.0, 1.0, max(2, args.frames)), not args.crop, colours)
         write_gif(args.gif, [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], fps=10, boomerang=True)
         print(f"wrote {args.gif} ({len(frames)} frames)")

@@ -23,6 +23,32 @@ CHROMA = (1, 2)  # a*, b*: lightness is already followed (slope 1.06), so it is 
 LAB = (0, 1, 2)  # all three: the closed-loop pass, which corrects by the rendered skin, also fixes L* offsets
 
 
+# The colours a morph target's face may take (python -m training.evaluate.skin_range, 1,384 UTKFace colour photos):
+# lightness within its 1-99 % band, chroma and hue within their 2.5-97.5 % bands. A photo's strong colour cast
+# (a chroma of 62) or grey, dim light (chroma 5, hue -2°) is brought to the band's edge, not carried onto the user.
+SKIN_RANGE = {"lightness": (26.4, 79.4), "chroma": (10.2, 40.0), "hue": (18.8, 72.3)}
+
+
+def lch(stats_mean: np.ndarray) -> np.ndarray:
+    """8-bit Lab means (..., 3) as OpenCV scales them -> CIELAB lightness, chroma and hue in degrees (..., 3)."""
+    m = np.asarray(stats_mean, np.float64)
+    a, b = m[..., 1] - 128.0, m[..., 2] - 128.0
+    return np.stack([m[..., 0] * 100.0 / 255.0, np.hypot(a, b), np.degrees(np.arctan2(b, a))], axis=-1)
+
+
+def within_skin_range(stats: np.ndarray | None) -> np.ndarray | None:
+    """A photo's face colours (engine.paste.lab_stats: 8-bit Lab mean and std, (2, 3)) with the mean moved into
+    SKIN_RANGE; the std as it is. A greyscale photo's hue is the band's middle."""
+    if stats is None:
+        return None
+    light, chroma, hue = lch(stats[0])
+    r = SKIN_RANGE
+    hue = np.clip(hue, *r["hue"]) if chroma >= 3.0 else sum(r["hue"]) / 2
+    light, chroma, hue = np.clip(light, *r["lightness"]), np.clip(chroma, *r["chroma"]), np.radians(hue)
+    mean = [light * 255.0 / 100.0, 128.0 + chroma * np.cos(hue), 128.0 + chroma * np.sin(hue)]
+    return np.stack([np.asarray(mean), np.asarray(stats[1], np.float64)])
+
+
 def face_oval_mask(face: Face, crop: Crop) -> np.ndarray:
     """Boolean (size, size) mask of the face oval (MediaPipe landmarks) in the crop's pixels."""
     poly = transform_points(crop.matrix, face.xy[list(FACE_OVAL)])

@@ -2,7 +2,7 @@
 
 Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<one pass id prefix>[-idf<identity-feedback
 sha prefix>x<passes>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
-and hold the W+ and a thumbnail of the reconstruction; beside a refined one, <the same>-live<student objective sha
+and hold the W+, a thumbnail of the reconstruction and the photo's skin colours; beside a refined one, <the same>-live<student objective sha
 prefix><the fit's recipe, StudentFit.tag>.npz holds its latent fitted to the live student. They are written
 atomically, so a crash never leaves a half-written entry, and a new model or setting never reuses stale latents.
 """
@@ -24,8 +24,9 @@ from engine.inversion.inverter import InversionOptions, Inverter
 from engine.inversion.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, SIZE, Refiner, StudentFit, StudentMatch, \
     match_student
 from engine.image_io import load_image
+from engine.paste import lab_stats
 from engine.models import load_manifest, sha256_file, user_cache_dir
-from engine.inversion.skin_tone import SKIN_TONE_PATH, SkinToneModel
+from engine.inversion.skin_tone import SKIN_TONE_PATH, SkinToneModel, face_oval_mask, within_skin_range
 
 THUMB_SIZE = 128
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -36,18 +37,23 @@ class Target:
     """A morph target: its name, W+ (1, 23, 512) and a thumbnail of its reconstruction (uint8 BGR). `refined`: the
     W+ comes from the quality mode (a photo's), which the live view renders with its refined-target generator
     (engine.live.LiveModels.refined_generator); `live`: that W+ fitted to the live student
-    (engine.inversion.refine.match_student), which the student renders instead, at its rate."""
+    (engine.inversion.refine.match_student), which the student renders instead, at its rate; `skin`: the photo's
+    colours inside its face oval (engine.paste.lab_stats), which the face shown takes as the morph's strength grows,
+    kept within real photos' range (skin_tone.within_skin_range; None: a built-in face, whose render is the
+    target's own colours)."""
 
     name: str
     wplus: np.ndarray
     thumbnail: np.ndarray
     refined: bool = False
     live: np.ndarray | None = None
+    skin: np.ndarray | None = None
 
-    def live_latent(self) -> tuple[np.ndarray, bool]:
-        """(W+, refined) for the live view (LiveSettings.target, .target_refined): the latent fitted to the live
-        student when there is one (the student renders it), else W+ as it is."""
-        return (self.live, False) if self.live is not None else (self.wplus, self.refined)
+    def live_settings(self, fitted: bool = True) -> dict:
+        """engine.live.LiveSettings fields to morph toward this target: the latent fitted to the live student when
+        there is one and `fitted` (the student renders it), else W+ as it is; the photo's colours."""
+        wplus, refined = (self.live, False) if fitted and self.live is not None else (self.wplus, self.refined)
+        return {"target": wplus, "target_refined": refined, "target_skin": within_skin_range(self.skin)}
 
 
 def _thumbnail(face_bgr: np.ndarray) -> np.ndarray:
@@ -111,11 +117,19 @@ class TargetCache:
         if not photo.is_file():
             raise BadInputError(f"target photo not found: {photo}")
         entry = self.folder / f"{self.key(photo)}.npz"
-        target = _read(entry, lambda data: Target(photo.stem, data["wplus"], data["thumbnail"], self.refines))
+        target = _read(entry, lambda data: Target(photo.stem, data["wplus"], data["thumbnail"], self.refines,
+                                                  skin=data["skin"] if "skin" in data else None))
         if target is None:
             inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
-            target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines)
-            _write(entry, wplus=target.wplus, thumbnail=target.thumbnail)
+            target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines,
+                            skin=lab_stats(inv.crop.image, face_oval_mask(inv.face, inv.crop)))
+            _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin)
+        elif target.skin is None:  # an entry from before the skin colours were kept: measure them, no inversion
+            image = load_image(photo)
+            face = detect_face(image, self.landmarker, str(photo))
+            crop = align_face(image, face, SIZE)
+            target = replace(target, skin=lab_stats(crop.image, face_oval_mask(face, crop)))
+            _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin)
         if not self.fits_student:
             return target
         live = _read(self._fit_entry(photo), lambda data: _latent(data["live"]))

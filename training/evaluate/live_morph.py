@@ -13,7 +13,10 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
   smile: engine.landmarks.EXPRESSIONS; pucker: training.data.face_labels.LIP_SHAPES) on the input frame and on the output frame; Pearson correlation over the
   clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise);
   with --dlib-motion also dlib's own yaw, pitch, inner-lip gap and mouth width (DlibPose): the loop drives the face by
-  MediaPipe's landmarks, so a second judge that never saw them says whether a gain is the face's or the judge's.
+  MediaPipe's landmarks, so a second judge that never saw them says whether a gain is the face's or the judge's;
+- complexion: CIE76 ΔE (and the signed ΔL*) between the median CIELAB inside the face oval of the output and of the
+  target's photo (strength 1) or the input frame (strength 0); skin_de_user: the output's to the input frame's, so a
+  target that kept the user's skin shows (the photo's lighting is not the clip's: a floor of a few units remains).
 `--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
 background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
 for (what a webcam user sees; depends on the machine's load). `--record DIR` writes input | output GIFs. `--also`
@@ -41,7 +44,8 @@ from engine.landmarks import FaceLandmarker
 from engine.live import LiveModels, LivePipeline, LiveSettings
 from engine.inversion.inverter import InversionOptions
 from engine.inversion.refine import StudentFit
-from engine.inversion.targets import builtin_targets
+from engine.inversion.skin_tone import face_oval_mask, skin_lab
+from engine.inversion.targets import Target, builtin_targets
 from engine.video import VideoReader
 from training.data.face_labels import FaceLabeler
 from training.data.face_sets import PHOTOS, SIZE, VIDEOS
@@ -55,6 +59,7 @@ REFITTED = {  # --also variants whose photo targets are fitted to the student an
     "fit without the photo": StudentFit(steps=60, lr=0.02, copies=3, photo=0),  # the fit before the photo joined it
     "fit of 60 steps and 3 copies": StudentFit(steps=60, lr=0.02, copies=3),  # the photo's fit before it got cheaper
 }
+RAW_SKIN = "the photo's colours as they are"  # the --also variant whose face takes Target.skin unchanged
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
@@ -68,6 +73,10 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     "photo targets on the preview head": {},  # before photo targets were fitted to the student (session 12)
     "fit without the photo": {},  # the fit to the student before the photo itself joined it (REFITTED)
     "fit of 60 steps and 3 copies": {},  # the photo's fit at the first recipe's cost (REFITTED)
+    "colours matched to the user": {"target_colours": False},  # before the paste-back gave the face the target
+    #   photo's colours at full strength (docs/MORPH.md "The target's complexion")
+    "the render's own colours": {"target_skin": None},  # tried: the face keeps the render's colours at full strength
+    "the photo's colours as they are": {},  # tried: the photo's colours not kept within real photos' range (RAW_SKIN)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
 }
@@ -75,10 +84,12 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
 
 @dataclass
 class Reading:
-    """MediaPipe's view of one face: pose in degrees, blendshape scores, the aligned crop (for dlib)."""
+    """MediaPipe's view of one face: pose in degrees, blendshape scores, the aligned crop (for dlib), the median
+    CIELAB of its face oval."""
 
     motion: dict[str, float]
     crop: np.ndarray
+    skin: np.ndarray
 
 
 class MotionReader:
@@ -101,7 +112,8 @@ class MotionReader:
         if self._dlib is not None:
             dlib = self._dlib.read(bgr) or {}
             motion.update({f"dlib_{k}": dlib.get(k, float("nan")) for k in ("yaw", "pitch", "mouth", "mouth_width")})
-        return Reading(motion, align_face(bgr, faces[0], SIZE, blur_padding=False).image)
+        crop = align_face(bgr, faces[0], SIZE, blur_padding=False)
+        return Reading(motion, crop.image, skin_lab(crop.image, face_oval_mask(faces[0], crop)))
 
     def close(self) -> None:
         self._labels.close()
@@ -109,18 +121,15 @@ class MotionReader:
 
 
 class LoadedTarget(NamedTuple):
-    """A morph target as the app makes it: W+, the reference crop dlib judges against, whether W+ is refined (a
-    photo's quality-mode latent) and `live`, that latent fitted to the live student (None: not fitted)."""
+    """A morph target as the app makes it (engine.inversion.targets.Target) and the reference crop dlib judges
+    against."""
 
-    wplus: np.ndarray
+    target: Target
     crop: np.ndarray
-    refined: bool
-    live: np.ndarray | None = None
 
     def settings(self, fitted: bool = True) -> dict:
         """LiveSettings fields to morph toward it: the student-fitted latent (as the app) unless not `fitted`."""
-        wplus, refined = (self.live, False) if fitted and self.live is not None else (self.wplus, self.refined)
-        return {"target": wplus, "target_refined": refined}
+        return self.target.live_settings(fitted)
 
 
 def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality: int,
@@ -140,12 +149,11 @@ def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality:
                 t = builtin_targets(models.generator, (int(spec[5:]),))[0]
                 render = cv2.cvtColor(models.generator.render(t.wplus), cv2.COLOR_RGB2BGR)
                 found = lm.detect(render)
-                out[spec] = LoadedTarget(t.wplus, align_face(render, found[0], SIZE, blur_padding=False).image,
-                                         t.refined)
+                out[spec] = LoadedTarget(t, align_face(render, found[0], SIZE, blur_padding=False).image)
             else:
                 t = cache.load(Path(spec))
                 crop = align_face(photos[spec], faces[spec][0], SIZE, blur_padding=False).image
-                out[Path(spec).stem] = LoadedTarget(t.wplus, crop, t.refined, t.live)
+                out[Path(spec).stem] = LoadedTarget(t, crop)
     return out
 
 
@@ -171,19 +179,28 @@ def run_clip(models: LiveModels, path: Path, settings: LiveSettings, frames: int
 
 
 def judge(pairs: list[tuple], reader: MotionReader, ident: DlibIdentity, reference: np.ndarray | None) -> dict:
-    """Likeness (dlib distance per frame; to `reference`, else to the input's own crop) and motion correlations."""
-    dist, ins, outs = [], [], []
+    """Likeness (dlib distance per frame; to `reference`, an aligned crop, else to the input's own crop), complexion
+    (skin ΔE to the same) and motion correlations."""
+    ref = reader.read(reference) if reference is not None else None
+    ref_skin = ref.skin if ref is not None else np.full(3, np.nan)  # NaN: MediaPipe misses the reference crop's face
+    dist, de, dl, de_user, ins, outs = [], [], [], [], [], []
     for frame_in, frame_out in pairs:
         a, b = reader.read(frame_in), reader.read(frame_out)
         if a is None or b is None:
             continue
         dist.append(ident.distance(b.crop, reference if reference is not None else a.crop)[0])
+        skin = ref_skin if reference is not None else a.skin
+        de.append(float(np.linalg.norm(b.skin - skin)))
+        dl.append(float(b.skin[0] - skin[0]))
+        de_user.append(float(np.linalg.norm(b.skin - a.skin)))
         ins.append(a.motion)
         outs.append(b.motion)
     d = np.array(dist)
+    mean = lambda v: round(float(np.mean(v)), 2) if len(v) else float("nan")  # noqa: E731
     row = {"frames": len(pairs), "judged": int(d.size), "same": int((d < SAME).sum()),
            "share": round(float((d < SAME).mean()), 3) if d.size else 0.0,
-           "mean": round(float(d.mean()), 4) if d.size else float("nan")}
+           "mean": round(float(d.mean()), 4) if d.size else float("nan"),
+           "skin_de": mean(de), "skin_dl": mean(dl), "skin_de_user": mean(de_user)}
     for k in [k for k in MOTION if ins and k in ins[0]]:
         x, y = np.array([m[k] for m in ins]), np.array([m[k] for m in outs])
         both = np.isfinite(x) & np.isfinite(y)  # dlib may miss a face MediaPipe found
@@ -196,12 +213,13 @@ def judge(pairs: list[tuple], reader: MotionReader, ident: DlibIdentity, referen
 
 def markdown(rows: list[dict]) -> str:
     motion = [k for k in MOTION if any(f"corr_{k}" in r for r in rows)]
-    head = "| clip | target | morph | recognised (dlib < 0.6) | mean distance | " + " | ".join(
+    head = "| clip | target | morph | recognised (dlib < 0.6) | mean distance | skin ΔE (ΔL*) | " + " | ".join(
         f"corr {k}" for k in motion) + " |"
-    lines = [head, "|" + "---|" * (5 + len(motion))]
+    lines = [head, "|" + "---|" * (6 + len(motion))]
     for r in rows:
+        skin = f"{r.get('skin_de', float('nan')):.1f} ({r.get('skin_dl', float('nan')):+.1f})"
         lines.append(f"| {r['clip']} | {r['target']} | {r['morph']} | {r['same']} / {r['judged']} | {r['mean']:.3f} | "
-                     + " | ".join(f"{r.get(f'corr_{k}', float('nan')):.2f}" for k in motion) + " |")
+                     f"{skin} | " + " | ".join(f"{r.get(f'corr_{k}', float('nan')):.2f}" for k in motion) + " |")
     return "\n".join(lines)
 
 
@@ -212,11 +230,20 @@ def totals(rows: list[dict]) -> list[dict]:
         rs = [r for r in rows if r["morph"] == morph]
         judged = sum(r["judged"] for r in rs)
         row = {"clip": "all", "target": "all", "morph": morph, "judged": judged, "same": sum(r["same"] for r in rs),
-               "mean": round(sum(r["mean"] * r["judged"] for r in rs) / max(judged, 1), 4)}
+               "mean": round(sum(r["mean"] * r["judged"] for r in rs) / max(judged, 1), 4),
+               **{k: _weighted([r[k] for r in rs], [r["judged"] for r in rs]) for k in ("skin_de", "skin_dl",
+                                                                                        "skin_de_user")}}
         for k in [k for k in MOTION if any(f"corr_{k}" in r for r in rs)]:
             row[f"corr_{k}"] = round(float(np.nanmean([r.get(f"corr_{k}", np.nan) for r in rs])), 3)
         out.append(row)
     return out
+
+
+def _weighted(values: list[float], weights: list[int]) -> float:
+    """The mean of `values` weighted by `weights`, over the finite ones (NaN: none)."""
+    v, w = np.array(values, float), np.array(weights, float)
+    ok = np.isfinite(v) & (w > 0)
+    return round(float((v[ok] * w[ok]).sum() / w[ok].sum()), 2) if ok.any() else float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
                 target = refits[variant][name] if variant in refits else target
                 settings = LiveSettings(**{**target.settings(variant not in UNFITTED), "strength": strength,
                                            "preset": "reenact", **ALSO[variant]})
+                settings = settings.with_(target_skin=target.target.skin) if variant == RAW_SKIN else settings
             else:
                 settings = LiveSettings(**target.settings(), strength=strength,
                                         preset="identity" if morph == TODAY else morph)

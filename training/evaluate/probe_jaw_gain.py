@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     models = LiveModels.load(2)
     jaw = models.directions.directions["jaw_open"]
     labeler, rows = FaceLabeler(), []
-    for name, (wplus, _, refined, _) in load_targets(args.targets.split(","), models, args.cache, 20).items():
+    for name, (target, _) in load_targets(args.targets.split(","), models, args.cache, 20).items():
+        wplus, refined = target.wplus, target.refined
         gen = models.renders_with(LiveSettings(target=wplus, target_refined=refined, strength=1.0))
         read = [labeler.label(cv2.resize(gen.render(w), (LABEL_SIZE, LABEL_SIZE), interpolation=cv2.INTER_AREA))
                 for w in (wplus, models.directions.apply(wplus, jaw_open=jaw.max_units))]

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     for clip in args.clips.split(","):
         for name in names:
             how, drive = VARIANTS[name]
-            for tname, (wplus, crop, refined, _) in targets.items():
+            for tname, (target, crop) in targets.items():
+                wplus, refined = target.wplus, target.refined
                 settings = LiveSettings(target=wplus, target_refined=refined, strength=1.0, reenactment=how,
                                         drive_expression=drive)
                 pairs = run_clip(models, VIDEOS / clip, settings, args.frames, "sync", args.every)

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     shares = lost_shares(args.labels)
     fid, ident, rows = FaceId.load(2), DlibIdentity(), []
     with FaceLandmarker() as lm:
-        for name, (wplus, reference, _, _) in targets.items():
+        for name, (target, reference) in targets.items():
+            wplus = target.wplus
             per_drive = signals(models, wplus, _embed(fid, lm, reference), fid, lm, ident)
             row = {"target": name, **{k: round(float(np.mean(v)), 4) for k, v in per_drive.items()}}
             if name in shares:

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     models = LiveModels.load(2)
-    target = next(iter(load_targets([args.target], models, args.cache, 0).values()))[0]
+    target = next(iter(load_targets([args.target], models, args.cache, 0).values())).target.wplus
     reader = MotionReader()
     rows = []
     try:

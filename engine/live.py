@@ -65,6 +65,7 @@ STAGES = ("landmarks", "align", "encode", "edit", "generate", "paste")
 ENCODER_ENV = "CELEBLOOK_ENCODER"  # a development encoder export (not checked against the manifest)
 LATENT_SMOOTHING_MODES = ("one_euro", "ema")
 MORPH_GROW = 0.08  # reenacting, the paste-back's face oval grows by this share at full strength (PasteOptions.grow)
+MORPH_LIFT = 0.12  # and its top rises toward the hairline by this share of its height (PasteOptions.lift)
 CATCH_UP_FRAMES = 64  # how far back a render's frame may be for its mouth to catch up (older: shown as is)
 PERIOD_WEIGHT = 0.1  # weight of the newest sample in the pacing's running means (frame gap, inversion time)
 MOTION_WINDOW = 120  # frames the user's resting latent averages over (~8 s; the reenactment's reference)
@@ -112,7 +113,9 @@ class LiveSettings:
     showed a dark spot in its teeth on speech: docs/MORPH.md); `target_colours`: the paste-back matches the face's
     colours to the user's frame less as a target's strength grows, and the rest of the way to `target_skin` (the
     target photo's, Target.skin; None: the render's own), so at full strength the face has the target's complexion
-    (engine.paste; matched to the frame, a dark-skinned target came out in the user's skin); `inversion`: how the user's face is inverted
+    (engine.paste; matched to the frame, a dark-skinned target came out in the user's skin); `lift_forehead`:
+    reenacting, the pasted oval's top also rises toward the hairline with the strength (MORPH_LIFT), so the forehead
+    is the target's; `inversion`: how the user's face is inverted
     (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
     (needs the shipped model, LiveModels.skin_tone), the personal calibration; the stills-only passes and quality
     steps are not used live)."""
@@ -136,6 +139,7 @@ class LiveSettings:
     live_mouth: bool = True
     target_colours: bool = True
     target_skin: np.ndarray | None = None
+    lift_forehead: bool = True
     inversion: InversionOptions = InversionOptions()
 
     def __post_init__(self):
@@ -479,9 +483,10 @@ class LivePipeline:
         face_img = cv2.resize(face_bgr, (size, size), interpolation=cv2.INTER_AREA)
         reenacting = settings.target is not None and settings.preset == "reenact"
         grow = 1.0 + MORPH_GROW * settings.strength if reenacting else 1.0
+        lift = MORPH_LIFT * settings.strength if reenacting and settings.lift_forehead else 0.0
         colours = settings.target_skin if settings.target is not None else None
-        out = paste_back(frame_bgr, face_img, crop, face,
-                         PasteOptions(color_match=settings.paste_colours, colours=colours, grow=grow))
+        out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(color_match=settings.paste_colours,
+                                                                       colours=colours, grow=grow, lift=lift))
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
         mean_ms = self._renderer.mean_ms if self._renderer is not None else None

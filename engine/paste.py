@@ -23,15 +23,18 @@ from engine.landmarks import FACE_OVAL, Face
 class PasteOptions:
     """`feather`: width of the soft mask edge as a fraction of the face width; `color_match`: how far (0..1) the
     pasted face's Lab mean/std inside the mask moves to the frame's (1: all the way), the rest of the way to
-    `colours` ((2, 3): 8-bit Lab mean and std, lab_stats; None: the render's own); `max_gain`: bound on the std ratio; `grow`: the face
-    oval scaled about its centre before masking (> 1 also replaces the face's outline: a morph to another face
-    shows the target's jaw and cheeks, not the user's; docs/MORPH.md measures it)."""
+    `colours` ((2, 3): 8-bit Lab mean and std, lab_stats; None: the render's own); `max_gain`: bound on the std
+    ratio; `grow`: the face oval scaled about its centre before masking (> 1 also replaces the face's outline: a
+    morph to another face shows the target's jaw and cheeks, not the user's; docs/MORPH.md measures it); `lift`:
+    the oval's upper half raised toward the hairline by this share of its height, along the face's own up (MediaPipe's
+    oval ends mid-forehead: a target's face showed a band of the user's forehead above it)."""
 
     feather: float = 0.08
     color_match: float = 1.0
     colours: np.ndarray | None = None
     max_gain: float = 2.0
     grow: float = 1.0
+    lift: float = 0.0
 
 
 def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face,
@@ -40,7 +43,7 @@ def paste_back(frame: np.ndarray, face_image: np.ndarray, crop: Crop, face: Face
     `crop`) warped back in place of `face`; `also`: a second outline (N, 2, frame pixels) to replace, e.g. the
     rendered face's own when an edit turned the head away from the photo's outline (both grown by options.grow)."""
     out = frame.copy()
-    ovals = [_oval(face, options.grow)] + ([_grown(also, options.grow)] if also is not None else [])
+    ovals = [_oval(face, options.grow, options.lift, crop)] + ([_grown(also, options.grow)] if also is not None else [])
     roi = _face_roi(np.concatenate(ovals), crop, frame.shape)
     if roi is None:
         return out
@@ -105,9 +108,19 @@ def match_colors(source: np.ndarray, target: np.ndarray, region: np.ndarray, max
     return cv2.cvtColor(cv2.transform(src, affine), cv2.COLOR_Lab2BGR)
 
 
-def _oval(face: Face, grow: float) -> np.ndarray:
-    """(36, 2) face-oval points in frame pixels, scaled by `grow` about their centre."""
-    return _grown(face.xy[list(FACE_OVAL)], grow)
+def _oval(face: Face, grow: float, lift: float = 0.0, crop: Crop | None = None) -> np.ndarray:
+    """(36, 2) face-oval points in frame pixels, scaled by `grow` about their centre; with `lift`, the points above
+    the centre moved up (the crop's up: the face's own) by up to `lift` x the oval's height, in proportion to their
+    height above the centre."""
+    points = _grown(face.xy[list(FACE_OVAL)], grow)
+    if lift <= 0.0 or crop is None:
+        return points
+    up = crop.quad[0] - crop.quad[1]  # the crop's left edge, bottom to top
+    up = up / max(float(np.hypot(*up)), 1e-6)
+    height = (points - points.mean(axis=0)) @ up
+    span = max(float(height.max() - height.min()), 1e-6)
+    rise = lift * span * np.clip(height / (span / 2), 0.0, 1.0)
+    return points + rise[:, None] * up
 
 
 def _grown(points: np.ndarray, grow: float) -> np.ndarray:

@@ -192,3 +192,20 @@ def test_live_mouth_shows_the_users_open_mouth_inside_the_inner_lips_only(landma
     assert np.array_equal(out[outside], closed[outside])  # the rest of the face untouched
     assert live_mouth(closed, yawn, points[0]) is closed  # the user's mouth closed: nothing to show
     assert live_mouth(closed, yawn, points[1], share=0.0) is closed  # a target at full strength: none of it
+
+
+def test_a_lifted_oval_reaches_up_the_forehead_and_not_past_the_chin(photos):
+    """PasteOptions.lift raises the oval's top along the face's own up (MediaPipe's oval ends mid-forehead, which
+    left a band of the user's forehead above a target's face); the chin and sides stay where they were."""
+    image, faces = photos["obama.jpg"]
+    face = faces[0]
+    crop = align_face(image, face, 256)
+    grey = np.full_like(crop.image, 128)
+    rows = {}
+    for lift in (0.0, 0.15):
+        changed = np.any(paste_back(image, grey, crop, face, PasteOptions(color_match=0.0, lift=lift)) != image, axis=2)
+        ys, xs = np.nonzero(changed)
+        rows[lift] = ys.min(), ys.max(), xs.min(), xs.max()
+    height = face.bbox[3] - face.bbox[1]
+    assert rows[0.0][0] - rows[0.15][0] > 0.08 * height, rows  # the top rose by most of 15 % of the oval's height
+    assert abs(rows[0.15][1] - rows[0.0][1]) <= 2 and abs(rows[0.15][2] - rows[0.0][2]) <= 0.05 * height, rows

@@ -76,6 +76,7 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     "colours matched to the user": {"target_colours": False},  # before the paste-back gave the face the target
     #   photo's colours at full strength (docs/MORPH.md "The target's complexion")
     "the render's own colours": {"target_skin": None},  # tried: the face keeps the render's colours at full strength
+    "no forehead lift": {"lift_forehead": False},  # before the pasted oval's top rose toward the hairline
     "the photo's colours as they are": {},  # tried: the photo's colours not kept within real photos' range (RAW_SKIN)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")

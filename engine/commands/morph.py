@@ -12,6 +12,7 @@ from engine.generator import Generator
 from engine.landmarks import FaceLandmarker
 from engine.inversion.inverter import InversionOptions
 from engine.inversion.refine import STEPS
+from engine.inversion.skin_tone import within_skin_range
 from engine.inversion.targets import TargetCache
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         target = TargetCache(encoder, generator, landmarker, encoder.one_pass_id,
                              options=InversionOptions(quality_steps=args.target_quality)).load(args.to)
         editor = open_photo(args, landmarker, encoder, generator)
-    editor.paste_options = replace(editor.paste_options, colours=target.live_settings()["target_skin"])  # its colours
+    editor.paste_options = replace(editor.paste_options, colours=within_skin_range(target.skin))  # the photo's
     lock = None if args.no_pose_lock else DirectionSet.load()
     colours = lambda t: 1.0 - t * args.strength  # noqa: E731  the share of the photo's own colours
     if args.preset == "reenact":  # a photo has no motion to average: its pose and expression go by the directions

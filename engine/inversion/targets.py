@@ -2,9 +2,10 @@
 
 Cache entries live in $XDG_CACHE_HOME/celeblook/targets/<sha256 of photo>-<one pass id prefix>[-idf<identity-feedback
 sha prefix>x<passes>][-q<quality-mode model sha prefix>x<steps>][-skin<skin model sha prefix>x<passes>].npz
-and hold the W+, a thumbnail of the reconstruction and the photo's skin colours; beside a refined one, <the same>-live<student objective sha
-prefix><the fit's recipe, StudentFit.tag>.npz holds its latent fitted to the live student. They are written
-atomically, so a crash never leaves a half-written entry, and a new model or setting never reuses stale latents.
+and hold the W+, a thumbnail of the reconstruction and the photo's skin colours; beside a refined one, <the
+same>-live<student objective sha prefix><the fit's recipe, StudentFit.tag>.npz holds its latent fitted to the live
+student. They are written atomically, so a crash never leaves a half-written entry, and a new model or setting never
+reuses stale latents.
 """
 from __future__ import annotations
 

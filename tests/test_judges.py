@@ -39,3 +39,32 @@ def test_dlib_reads_a_generated_heads_turn_and_its_mouth_opening(judge):
     assert abs(opened["yaw"] - rest["yaw"]) < abs(right["yaw"] - rest["yaw"])
     assert smiled["mouth_width"] > rest["mouth_width"] + 0.03  # a smile widens the mouth corner to corner
     assert judge.read(np.full((256, 256, 3), 128, np.uint8)) is None  # no face: nothing read
+
+
+def test_the_live_evaluation_judges_complexion_against_the_target_photo(face_photo):
+    """training.evaluate.live_morph reads the output face's skin against the target photo's (strength 1) or the
+    input's (strength 0): the photo itself as output is ΔE ~0 from itself, a darkened copy is darker by what was
+    taken off, and a reference without a face MediaPipe finds gives NaN, not a comparison with the input."""
+    require("dlib")
+    from engine.align import align_face
+    from engine.image_io import load_image
+    from engine.landmarks import FaceLandmarker
+    from training.evaluate.dlib_judge import DlibIdentity
+    from training.evaluate.live_morph import MotionReader, judge as live_judge
+
+    you, obama = load_image(face_photo("biden.jpg")), load_image(face_photo("obama.jpg"))
+    with FaceLandmarker() as lm:
+        reference = align_face(obama, lm.detect(obama)[0], 256, blur_padding=False).image
+    darker = cv2.convertScaleAbs(obama, alpha=0.7)
+    reader, ident = MotionReader(), DlibIdentity()
+    try:
+        same = live_judge([(you, obama)], reader, ident, reference)
+        dark = live_judge([(you, darker)], reader, ident, reference)
+        faceless = live_judge([(you, obama)], reader, ident, np.full_like(reference, 128))
+        yourself = live_judge([(you, you)], reader, ident, None)
+    finally:
+        reader.close()
+    assert same["skin_de"] < 1.5 and same["skin_de_user"] > 5, same
+    assert dark["skin_dl"] < -8 and dark["skin_de"] > 8, dark
+    assert np.isnan(faceless["skin_de"]) and faceless["judged"] == 1, faceless
+    assert yourself["skin_de"] < 0.5, yourself

@@ -20,7 +20,8 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
 `--mode sync` renders every frame's face before pasting (the semantics, no render lag); `--mode app` renders in the
 background as the desktop app does and feeds frames at the clip's frame rate, skipping those the loop was too busy
 for (what a webcam user sees; depends on the machine's load). `--record DIR` writes input | output GIFs. `--also`
-adds reenact as it was before a change (ALSO), at strength 1 and 0, so before and after come from one run.
+adds reenact as it was before a change (ALSO), at strength 1 and, where the change touches the user's own face
+(YOURS), at 0, so before and after come from one run.
 """
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ REFITTED = {  # --also variants whose photo targets are fitted to the student an
     "fit of 60 steps and 3 copies": StudentFit(steps=60, lr=0.02, copies=3),  # the photo's fit before it got cheaper
 }
 RAW_SKIN = "the photo's colours as they are"  # the --also variant whose face takes Target.skin unchanged
+YOURS = ("encoder pose", "no catch-up", "encoder pose and no catch-up", "unpaced", "no live mouth")  # --also
+# variants that change the user's own face too (also run at strength 0); the others act on a target only
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
@@ -290,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
               for v, fit in REFITTED.items() if v in also}
     reader, ident, rows = MotionReader(dlib=args.dlib_motion), DlibIdentity(), []
     presets = args.presets.split(",") + [f"reenact, {v}" for v in also]
-    runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also] + [
+    runs = [("you (strength 0)", None, None, 0.0)] + [(f"you, {v}", None, None, 0.0) for v in also if v in YOURS] + [
         (preset, name, t, 1.0) for name, t in targets.items() for preset in presets]
     if not args.no_today:  # the same engine as the app had it: per-slot identity mix, targets from the one pass
         one_pass = load_targets(specs, models, args.cache, 0)

@@ -123,13 +123,13 @@ class TargetCache:
         if target is None:
             inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
             target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines,
-                            skin=lab_stats(inv.crop.image, face_oval_mask(inv.face, inv.crop)))
+                            skin=_skin(inv.crop, inv.face))
             _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin)
         elif target.skin is None:  # an entry from before the skin colours were kept: measure them, no inversion
             image = load_image(photo)
             face = detect_face(image, self.landmarker, str(photo))
             crop = align_face(image, face, SIZE)
-            target = replace(target, skin=lab_stats(crop.image, face_oval_mask(face, crop)))
+            target = replace(target, skin=_skin(crop, face))
             _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin)
         if not self.fits_student:
             return target
@@ -151,6 +151,11 @@ class TargetCache:
                              progress=progress)[0]
         _write(self._fit_entry(Path(photo)), live=live)
         return replace(target, live=live)
+
+
+def _skin(crop, face) -> np.ndarray:
+    """The photo's colours inside its face oval, as the paste-back reads colours (Target.skin)."""
+    return lab_stats(crop.image, face_oval_mask(face, crop))
 
 
 def _read(entry: Path, take):

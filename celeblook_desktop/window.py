@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QVBoxLayout, \
     QWidget
 
+from engine.edits import Reenactment
 from engine.errors import CelebLookError
 from engine.inversion.inverter import InversionOptions
 from engine.live import LiveSettings
@@ -373,6 +374,7 @@ class MainWindow(QMainWindow):
         target = self.target.live_settings() if self.target is not None else {}
         return LiveSettings(**target, strength=strength,
                             preset=c.preset.currentText(), target_colours=c.target_colours_box.isChecked(),
+                            reenactment=Reenactment() if c.your_smile_box.isChecked() else Reenactment(rest=()),
                             amounts=amounts,
                             smooth_latents=c.smoothing_box.isChecked(),
                             smooth_landmarks=c.smoothing_box.isChecked(), reuse=c.reuse_box.isChecked(),

@@ -480,7 +480,8 @@ class EngineWorker(QThread):
         m = self.models
         try:
             if self._cache is None:
-                self._cache = m.target_cache(FaceLandmarker(m.landmarker_model, max_faces=4), InversionOptions(
+                photos = FaceLandmarker(m.landmarker_model, max_faces=4, expressions=True)  # and their expressions
+                self._cache = m.target_cache(photos, InversionOptions(
                     quality_steps=self.config.target_quality_steps), self.config.target_cache_dir,
                     self.config.target_fit)
             self.busy.emit(f"Inverting {photo.name}…")
@@ -510,14 +511,14 @@ class EngineWorker(QThread):
         from engine.landmarks import FaceLandmarker
 
         if self._image_landmarker is None:
-            self._image_landmarker = FaceLandmarker(self.models.landmarker_model, max_faces=4)
+            self._image_landmarker = FaceLandmarker(self.models.landmarker_model, max_faces=4, expressions=True)
         return self._image_landmarker
 
     def _builtin_target(self, seed: int) -> None:
         from engine.inversion.targets import builtin_targets
 
         try:
-            for target in builtin_targets(self.models.generator, (seed,)):
+            for target in builtin_targets(self.models.generator, (seed,), landmarker=self._landmarker()):
                 self.target_ready.emit(target, False)
         except Exception as exc:
             self.error.emit(f"could not make the built-in target of seed {seed}: {exc}")

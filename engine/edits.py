@@ -74,6 +74,10 @@ class Reenactment:
     share: float = 0.5  # how far those directions go from the latent's change toward the measured one (0..1)
     pose_share: float = 1.0  # how far the head's yaw and pitch go from the encoder's toward the user's resting pose
     #   moved by MediaPipe's measured turn (0: the encoder's own, frame by frame; 1: rest + the measured change)
+    rest: tuple[str, ...] = ("smile",)  # live, the target's resting expression along these directions is moved to
+    #   the user's (rest_change), so a target photographed grinning does not grin through speech; the jaw too closed
+    #   open-mouthed photos but cost likeness (docs/MORPH.md, "The user's resting mouth")
+    rest_share: float = 1.0  # how much of that move is made (0: the photo's expression stays under the motion)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,16 @@ class MotionReference:
         return {k: scores[k] - self.expression[k] for k in self.expression}
 
 
+def resting_mouth_change(user: dict[str, float] | None, target: dict[str, float] | None,
+                         directions: "DirectionSet") -> dict[str, float] | None:
+    """reenact's `rest_change`: the user's resting expression scores minus the target photo's, or None when either is
+    unknown or the photo's mouth is open beyond the jaw direction's calibrated range (a photo caught mid-word: its
+    mouth cannot be brought to rest, and taking its smile alone left a gaping, unrecognised mouth; docs/MORPH.md)."""
+    if user is None or target is None or target.get("jaw_open", 0.0) > directions.directions["jaw_open"].max_units:
+        return None
+    return {k: user[k] - v for k, v in target.items() if k in user}
+
+
 def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window: int,
                           expression: dict[str, float] | None = None, frames: int = 1) -> MotionReference:
     """`ref` updated with one more W+ and its expression scores, standing for `frames` frames (a paced live loop
@@ -109,7 +123,7 @@ def motion_reference_step(ref: MotionReference | None, wplus: np.ndarray, window
 
 def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: np.ndarray | None = None,
             directions: "DirectionSet | None" = None, expression: dict[str, float] | None = None,
-            how: Reenactment = Reenactment()) -> np.ndarray:
+            how: Reenactment = Reenactment(), rest_change: dict[str, float] | None = None) -> np.ndarray:
     """The target's face with the source's head pose and expression, blended from the source (strength 0) to it (1).
 
     driven = target + how.motion[slot] * (source - reference): the target moved by how far the user is from their
@@ -122,7 +136,10 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     `how.share` of the way from the latent's change (the encoder sees a mouth open only in part) to the target at
     rest moved by exactly that much (up to each direction's calibrated range, max_units). With "yaw" and "pitch" in
     it too (degrees from rest), the head pose moves `how.pose_share` (x strength) of the way from the encoder's
-    reading of this frame to the user's resting pose (the reference's) turned by the measured change."""
+    reading of this frame to the user's resting pose (the reference's) turned by the measured change.
+    `rest_change` (with `directions` and a reference): the user's resting expression minus the target's, in blendshape
+    units; along the `how.rest` directions the target at rest first moves `how.rest_share` of that way (within each
+    direction's calibrated range), so the user's motion starts from their own resting mouth, not the photo's."""
     if not 0.0 <= strength <= 1.0:
         raise BadInputError(f"morph strength must be in [0, 1], got {strength}")
     src, tgt = to_wplus(source), to_wplus(target)
@@ -130,16 +147,18 @@ def reenact(source: np.ndarray, target: np.ndarray, strength: float, reference: 
     if reference is None:
         driven = directions.restore(tgt, src, EXPRESSION_NAMES) if directions is not None else tgt
     else:
+        if directions is not None and rest_change:
+            tgt = directions.apply(tgt, **directions.within_range(
+                {k: how.rest_share * rest_change[k] for k in how.rest if k in rest_change}))
         if directions is not None and expression and how.pose_share > 0 and all(k in expression for k in POSE_NAMES):
-            turn = {k: float(np.clip(expression[k], -directions.directions[k].max_units,
-                                     directions.directions[k].max_units)) for k in POSE_NAMES}
+            turn = directions.within_range({k: expression[k] for k in POSE_NAMES})
             measured = directions.apply(directions.restore(src, to_wplus(reference), POSE_NAMES), **turn)
             pose_from = src + strength * how.pose_share * (measured - src)  # strength 0: the user as encoded
         m = np.asarray(how.motion, np.float32).reshape(1, N_SLOTS, 1)
         driven = tgt + m * (src - to_wplus(reference))
-        amounts = {k: float(np.clip(expression[k], -directions.directions[k].max_units, directions.directions[k].max_units))
-                   for k in how.driven if k in expression} if expression and directions is not None else {}
-        if amounts:  # within each direction's calibrated range: beyond it, it breaks faces
+        amounts = directions.within_range({k: expression[k] for k in how.driven if k in expression}) \
+            if expression and directions is not None else {}
+        if amounts:
             measured = directions.apply(directions.restore(driven, tgt, tuple(amounts)), **amounts)
             driven = driven + how.share * (measured - driven)
     out = (src + strength * (driven - src)).astype(np.float32)
@@ -191,6 +210,11 @@ class DirectionSet:
     """The shipped attribute directions (resources/directions.npz) keyed by name."""
 
     directions: dict[str, Direction] = field(default_factory=dict)
+
+    def within_range(self, amounts: dict[str, float]) -> dict[str, float]:
+        """`amounts` (real units) clipped to each direction's calibrated range, max_units: beyond it, faces break."""
+        return {k: float(np.clip(v, -self.directions[k].max_units, self.directions[k].max_units))
+                for k, v in amounts.items()}
 
     @classmethod
     def load(cls, path: str | os.PathLike = DIRECTIONS_PATH) -> "DirectionSet":

@@ -111,6 +111,7 @@ class FaceLandmarker:
         except (RuntimeError, ValueError) as exc:
             raise ModelMissingError(f"cannot load the face landmarker model: {exc}") from exc
         self.video = video
+        self.expressions = expressions
         self._last_timestamp_ms = -1
 
     def detect(self, image_bgr: np.ndarray) -> list[Face]:

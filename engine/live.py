@@ -46,7 +46,7 @@ import numpy as np
 from engine.align import Crop, align_face, usable_faces
 from engine.background_render import BackgroundRenderer, Rendered
 from engine.edits import (MORPH_MODES, POSE_NAMES, DirectionSet, MotionReference, Reenactment, morph,
-                          motion_reference_step, reenact)
+                          motion_reference_step, reenact, resting_mouth_change)
 from engine.inversion.encoder import MODEL_NAME as ENCODER_MODEL, Encoder
 from engine.errors import BadInputError, CelebLookError, ModelMissingError
 from engine.generator import LIVE_SYNTHESIS, Generator
@@ -115,7 +115,9 @@ class LiveSettings:
     target photo's, Target.skin; None: the render's own), so at full strength the face has the target's complexion
     (engine.paste; matched to the frame, a dark-skinned target came out in the user's skin); `lift_forehead`:
     reenacting, the pasted oval's top also rises toward the hairline with the strength (MORPH_LIFT), so the forehead
-    is the target's; `inversion`: how the user's face is inverted
+    is the target's; `target_expression`: the target photo's expression scores (Target.expression; None: unknown),
+    from which reenact moves the target's resting mouth to the user's (Reenactment.rest); `inversion`: how the user's
+    face is inverted
     (engine.inversion.inverter.InversionOptions: the encoder's corrections, the identity feedback, the skin match
     (needs the shipped model, LiveModels.skin_tone), the personal calibration; the stills-only passes and quality
     steps are not used live)."""
@@ -140,6 +142,7 @@ class LiveSettings:
     target_colours: bool = True
     target_skin: np.ndarray | None = None
     lift_forehead: bool = True
+    target_expression: dict[str, float] | None = None
     inversion: InversionOptions = InversionOptions()
 
     def __post_init__(self):
@@ -559,8 +562,9 @@ class LivePipeline:
                 ref = self._motion_ref
                 drive = ref is not None and lock is not None and settings.drive_expression
                 change = ref.expression_change(self._expression) if drive else None
+                rest = resting_mouth_change(ref.expression, settings.target_expression, lock) if drive else None
                 out = reenact(out, settings.target, settings.strength, None if ref is None else ref.mean,
-                              directions=lock, expression=change, how=settings.reenactment)
+                              directions=lock, expression=change, how=settings.reenactment, rest_change=rest)
             else:
                 out = morph(out, settings.target, settings.strength, settings.preset, pose_lock=lock)
         amounts = {k: v for k, v in settings.amounts.items() if v}

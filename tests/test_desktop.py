@@ -96,6 +96,10 @@ def test_live_morph_with_target_and_gif(make_window, qtbot, videos_dir, face_pho
     w.controls.target_colours_box.setChecked(False)
     assert not w.engine._settings.target_colours, "so does the target's colours box"
     w.controls.target_colours_box.setChecked(True)
+    assert w.engine._settings.reenactment.rest == ("smile",), "the target takes your resting smile by default"
+    w.controls.your_smile_box.setChecked(False)
+    assert w.engine._settings.reenactment.rest == (), "off: the photo's own smile stays"
+    w.controls.your_smile_box.setChecked(True)
     messages = []
     w.engine.busy.connect(messages.append)
     drop(w, face_photo("biden.jpg"))

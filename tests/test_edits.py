@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from engine.edits import (DIRECTIONS_PATH, EXPRESSION_NAMES, MORPH_PRESETS, SLOT_GROUPS, SLOT_RESOLUTION, DirectionSet,
-                          MotionReference, Reenactment, morph, motion_reference_step, reenact, slot_weights)
+                          MotionReference, Reenactment, morph, motion_reference_step, reenact, resting_mouth_change,
+                          slot_weights)
 from engine.errors import BadInputError, ModelMissingError
 from engine.gif import write_gif
 
@@ -198,6 +199,47 @@ def test_reenact_drives_the_jaw_by_the_measured_expression_within_its_range():
     top = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(share=1.0),
                   expression={"jaw_open": jaw.max_units})
     np.testing.assert_allclose(wide, top, atol=1e-5)  # beyond the calibrated range: held at its end
+
+
+def test_reenact_moves_the_targets_resting_mouth_to_the_users_within_its_range():
+    ds = DirectionSet.load(DIRECTIONS_PATH)
+    rng = np.random.default_rng(5)
+    user, rest, target = (rng.standard_normal((1, 23, 512)).astype(np.float32) for _ in range(3))
+    how = Reenactment(rest=("smile", "jaw_open"))
+
+    def component(w, name):
+        d = ds.directions[name]
+        return (w[0, d.slots > 0] @ d.vector).mean()
+
+    base = reenact(user, target, 1.0, rest, directions=ds, how=how)
+    grin = {"smile": -0.2, "jaw_open": 0.1, "eye_blink": 0.3}  # the user's resting scores minus the photo's
+    moved = reenact(user, target, 1.0, rest, directions=ds, how=how, rest_change=grin)
+    for name in ("smile", "jaw_open"):
+        want = grin[name] / ds.directions[name].units_per_step
+        np.testing.assert_allclose(component(moved, name) - component(base, name), want, rtol=0.02)
+    np.testing.assert_allclose(component(moved, "eye_blink"), component(base, "eye_blink"), atol=1e-4)  # not in rest
+    half = reenact(user, target, 1.0, rest, directions=ds, how=Reenactment(rest=("smile", "jaw_open"), rest_share=0.5),
+                   rest_change=grin)
+    np.testing.assert_allclose(half, 0.5 * (base + moved), atol=1e-4)
+    for off in (Reenactment(rest=()), Reenactment(rest=("smile", "jaw_open"), rest_share=0.0)):
+        np.testing.assert_allclose(reenact(user, target, 1.0, rest, directions=ds, how=off, rest_change=grin), base,
+                                   atol=1e-6)
+    top = ds.directions["smile"].max_units
+    np.testing.assert_allclose(reenact(user, target, 1.0, rest, directions=ds, how=how, rest_change={"smile": -9.0}),
+                               reenact(user, target, 1.0, rest, directions=ds, how=how, rest_change={"smile": -top}),
+                               atol=1e-5)  # beyond the calibrated range: held at its end
+    np.testing.assert_allclose(reenact(user, target, 0.0, rest, directions=ds, how=how, rest_change=grin), user,
+                               atol=1e-5)  # strength 0: the user, whatever the target's mouth
+
+
+def test_the_resting_mouth_change_leaves_a_photo_caught_mid_word_alone():
+    ds = DirectionSet.load(DIRECTIONS_PATH)
+    user = {"smile": 0.1, "jaw_open": 0.05, "yaw": 2.0}
+    grin = {"smile": 0.9, "jaw_open": 0.1}
+    assert resting_mouth_change(user, grin, ds) == pytest.approx({"smile": -0.8, "jaw_open": -0.05})
+    mid_word = {"smile": 0.6, "jaw_open": ds.directions["jaw_open"].max_units + 0.05}  # beyond what the jaw can close
+    assert resting_mouth_change(user, mid_word, ds) is None
+    assert resting_mouth_change(None, grin, ds) is None and resting_mouth_change(user, None, ds) is None
 
 
 def test_reenact_turns_the_head_by_the_measured_pose_from_the_users_rest():

@@ -299,6 +299,27 @@ def test_output_mouth_follows_the_users_at_full_strength(models, videos_dir, lan
     assert np.ptp(jaw_out) > 0.4 * np.ptp(jaw_in), "the output's mouth really opens"
 
 
+def test_a_grinning_target_takes_the_users_resting_mouth(models, d18, landmarker_model):
+    """Toward a built-in face that grins (seed 7), while the user's lips are closed (d18's first frames), the face
+    shown smiles less once the target's resting expression is known (Target.expression): the reenactment starts from
+    the user's resting mouth, not the grin."""
+    from engine.inversion.targets import builtin_targets
+    from engine.landmarks import FaceLandmarker
+
+    smiles = {}
+    with FaceLandmarker(landmarker_model, expressions=True) as judge:
+        target = builtin_targets(models.generator, (7,), landmarker=judge)[0]
+        assert target.expression["smile"] > 0.6, "seed 7 grins"
+        for name, expression in (("unknown", None), ("measured", target.expression)):
+            settings = LiveSettings(target=target.wplus, strength=1.0, reuse=False, target_expression=expression)
+            with LivePipeline(models) as pipe:
+                outs = [pipe.process(f.image, f.timestamp_ms, settings).frame for f in d18[:6]]
+            smiles[name] = np.mean([judge.detect(o)[0].expression["smile"] for o in outs[-3:]])
+        user = np.mean([judge.detect(f.image)[0].expression["smile"] for f in d18[3:6]])
+    assert smiles["measured"] < smiles["unknown"] - 0.15, smiles
+    assert abs(smiles["measured"] - user) < abs(smiles["unknown"] - user), (smiles, user)
+
+
 def test_the_shown_face_says_which_frame_it_came_from(models, d18):
     """LiveResult.face_frame (what the bench's capture-to-face latency is measured from): rendered inline it is the
     frame itself; rendered in the background it is an earlier or the same frame, never a later one, and never goes

@@ -10,7 +10,7 @@ from engine.inversion.encoder import MODEL_NAME, Encoder
 from engine.errors import BadInputError, NoFaceError
 from engine.generator import Generator
 from engine.image_io import load_image
-from engine.landmarks import FaceLandmarker
+from engine.landmarks import EXPRESSIONS, FaceLandmarker
 from engine.models import resolve_model, sha256_file
 from engine.inversion.targets import TargetCache, builtin_targets
 
@@ -18,7 +18,7 @@ from engine.inversion.targets import TargetCache, builtin_targets
 @pytest.fixture(scope="module")
 def parts():
     gen, enc = Generator.load(threads=2), Encoder.load(threads=2)
-    with FaceLandmarker() as lm:
+    with FaceLandmarker(expressions=True) as lm:
         yield gen, enc, lm
 
 
@@ -32,12 +32,16 @@ def test_target_cache_inverts_once_and_reuses(tmp_path, parts, faces_dir):
     again = cache.load(faces_dir / "biden.jpg")
     np.testing.assert_array_equal(first.wplus, again.wplus)
     assert first.skin.shape == (2, 3) and np.array_equal(first.skin, again.skin)
-    np.savez(entries[0], wplus=first.wplus, thumbnail=first.thumbnail)  # an entry from before the skin was kept
+    assert set(first.expression) == set(EXPRESSIONS) and first.expression == again.expression
+    assert first.expression["smile"] < 0.3 and first.expression["jaw_open"] < 0.2  # Biden's photo: lips closed
+    assert first.live_settings()["target_expression"] == first.expression
+    np.savez(entries[0], wplus=first.wplus, thumbnail=first.thumbnail)  # an entry from before skin and expression
     upgraded = cache.load(faces_dir / "biden.jpg")  # measured from the photo again, not re-inverted
     np.testing.assert_array_equal(upgraded.wplus, first.wplus)
     np.testing.assert_allclose(upgraded.skin, first.skin, atol=0.5)
+    assert upgraded.expression == pytest.approx(first.expression, abs=0.02)
     with np.load(entries[0]) as data:
-        assert "skin" in data
+        assert "skin" in data and "expression" in data
     entries[0].write_bytes(b"damaged")  # a broken cache entry is rebuilt, not fatal
     np.testing.assert_allclose(cache.load(faces_dir / "biden.jpg").wplus, first.wplus, atol=1e-5)
     with pytest.raises(BadInputError):
@@ -51,9 +55,11 @@ def test_target_cache_inverts_once_and_reuses(tmp_path, parts, faces_dir):
 def test_builtin_targets_are_faces(parts):
     gen, _, lm = parts
     for target in builtin_targets(gen, seeds=(0, 3)):
-        assert target.wplus.shape == (1, 23, 512)
+        assert target.wplus.shape == (1, 23, 512) and target.expression is None
         big = cv2.resize(target.thumbnail, (512, 512))
         assert lm.detect(big), target.name
+    grin = builtin_targets(gen, seeds=(0,), landmarker=lm)[0]  # seed 0 grins: its resting mouth is measured
+    assert grin.expression["smile"] > 0.5 and grin.live_settings()["target_expression"] == grin.expression
 
 
 def _face_box_diff(a: np.ndarray, b: np.ndarray, lm: FaceLandmarker) -> tuple[float, float]:

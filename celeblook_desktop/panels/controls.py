@@ -72,6 +72,10 @@ class ControlsPanel(QWidget):
         self.target_colours_box = _check("Target's colours", True, "With the strength, the face takes the target "
                                          "photo's skin colours (its lighting too); off: your camera's colours")
         form.addRow("", self.target_colours_box)
+        self.your_smile_box = _check("Your smile", True, "Reenacting, the target's resting smile becomes yours, so a "
+                                     "photo taken grinning does not grin while you talk; off: the photo's own smile "
+                                     "stays under your motion")
+        form.addRow("", self.your_smile_box)
         self.edit_sliders: dict[str, tuple[QSlider, QLabel]] = {}
         self._add_sliders(form, SLIDER_EDITS)
         attributes = QLabel("Face attributes")
@@ -147,6 +151,6 @@ class ControlsPanel(QWidget):
     def settings_changed_signals(self) -> list:
         """The signals of every control that changes LiveSettings."""
         sliders = [slider.valueChanged for slider, _ in self.edit_sliders.values()]
-        boxes = [b.toggled for b in (self.target_colours_box, self.smoothing_box, self.reuse_box, self.skin_box,
+        boxes = [b.toggled for b in (self.target_colours_box, self.your_smile_box, self.smoothing_box, self.reuse_box, self.skin_box,
                                      self.likeness_box)]
         return [self.strength.valueChanged, self.preset.currentIndexChanged, *sliders, *boxes]

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     box = face_box(frames[0].image, models.landmarker_model, str(path))
     target = {}
     if args.target:
-        with FaceLandmarker(models.landmarker_model) as lm:
+        with FaceLandmarker(models.landmarker_model, expressions=True) as lm:
             target = models.target_cache(lm).load(args.target).live_settings()
     base = LiveSettings(**target, strength=args.strength)
     names = list(CONFIGS) if not args.configs else args.configs

@@ -25,6 +25,7 @@ from engine.inversion.inverter import InversionOptions, Inverter
 from engine.inversion.refine import ID_WEIGHT, MODEL_NAME as REFINER_MODEL, SIZE, Refiner, StudentFit, StudentMatch, \
     match_student
 from engine.image_io import load_image
+from engine.landmarks import EXPRESSIONS
 from engine.paste import lab_stats
 from engine.models import load_manifest, sha256_file, user_cache_dir
 from engine.inversion.skin_tone import SKIN_TONE_PATH, SkinToneModel, face_oval_mask, within_skin_range
@@ -41,7 +42,9 @@ class Target:
     (engine.inversion.refine.match_student), which the student renders instead, at its rate; `skin`: the photo's
     colours inside its face oval (engine.paste.lab_stats), which the face shown takes as the morph's strength grows,
     kept within real photos' range (skin_tone.within_skin_range; None: a built-in face, whose render is the
-    target's own colours)."""
+    target's own colours); `expression`: the photo's expression scores (engine.landmarks.EXPRESSIONS; None: a built-in
+    face, or measured by a landmarker without blendshapes), from which a reenactment moves the target's resting
+    mouth to the user's."""
 
     name: str
     wplus: np.ndarray
@@ -49,12 +52,14 @@ class Target:
     refined: bool = False
     live: np.ndarray | None = None
     skin: np.ndarray | None = None
+    expression: dict[str, float] | None = None
 
     def live_settings(self, fitted: bool = True) -> dict:
         """engine.live.LiveSettings fields to morph toward this target: the latent fitted to the live student when
-        there is one and `fitted` (the student renders it), else W+ as it is; the photo's colours."""
+        there is one and `fitted` (the student renders it), else W+ as it is; the photo's colours and expression."""
         wplus, refined = (self.live, False) if fitted and self.live is not None else (self.wplus, self.refined)
-        return {"target": wplus, "target_refined": refined, "target_skin": within_skin_range(self.skin)}
+        return {"target": wplus, "target_refined": refined, "target_skin": within_skin_range(self.skin),
+                "target_expression": self.expression}
 
 
 def _thumbnail(face_bgr: np.ndarray) -> np.ndarray:
@@ -119,18 +124,20 @@ class TargetCache:
             raise BadInputError(f"target photo not found: {photo}")
         entry = self.folder / f"{self.key(photo)}.npz"
         target = _read(entry, lambda data: Target(photo.stem, data["wplus"], data["thumbnail"], self.refines,
-                                                  skin=data["skin"] if "skin" in data else None))
+                                                  skin=data["skin"] if "skin" in data else None,
+                                                  expression=_expression(data)))
+        scores = getattr(self.landmarker, "expressions", False)  # this landmarker reads expressions
         if target is None:
             inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
             target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines,
-                            skin=_skin(inv.crop, inv.face))
-            _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin)
-        elif target.skin is None:  # an entry from before the skin colours were kept: measure them, no inversion
-            image = load_image(photo)
+                            skin=_skin(inv.crop, inv.face), expression=inv.face.expression)
+            _write_target(entry, target)
+        elif target.skin is None or (target.expression is None and scores):  # an entry from before the skin
+            image = load_image(photo)  # colours or the expression were kept: measure them, no inversion
             face = detect_face(image, self.landmarker, str(photo))
             crop = align_face(image, face, SIZE)
-            target = replace(target, skin=_skin(crop, face))
-            _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin)
+            target = replace(target, skin=_skin(crop, face), expression=face.expression)
+            _write_target(entry, target)
         if not self.fits_student:
             return target
         live = _read(self._fit_entry(photo), lambda data: _latent(data["live"]))
@@ -156,6 +163,16 @@ class TargetCache:
 def _skin(crop, face) -> np.ndarray:
     """The photo's colours inside its face oval, as the paste-back reads colours (Target.skin)."""
     return lab_stats(crop.image, face_oval_mask(face, crop))
+
+
+def _expression(data) -> dict[str, float] | None:
+    """A cache entry's expression scores (EXPRESSIONS order), or None when it holds none."""
+    return dict(zip(EXPRESSIONS, map(float, data["expression"]))) if "expression" in data else None
+
+
+def _write_target(entry: Path, target: Target) -> None:
+    extra = {} if target.expression is None else {"expression": [target.expression[k] for k in EXPRESSIONS]}
+    _write(entry, wplus=target.wplus, thumbnail=target.thumbnail, skin=target.skin, **extra)
 
 
 def _read(entry: Path, take):
@@ -190,11 +207,15 @@ def gallery_photos(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def builtin_targets(generator: Generator, seeds: tuple[int, ...] = (0, 3, 4, 7), psi: float = 0.7) -> list[Target]:
-    """Targets made by our own generator (no rights issues): faces of fixed seeds."""
+def builtin_targets(generator: Generator, seeds: tuple[int, ...] = (0, 3, 4, 7), psi: float = 0.7,
+                    landmarker=None) -> list[Target]:
+    """Targets made by our own generator (no rights issues): faces of fixed seeds; with `landmarker` (one that scores
+    expressions) each with its render's expression (Target.expression: three of the four defaults grin)."""
     out = []
     for seed in seeds:
         w = generator.sample_w(seed, psi)
         face = cv2.cvtColor(generator.render(w), cv2.COLOR_RGB2BGR)
-        out.append(Target(f"seed {seed}", np.repeat(w[None, None], 23, axis=1), _thumbnail(face)))
+        found = landmarker.detect(cv2.resize(face, (384, 384), interpolation=cv2.INTER_AREA)) if landmarker else []
+        out.append(Target(f"seed {seed}", np.repeat(w[None, None], 23, axis=1), _thumbnail(face),
+                          expression=found[0].expression if found else None))
     return out

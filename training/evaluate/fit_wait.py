@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     models = LiveModels.load(threads=1)  # the app's setting: one thread per model
-    with FaceLandmarker(max_faces=4) as lm:
+    with FaceLandmarker(max_faces=4, expressions=True) as lm:
         target = models.target_cache(lm, InversionOptions(quality_steps=20), args.cache, None).load(args.photo)
         image = load_image(args.photo)
         face = detect_face(image, lm, str(args.photo))

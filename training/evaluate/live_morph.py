@@ -11,7 +11,8 @@ come from one run. Every --every-th output frame (the pasted-back frame the wind
   landmarks, and the target's aligned photo (strength 1) or the input's aligned crop (strength 0);
 - motion: MediaPipe's head pose (yaw, pitch, from its facial transformation matrix) and expression scores (jaw_open,
   smile: engine.landmarks.EXPRESSIONS; pucker: training.data.face_labels.LIP_SHAPES) on the input frame and on the output frame; Pearson correlation over the
-  clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise);
+  clip's frames (range_*: the input's 5-95 % spread, so a correlation over little motion reads as noise); gap_*
+  (jaw_open, smile): the mean |output - input| score, which says whether the expression is the user's at all;
   with --dlib-motion also dlib's own yaw, pitch, inner-lip gap and mouth width (DlibPose): the loop drives the face by
   MediaPipe's landmarks, so a second judge that never saw them says whether a gain is the face's or the judge's;
 - complexion: CIE76 ΔE (and the signed ΔL*) between the median CIELAB inside the face oval of the output and of the
@@ -63,6 +64,8 @@ REFITTED = {  # --also variants whose photo targets are fitted to the student an
 RAW_SKIN = "the photo's colours as they are"  # the --also variant whose face takes Target.skin unchanged
 YOURS = ("encoder pose", "no catch-up", "encoder pose and no catch-up", "unpaced", "no live mouth")  # --also
 # variants that change the user's own face too (also run at strength 0); the others act on a target only
+GAPS = ("jaw_open", "smile")  # also judged by the mean |output - input| score: a face that keeps grinning while
+#   the user speaks can still correlate with the user's smile; the gap says it is not the user's expression
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
@@ -80,6 +83,11 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     #   photo's colours at full strength (docs/MORPH.md "The target's complexion")
     "the render's own colours": {"target_skin": None},  # tried: the face keeps the render's colours at full strength
     "no forehead lift": {"lift_forehead": False},  # before the pasted oval's top rose toward the hairline
+    "the photo's resting mouth": {"reenactment": Reenactment(rest=())},  # before the target's resting smile moved
+    #   to the user's (a target photographed grinning grinned through speech)
+    "the resting jaw too": {"reenactment": Reenactment(rest=("smile", "jaw_open"))},  # tried: the target's resting
+    #   jaw moved to the user's as well (closes an open-mouthed photo's mouth)
+    "half-way, jaw too": {"reenactment": Reenactment(rest=("smile", "jaw_open"), rest_share=0.5)},  # tried
     "the photo's colours as they are": {},  # tried: the photo's colours not kept within real photos' range (RAW_SKIN)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
@@ -141,7 +149,7 @@ def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality:
     """{name: LoadedTarget}: photos inverted like the app's dropped photos (with `fit`, also fitted to the live
     student as the app does, under a minute a photo, once: cached); `seed:N` built-in."""
     out = {}
-    with FaceLandmarker(max_faces=4) as lm:
+    with FaceLandmarker(max_faces=4, expressions=True) as lm:
         cache = models.target_cache(lm, InversionOptions(quality_steps=quality), cache_dir, fit)
         photos = {spec: load_image(Path(spec)) for spec in specs if not spec.startswith("seed:")}
         faces = {spec: lm.detect(image) for spec, image in photos.items()}  # every photo checked before any is fitted
@@ -150,7 +158,7 @@ def load_targets(specs: list[str], models: LiveModels, cache_dir: Path, quality:
             raise SystemExit(f"no face in target photo {', '.join(faceless)}")
         for spec in specs:
             if spec.startswith("seed:"):
-                t = builtin_targets(models.generator, (int(spec[5:]),))[0]
+                t = builtin_targets(models.generator, (int(spec[5:]),), landmarker=lm)[0]
                 render = cv2.cvtColor(models.generator.render(t.wplus), cv2.COLOR_RGB2BGR)
                 found = lm.detect(render)
                 out[spec] = LoadedTarget(t, align_face(render, found[0], SIZE, blur_padding=False).image)
@@ -212,18 +220,22 @@ def judge(pairs: list[tuple], reader: MotionReader, ident: DlibIdentity, referen
         ok = x.size > 2 and x.std() > 1e-6 and y.std() > 1e-6
         row[f"corr_{k}"] = round(float(np.corrcoef(x, y)[0, 1]), 3) if ok else float("nan")
         row[f"range_{k}"] = round(float(np.percentile(x, 95) - np.percentile(x, 5)), 3) if x.size else 0.0
+        if k in GAPS:
+            row[f"gap_{k}"] = round(float(np.abs(y - x).mean()), 3) if x.size else float("nan")
     return row
 
 
 def markdown(rows: list[dict]) -> str:
     motion = [k for k in MOTION if any(f"corr_{k}" in r for r in rows)]
+    gaps = [k for k in GAPS if any(f"gap_{k}" in r for r in rows)]
     head = "| clip | target | morph | recognised (dlib < 0.6) | mean distance | skin ΔE (ΔL*) | " + " | ".join(
-        f"corr {k}" for k in motion) + " |"
-    lines = [head, "|" + "---|" * (6 + len(motion))]
+        [f"corr {k}" for k in motion] + [f"gap {k}" for k in gaps]) + " |"
+    lines = [head, "|" + "---|" * (6 + len(motion) + len(gaps))]
     for r in rows:
         skin = f"{r.get('skin_de', float('nan')):.1f} ({r.get('skin_dl', float('nan')):+.1f})"
         lines.append(f"| {r['clip']} | {r['target']} | {r['morph']} | {r['same']} / {r['judged']} | {r['mean']:.3f} | "
-                     f"{skin} | " + " | ".join(f"{r.get(f'corr_{k}', float('nan')):.2f}" for k in motion) + " |")
+                     f"{skin} | " + " | ".join([f"{r.get(f'corr_{k}', float('nan')):.2f}" for k in motion] +
+                                               [f"{r.get(f'gap_{k}', float('nan')):.2f}" for k in gaps]) + " |")
     return "\n".join(lines)
 
 
@@ -235,8 +247,8 @@ def totals(rows: list[dict]) -> list[dict]:
         judged = sum(r["judged"] for r in rs)
         row = {"clip": "all", "target": "all", "morph": morph, "judged": judged, "same": sum(r["same"] for r in rs),
                "mean": round(sum(r["mean"] * r["judged"] for r in rs) / max(judged, 1), 4),
-               **{k: _weighted([r[k] for r in rs], [r["judged"] for r in rs]) for k in ("skin_de", "skin_dl",
-                                                                                        "skin_de_user")}}
+               **{k: _weighted([r.get(k, float("nan")) for r in rs], [r["judged"] for r in rs])
+                  for k in ("skin_de", "skin_dl", "skin_de_user", *(f"gap_{g}" for g in GAPS))}}
         for k in [k for k in MOTION if any(f"corr_{k}" in r for r in rs)]:
             row[f"corr_{k}"] = round(float(np.nanmean([r.get(f"corr_{k}", np.nan) for r in rs])), 3)
         out.append(row)

@@ -151,6 +151,6 @@ class ControlsPanel(QWidget):
     def settings_changed_signals(self) -> list:
         """The signals of every control that changes LiveSettings."""
         sliders = [slider.valueChanged for slider, _ in self.edit_sliders.values()]
-        boxes = [b.toggled for b in (self.target_colours_box, self.your_smile_box, self.smoothing_box, self.reuse_box, self.skin_box,
-                                     self.likeness_box)]
+        boxes = [b.toggled for b in (self.target_colours_box, self.your_smile_box, self.smoothing_box, self.reuse_box,
+                                     self.skin_box, self.likeness_box)]
         return [self.strength.valueChanged, self.preset.currentIndexChanged, *sliders, *boxes]

@@ -42,9 +42,9 @@ class Target:
     (engine.inversion.refine.match_student), which the student renders instead, at its rate; `skin`: the photo's
     colours inside its face oval (engine.paste.lab_stats), which the face shown takes as the morph's strength grows,
     kept within real photos' range (skin_tone.within_skin_range; None: a built-in face, whose render is the
-    target's own colours); `expression`: the photo's expression scores (engine.landmarks.EXPRESSIONS; None: a built-in
-    face, or measured by a landmarker without blendshapes), from which a reenactment moves the target's resting
-    mouth to the user's."""
+    target's own colours); `expression`: the photo's (or a built-in face's render's) expression scores
+    (engine.landmarks.EXPRESSIONS; None: not measured, the landmarker gave no blendshapes), from which a reenactment
+    moves the target's resting smile to the user's (engine.edits.resting_mouth_change)."""
 
     name: str
     wplus: np.ndarray
@@ -126,13 +126,13 @@ class TargetCache:
         target = _read(entry, lambda data: Target(photo.stem, data["wplus"], data["thumbnail"], self.refines,
                                                   skin=data["skin"] if "skin" in data else None,
                                                   expression=_expression(data)))
-        scores = getattr(self.landmarker, "expressions", False)  # this landmarker reads expressions
+        reads_expressions = getattr(self.landmarker, "expressions", False)
         if target is None:
             inv = self.inverter.invert_photo(load_image(photo), self.landmarker, self.options, source=str(photo))
             target = Target(photo.stem, inv.wplus, _thumbnail(inv.reconstruction), self.refines,
                             skin=_skin(inv.crop, inv.face), expression=inv.face.expression)
             _write_target(entry, target)
-        elif target.skin is None or (target.expression is None and scores):  # an entry from before the skin
+        elif target.skin is None or (target.expression is None and reads_expressions):  # an entry from before the skin
             image = load_image(photo)  # colours or the expression were kept: measure them, no inversion
             face = detect_face(image, self.landmarker, str(photo))
             crop = align_face(image, face, SIZE)

@@ -68,3 +68,17 @@ def test_the_live_evaluation_judges_complexion_against_the_target_photo(face_pho
     assert dark["skin_dl"] < -8 and dark["skin_de"] > 8, dark
     assert np.isnan(faceless["skin_de"]) and faceless["judged"] == 1, faceless
     assert yourself["skin_de"] < 0.5, yourself
+
+
+def test_the_live_evaluations_totals_leave_out_clips_whose_input_does_not_move():
+    """A clip whose input mouth stays shut (s18: jawOpen spans 0.001) has nothing to follow; its correlation is the
+    judge's noise and stays out of the totals, while its likeness and gaps count."""
+    from training.evaluate.live_morph import totals
+
+    def row(clip, corr, span):
+        return {"clip": clip, "target": "t", "morph": "reenact", "judged": 10, "same": 9, "mean": 0.5,
+                "corr_jaw_open": corr, "range_jaw_open": span, "gap_jaw_open": 0.1}
+
+    total = totals([row("d18", 0.9, 0.8), row("d20", 0.7, 0.4), row("s18", -0.3, 0.001)])[0]
+    assert total["corr_jaw_open"] == pytest.approx(0.8) and total["judged"] == 30 and total["same"] == 27
+    assert np.isnan(totals([row("s18", -0.3, 0.001)])[0]["corr_jaw_open"])  # no clip to judge the mouth by

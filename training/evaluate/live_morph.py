@@ -66,6 +66,8 @@ YOURS = ("encoder pose", "no catch-up", "encoder pose and no catch-up", "unpaced
 # variants that change the user's own face too (also run at strength 0); the others act on a target only
 GAPS = ("jaw_open", "smile")  # also judged by the mean |output - input| score: a face that keeps grinning while
 #   the user speaks can still correlate with the user's smile; the gap says it is not the user's expression
+STILL = {"jaw_open": 0.05, "smile": 0.05, "pucker": 0.05}  # totals leave out clips whose input score spans less
+#   (range_*): s18's mouth spans 0.001 jawOpen, far under MediaPipe's ~0.01 frame-to-frame noise
 SAME = 0.6  # dlib's threshold for the same person
 TODAY = "identity, one-pass target"  # the morph before reenactment (2026-12-06)
 ALSO = {  # reenact as it was before a change, or as tried (--also): name -> LiveSettings fields
@@ -240,7 +242,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def totals(rows: list[dict]) -> list[dict]:
-    """Per morph over all clips and targets: frames recognised, mean distance, mean correlations."""
+    """Per morph over all clips and targets: frames recognised, mean distance, mean correlations (over the clips
+    whose input moves, STILL)."""
     out = []
     for morph in dict.fromkeys(r["morph"] for r in rows):
         rs = [r for r in rows if r["morph"] == morph]
@@ -250,7 +253,9 @@ def totals(rows: list[dict]) -> list[dict]:
                **{k: _weighted([r.get(k, float("nan")) for r in rs], [r["judged"] for r in rs])
                   for k in ("skin_de", "skin_dl", "skin_de_user", *(f"gap_{g}" for g in GAPS))}}
         for k in [k for k in MOTION if any(f"corr_{k}" in r for r in rs)]:
-            row[f"corr_{k}"] = round(float(np.nanmean([r.get(f"corr_{k}", np.nan) for r in rs])), 3)
+            moved = [r for r in rs if r.get(f"range_{k}", np.inf) >= STILL.get(k, 0.0)]  # a clip whose input does
+            row[f"corr_{k}"] = round(float(np.nanmean([r.get(f"corr_{k}", np.nan) for r in moved])), 3) \
+                if moved else float("nan")  # not move has nothing to follow: its correlation is the judge's noise
         out.append(row)
     return out
 

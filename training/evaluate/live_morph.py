@@ -90,6 +90,8 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     "the resting jaw too": {"reenactment": Reenactment(rest=("smile", "jaw_open"))},  # tried: the target's resting
     #   jaw moved to the user's as well (closes an open-mouthed photo's mouth)
     "half-way, jaw too": {"reenactment": Reenactment(rest=("smile", "jaw_open"), rest_share=0.5)},  # tried
+    "the smile driven too": {"reenactment": Reenactment(driven=("jaw_open", "smile"))},  # tried: the smile also
+    #   follows the user's measured blendshape change, like the jaw
     "the photo's colours as they are": {},  # tried: the photo's colours not kept within real photos' range (RAW_SKIN)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")

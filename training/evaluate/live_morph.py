@@ -62,6 +62,8 @@ REFITTED = {  # --also variants whose photo targets are fitted to the student an
     "fit of 60 steps and 3 copies": StudentFit(steps=60, lr=0.02, copies=3),  # the photo's fit before it got cheaper
 }
 RAW_SKIN = "the photo's colours as they are"  # the --also variant whose face takes Target.skin unchanged
+MID_WORD = "the smile moved mid-word too"  # the --also variant whose open-mouthed photo targets lose their smile too
+#   (their jawOpen read as 0, so engine.edits.resting_mouth_change does not leave them alone)
 YOURS = ("encoder pose", "no catch-up", "encoder pose and no catch-up", "unpaced", "no live mouth")  # --also
 # variants that change the user's own face too (also run at strength 0); the others act on a target only
 GAPS = ("jaw_open", "smile")  # also judged by the mean |output - input| score: a face that keeps grinning while
@@ -93,6 +95,7 @@ ALSO = {  # reenact as it was before a change, or as tried (--also): name -> Liv
     "the smile driven too": {"reenactment": Reenactment(driven=("jaw_open", "smile"))},  # tried: the smile also
     #   follows the user's measured blendshape change, like the jaw
     "the photo's colours as they are": {},  # tried: the photo's colours not kept within real photos' range (RAW_SKIN)
+    MID_WORD: {},  # before a photo caught mid-word kept its mouth (MID_WORD)
     "motion on slots 4-9": {"reenactment": Reenactment(motion=slot_weights(middle=1.0))},  # tried in session 11 and
     #   not kept: the coarse slots left to the measured head pose (docs/MORPH.md, "Motion on slots 4-9")
 }
@@ -328,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
                 settings = LiveSettings(**{**target.settings(variant not in UNFITTED), "strength": strength,
                                            "preset": "reenact", **ALSO[variant]})
                 settings = settings.with_(target_skin=target.target.skin) if variant == RAW_SKIN else settings
+                if variant == MID_WORD and settings.target_expression is not None:
+                    settings = settings.with_(target_expression={**settings.target_expression, "jaw_open": 0.0})
             else:
                 settings = LiveSettings(**target.settings(), strength=strength,
                                         preset="identity" if morph == TODAY else morph)

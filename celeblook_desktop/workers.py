@@ -553,7 +553,7 @@ class EngineWorker(QThread):
         s, m, pipeline = self._settings, self.models, self._pipeline
         editor = PhotoEditor.open(self._last.image, self._landmarker(), Inverter(m.encoder, m.generator, m.skin_tone),
                                   InversionOptions(match_skin=s.inversion.match_skin), source="the current frame")
-        editor.paste_options = replace(editor.paste_options, colours=s.target_skin if s.target is not None else None)
+        editor.paste_options = replace(editor.paste_options, colours=s.paste_skin)
         # each frame's latent by the live view's own edit (pose lock and all), t of the way, with its colours
         frames = editor.sweep(lambda t: pipeline.edit(editor.wplus, s.partial(t)),
                               np.linspace(0.0, 1.0, max(2, steps)), colours=lambda t: s.partial(t).paste_colours)

@@ -165,6 +165,19 @@ class LiveSettings:
         as the user, none at a target's full strength (with `target_colours`)."""
         return 1.0 - self.strength if self.target is not None and self.target_colours else 1.0
 
+    @property
+    def paste_skin(self) -> np.ndarray | None:
+        """The colours the rest of the way goes to (PasteOptions.colours): the target photo's, while there is one."""
+        return self.target_skin if self.target is not None else None
+
+    def paste_options(self) -> PasteOptions:
+        """How the live view pastes its face back: colours as paste_colours / paste_skin say; reenacting, the oval
+        grows to the face's outline (MORPH_GROW) and its top rises toward the hairline (MORPH_LIFT) with strength."""
+        reenacting = self.target is not None and self.preset == "reenact"
+        return PasteOptions(color_match=self.paste_colours, colours=self.paste_skin,
+                            grow=1.0 + MORPH_GROW * self.strength if reenacting else 1.0,
+                            lift=MORPH_LIFT * self.strength if reenacting and self.lift_forehead else 0.0)
+
     def partial(self, t: float) -> "LiveSettings":
         """This edit a fraction `t` (0..1) of the way: the morph at t x its strength, the direction edits at t x
         their amounts; everything else (pose lock, preset) as is. partial(1) is the edit itself (sweep GIFs)."""
@@ -484,12 +497,7 @@ class LivePipeline:
         side = float(np.hypot(*(crop.quad[3] - crop.quad[0])))
         size = int(min(face_bgr.shape[0], max(64, math.ceil(side))))
         face_img = cv2.resize(face_bgr, (size, size), interpolation=cv2.INTER_AREA)
-        reenacting = settings.target is not None and settings.preset == "reenact"
-        grow = 1.0 + MORPH_GROW * settings.strength if reenacting else 1.0
-        lift = MORPH_LIFT * settings.strength if reenacting and settings.lift_forehead else 0.0
-        colours = settings.target_skin if settings.target is not None else None
-        out = paste_back(frame_bgr, face_img, crop, face, PasteOptions(color_match=settings.paste_colours,
-                                                                       colours=colours, grow=grow, lift=lift))
+        out = paste_back(frame_bgr, face_img, crop, face, settings.paste_options())
         lap("paste")
         timings["total"] = 1000.0 * (time.perf_counter() - t_start)
         mean_ms = self._renderer.mean_ms if self._renderer is not None else None

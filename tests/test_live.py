@@ -395,3 +395,20 @@ def test_the_live_mouth_shows_your_yawn_from_a_stale_face_and_nothing_at_full_st
     assert core.sum() > 100
     gap = {m: np.abs(out["you", m].frame[core].astype(int) - yawn.image[core]).mean() for m in (True, False)}
     assert gap[True] < 0.5 * gap[False], gap
+
+
+def test_paste_options_follow_the_morph():
+    """One rule for how the face shown is pasted back: as the user, plain and in the frame's colours; reenacting a
+    target, the oval grows and lifts with the strength and the colours go the rest of the way to the photo's."""
+    from engine.live import MORPH_GROW, MORPH_LIFT
+
+    skin = np.array([[60.0, 140.0, 150.0], [10.0, 4.0, 4.0]])
+    you = LiveSettings(target_skin=skin).paste_options()
+    assert (you.color_match, you.colours, you.grow, you.lift) == (1.0, None, 1.0, 0.0)
+    half = LiveSettings(target=np.zeros((1, 23, 512), np.float32), target_skin=skin, strength=0.5).paste_options()
+    assert half.color_match == 0.5 and half.colours is skin
+    assert half.grow == pytest.approx(1 + MORPH_GROW / 2) and half.lift == pytest.approx(MORPH_LIFT / 2)
+    mix = LiveSettings(target=np.zeros((1, 23, 512), np.float32), preset="identity", lift_forehead=True).paste_options()
+    assert (mix.grow, mix.lift) == (1.0, 0.0)
+    flat = LiveSettings(target=np.zeros((1, 23, 512), np.float32), lift_forehead=False).paste_options()
+    assert flat.lift == 0.0 and flat.grow == pytest.approx(1 + MORPH_GROW)

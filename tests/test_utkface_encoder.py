@@ -1,5 +1,6 @@
 """Real photos for the encoder: UTKFace names, the held-out rule, the masked real-photo losses, a real-photo training
-step, pseudo-targets on real photos, and the shipped encoder's recovered float16 torch weights."""
+step, pseudo-targets on real photos (and their stored codes, judged by name), and the shipped encoder's recovered
+float16 torch weights."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,6 +25,19 @@ def test_held_out_rule_is_a_fixed_function_of_the_names():
     assert len(set(held)) == 10 and held == held_out_names(list(reversed(names)), n=10)
     # adding names can only push a name out, never pull a non-held one in (lowest sha256)
     assert set(held_out_names(names + ["x.jpg"], n=10)) <= set(held) | {"x.jpg"}
+
+
+def test_stored_quality_codes_are_judged_by_photo_name_not_the_users_code(tmp_path):
+    from training.evaluate.utkface import stored_codes
+
+    rng = np.random.default_rng(0)
+    wplus, user = rng.standard_normal((2, 2, 23, 512)).astype(np.float32)
+    path = tmp_path / "heldout.npz"
+    np.savez(path, names=np.array(["b.jpg", "a.jpg"]), wplus=wplus, user=user, faceless=np.array([], dtype=str))
+    codes = stored_codes(path)
+    assert set(codes) == {"a.jpg", "b.jpg"}
+    np.testing.assert_array_equal(codes["a.jpg"], wplus[1])
+    np.testing.assert_array_equal(codes["b.jpg"], wplus[0])
 
 
 def test_real_losses_ignore_the_padding():

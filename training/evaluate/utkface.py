@@ -4,6 +4,8 @@ sha256, never trained on), several encoders in one run, with the fairness table 
     python -m training.data.utkface --split heldout          # once: aligned crops + masks under runs/utkface
     python -m training.evaluate.utkface --n 300 --encoder shipped --encoder runs/leg/inversion_encoder.onnx \
         --json docs/results/utkface_eval.json
+    python -m training.evaluate.utkface --n 169 --encoder shipped --codes runs/morph_targets/heldout.npz --common
+        # beside them, the quality mode's codes of the photos that have one: what a network trained on them could reach
 
 Per photo and encoder: the one pass (network alone; for the shipped model also the engine's one pass with its
 landmark and identity corrections, which are tied to its sha256) rendered at 1024 px by the engine's generator and
@@ -25,15 +27,24 @@ from engine.benchmark import provenance
 from training.data.utkface import AGE_GROUPS, RACES, age_group, load_cache
 
 LIMIT = 0.6
+STORED = "stored codes"  # the method of rows judged from --codes
+
+
+def stored_codes(path: Path) -> dict[str, np.ndarray]:
+    """{photo name: W+ (23, 512)} of a training.data.morph_targets file: the quality mode's code of each photo."""
+    with np.load(path, allow_pickle=False) as data:
+        return {str(name): w for name, w in zip(data["names"], data["wplus"])}
 
 
 def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows_file: Path | None = None,
-             shipped_fits: bool = False) -> list[dict]:
+             shipped_fits: bool = False, codes: dict[str, dict[str, np.ndarray]] | None = None) -> list[dict]:
     """Rows per photo, encoder and method. With `rows_file` (JSON lines) every photo's rows are appended as soon as
     they are measured and photos already there (per encoder) are skipped: a long run can be stopped and resumed,
     and encoders measured in separate runs are compared on the photos both have. `shipped_fits`: a development
     encoder also gets the shipped landmark and identity corrections (fitted for the shipped network), to see
-    whether a new network still needs them before they are refitted."""
+    whether a new network still needs them before they are refitted. `codes` ({label: {photo name: W+}}, e.g. the
+    quality mode's codes that training.data.morph_targets stores: `stored_codes`) are judged like an encoder's
+    on the photos they cover: how far a network trained toward those codes could get at best."""
     import json
     import cv2  # noqa: F401
     from engine.generator import Generator
@@ -52,13 +63,16 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()] \
         if rows_file is not None and rows_file.is_file() else []
     done = {(r["name"], r["encoder"]) for r in rows}
-    rows = [r for r in rows if r["encoder"] in encoders]
+    codes = codes or {}
+    rows = [r for r in rows if r["encoder"] in encoders or r["encoder"] in codes]
     out = open(rows_file, "a") if rows_file is not None else None
     t0 = time.time()
     with FaceLandmarker() as lm:
         for k, i in enumerate(idx):
             todo = {name: enc for name, enc in encs.items() if (d["names"][i], name) not in done}
-            if not todo:
+            stored = {label: by_name[d["names"][i]] for label, by_name in codes.items()
+                      if d["names"][i] in by_name and (d["names"][i], label) not in done}
+            if not todo and not stored:
                 continue
             rgb = np.ascontiguousarray(d["crop"][i])
             crop = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -66,6 +80,7 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
             desc_in, found_in = ident.descriptor(crop)
             lab_in = skin_lab(crop, oval)
             age, gender, race = (int(v) for v in d["labels"][i])
+            judged = [(label, STORED, wplus) for label, wplus in stored.items()]
             for name, enc in todo.items():
                 methods = {"network": enc.invert(crop)}
                 fitted = enc if name == "shipped" else fits
@@ -75,19 +90,20 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
                         emb = fitted.face_id.embed(crop, points[:, :2] * crop.shape[0])
                         methods[ONE_PASS + ("" if name == "shipped" else " (shipped fits)")] = \
                             fitted.identity.apply(w, emb)
-                for method, wplus in methods.items():
-                    recon, _ = render_aligned(gen, lm, wplus)
-                    desc, found = ident.descriptor(recon)
-                    diff = skin_lab(recon, oval) - lab_in
-                    psnr, _ = region_metrics(crop, recon, oval)
-                    rows.append({"name": d["names"][i], "age": age, "gender": gender, "race": race,
-                                 "encoder": name, "method": method,
-                                 "id_dist": float(np.linalg.norm(desc - desc_in)), "dlib_found": found and found_in,
-                                 "skin_dL": float(diff[0]), "skin_dE": float(np.linalg.norm(diff)),
-                                 "psnr": float(psnr)})
-                    if out is not None:
-                        out.write(json.dumps(rows[-1]) + "\n")
-                        out.flush()
+                judged += [(name, method, wplus) for method, wplus in methods.items()]
+            for name, method, wplus in judged:
+                recon, _ = render_aligned(gen, lm, wplus)
+                desc, found = ident.descriptor(recon)
+                diff = skin_lab(recon, oval) - lab_in
+                psnr, _ = region_metrics(crop, recon, oval)
+                rows.append({"name": d["names"][i], "age": age, "gender": gender, "race": race,
+                             "encoder": name, "method": method,
+                             "id_dist": float(np.linalg.norm(desc - desc_in)), "dlib_found": found and found_in,
+                             "skin_dL": float(diff[0]), "skin_dE": float(np.linalg.norm(diff)),
+                             "psnr": float(psnr)})
+                if out is not None:
+                    out.write(json.dumps(rows[-1]) + "\n")
+                    out.flush()
             if (k + 1) % 25 == 0:
                 print(f"{k + 1}/{len(idx)} photos, {time.time() - t0:.0f} s", flush=True)
     return rows
@@ -141,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shipped-fits", action="store_true",
                     help="also apply the shipped landmark and identity corrections to development encoders")
+    ap.add_argument("--codes", type=Path, action="append", default=[],
+                    help="also judge stored quality-mode codes (training.data.morph_targets' held-out file)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rows", type=Path, help="JSON lines of every measured row: appended as it goes, resumed from")
     ap.add_argument("--common", action="store_true",
@@ -151,9 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.shipped_fits and args.rows:  # the rows file counts a photo as done per encoder, fits or not
         raise SystemExit("--shipped-fits cannot resume from --rows (a development encoder's earlier rows lack the "
                          "fitted method); run it without --rows")
-    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits)
+    codes = {str(path): stored_codes(path) for path in args.codes}
+    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits, codes)
     if args.common:
-        have = [{r["name"] for r in rows if r["encoder"] == e} for e in encoders]
+        have = [{r["name"] for r in rows if r["encoder"] == e} for e in [*encoders, *codes]]
         common = set.intersection(*have)
         rows = [r for r in rows if r["name"] in common]
     summary = summarise(rows)

@@ -1,4 +1,5 @@
-"""engine/inversion/corrections/identity.py: the shipped model, when the encoder loads it, and what it does to real faces."""
+"""engine/inversion/corrections/identity.py: the shipped model, when the encoder loads it, what it does to real faces,
+and a development fit (a real-photo term) in its place."""
 from __future__ import annotations
 
 import cv2
@@ -81,3 +82,41 @@ def test_correction_brings_real_frames_closer_by_dlib(landmarker, videos_dir):
 
         gains.append(distance(without) - distance(with_id))
     assert min(gains) > 0 and np.mean(gains) > 0.04, gains
+
+
+def test_a_real_photo_term_adds_to_the_shipped_map_as_one_correction():
+    """training/fit/identity_correction_real.py appends the term's columns: the combined correction moves a face by
+    exactly the shipped change plus the term's, for any embedding."""
+    from training.fit.identity_correction_real import with_term
+
+    base = IdentityCorrection.load()
+    rng = np.random.default_rng(0)
+    f, k, t = base.x_mean.size, 8, base.coef.shape[1]
+    term = {"x_mean": rng.standard_normal(f).astype(np.float32), "proj": rng.standard_normal((f, k)).astype(np.float16),
+            "coef": (0.01 * rng.standard_normal((k, t))).astype(np.float16),
+            "bias": (0.1 * rng.standard_normal(t)).astype(np.float32)}
+    both = IdentityCorrection(**with_term(base, term), meta=base.meta)
+    x = rng.standard_normal((3, f)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    own = term["bias"] + ((x - term["x_mean"]) @ term["proj"].astype(np.float32)) @ term["coef"].astype(np.float32)
+    want = base.deltas(x) + own.reshape(3, -1, base.w_std.size) * base.w_std
+    np.testing.assert_allclose(both.deltas(x), want, atol=2e-3 * np.abs(want).max())
+    assert np.abs(both.deltas(x) - base.deltas(x)).max() > 0.05 * np.abs(want).max(), "the term moves the face"
+
+
+def test_another_identity_correction_replaces_the_shipped_one_only_for_its_own_encoder():
+    """Encoder.with_identity: a correction fitted for this encoder and landmark correction replaces the shipped one
+    (a new one pass, so no identity feedback fitted for the old one); one fitted for another is refused."""
+    enc = Encoder.load(threads=1)
+    base = enc.identity
+    moved = IdentityCorrection(base.x_mean, base.proj, base.coef, base.bias + 0.5, base.w_std, base.slots,
+                               dict(base.meta), sha256="another")
+    other = enc.with_identity(moved)
+    assert other.identity is moved and other.one_pass_id != enc.one_pass_id and other.feedback is None
+    assert enc.identity is base, "the original encoder is unchanged"
+    foreign = IdentityCorrection(base.x_mean, base.proj, base.coef, base.bias, base.w_std, base.slots,
+                                 {**base.meta, "encoder_sha256": "0" * 64})
+    with pytest.raises(BadInputError, match="another encoder"):
+        enc.with_identity(foreign)
+    with pytest.raises(BadInputError, match="no identity correction"):
+        Encoder.load(threads=1, identity_correction=False).with_identity(base)

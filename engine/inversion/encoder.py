@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -92,6 +92,20 @@ class Encoder:
             if fitted.meta.get("one_pass_id") == encoder.one_pass_id:
                 encoder.feedback = fitted
         return encoder
+
+    def with_identity(self, identity: IdentityCorrection) -> "Encoder":
+        """This encoder with another identity correction (a development fit, e.g. one with a real-photo term:
+        training/fit/identity_correction_real.py), which must be fitted for this encoder and landmark correction; the
+        identity feedback stays only if it was fitted for the one pass that results."""
+        if self.identity is None or self.correction is None:
+            raise BadInputError("this encoder has no identity correction to replace (none is fitted for it)")
+        if identity.meta.get("encoder_sha256") != self.sha256 or \
+                identity.meta.get("landmark_correction_sha256") != self.correction.sha256:
+            raise BadInputError("that identity correction was fitted for another encoder or landmark correction")
+        out = replace(self, identity=identity, feedback=None)
+        if self.feedback is not None and self.feedback.meta.get("one_pass_id") == out.one_pass_id:
+            out.feedback = self.feedback
+        return out
 
     @property
     def one_pass_id(self) -> str:

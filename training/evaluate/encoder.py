@@ -41,6 +41,7 @@ from engine.align import align_face, crop_points, usable_faces
 from engine.atomic import write_json_atomic
 from engine.benchmark import provenance
 from engine.inversion.encoder import ClosedLoop, Encoder, realign_render, render_closed_loop
+from engine.inversion.corrections.identity import IdentityCorrection
 from engine.generator import Generator, to_uint8_rgb
 from engine.image_io import load_image, save_image
 from engine.landmarks import FaceLandmarker
@@ -199,9 +200,12 @@ def evaluate(encoder_path: str | None, photos: Path, n_generated: int, opt_steps
              per_clip: int = 0, refine_anchor: int = REFINE_ANCHOR_EVERY,
              quality_steps: int = 0, identity_passes: int = 1,
              quality_id_weight: float = ID_WEIGHT, shipped_fits: bool = False,
+             identity_correction: Path | None = None,
              ) -> tuple[list[dict], list[dict], np.ndarray | None]:
     gen = Generator.load(threads)
     enc = Encoder.load(threads, encoder_path)
+    if identity_correction is not None:  # a development identity correction in the one pass (Encoder.with_identity)
+        enc = enc.with_identity(IdentityCorrection.load(identity_correction))
     if shipped_fits and encoder_path:  # a development network with the shipped network's corrections on top
         shipped = Encoder.load(threads)
         enc.correction, enc.identity, enc.face_id = shipped.correction, shipped.identity, shipped.face_id
@@ -333,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="closed-loop passes of the identity feedback in the '+identity loop' rows (0: no such rows)")
     ap.add_argument("--shipped-fits", action="store_true",
                     help="apply the shipped landmark and identity corrections to a development --encoder too")
+    ap.add_argument("--identity-correction", type=Path,
+                    help="this identity correction in the one pass instead of the shipped one (a development fit)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--pairs", type=Path, help="write input | reconstruction rows for the photos (JPEG)")
@@ -356,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, summary, pairs = evaluate(args.encoder, args.photos, args.generated, args.opt_steps, args.opt_images,
                                     args.threads, args.refine_steps, args.opt_block, args.videos, args.video_frames,
                                     args.refine_anchor, args.quality_steps, args.identity_passes,
-                                    args.quality_id_weight, args.shipped_fits)
+                                    args.quality_id_weight, args.shipped_fits, args.identity_correction)
     print(markdown(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -37,17 +37,21 @@ def stored_codes(path: Path) -> dict[str, np.ndarray]:
 
 
 def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows_file: Path | None = None,
-             shipped_fits: bool = False, codes: dict[str, dict[str, np.ndarray]] | None = None) -> list[dict]:
+             shipped_fits: bool = False, codes: dict[str, dict[str, np.ndarray]] | None = None,
+             identity_correction: Path | None = None) -> list[dict]:
     """Rows per photo, encoder and method. With `rows_file` (JSON lines) every photo's rows are appended as soon as
     they are measured and photos already there (per encoder) are skipped: a long run can be stopped and resumed,
     and encoders measured in separate runs are compared on the photos both have. `shipped_fits`: a development
     encoder also gets the shipped landmark and identity corrections (fitted for the shipped network), to see
     whether a new network still needs them before they are refitted. `codes` ({label: {photo name: W+}}, e.g. the
     quality mode's codes that training.data.morph_targets stores: `stored_codes`) are judged like an encoder's
-    on the photos they cover: how far a network trained toward those codes could get at best."""
+    on the photos they cover: how far a network trained toward those codes could get at best.
+    `identity_correction`: the shipped encoder's one pass also with this identity correction (a development fit,
+    Encoder.with_identity), as a method of its own beside the shipped one."""
     import json
     import cv2  # noqa: F401
     from engine.generator import Generator
+    from engine.inversion.corrections.identity import IdentityCorrection
     from engine.inversion.encoder import Encoder
     from engine.inversion.skin_tone import skin_lab
     from engine.landmarks import FaceLandmarker
@@ -60,6 +64,8 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
     gen, ident = Generator.load(threads), DlibIdentity()
     encs = {name: Encoder.load(threads, None if name == "shipped" else name) for name in encoders}
     fits = Encoder.load(threads) if shipped_fits else None
+    other = encs["shipped"].with_identity(IdentityCorrection.load(identity_correction)) \
+        if identity_correction is not None and "shipped" in encs else None
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()] \
         if rows_file is not None and rows_file.is_file() else []
     done = {(r["name"], r["encoder"]) for r in rows}
@@ -90,6 +96,8 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
                         emb = fitted.face_id.embed(crop, points[:, :2] * crop.shape[0])
                         methods[ONE_PASS + ("" if name == "shipped" else " (shipped fits)")] = \
                             fitted.identity.apply(w, emb)
+                        if name == "shipped" and other is not None:
+                            methods[f"{ONE_PASS} ({identity_correction.name})"] = other.identity.apply(w, emb)
                 judged += [(name, method, wplus) for method, wplus in methods.items()]
             for name, method, wplus in judged:
                 recon, _ = render_aligned(gen, lm, wplus)
@@ -159,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="also apply the shipped landmark and identity corrections to development encoders")
     ap.add_argument("--codes", type=Path, action="append", default=[],
                     help="also judge stored quality-mode codes (training.data.morph_targets' held-out file)")
+    ap.add_argument("--identity-correction", type=Path,
+                    help="also the shipped one pass with this identity correction (a development fit)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rows", type=Path, help="JSON lines of every measured row: appended as it goes, resumed from")
     ap.add_argument("--common", action="store_true",
@@ -170,7 +180,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--shipped-fits cannot resume from --rows (a development encoder's earlier rows lack the "
                          "fitted method); run it without --rows")
     codes = {str(path): stored_codes(path) for path in args.codes}
-    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits, codes)
+    if args.identity_correction and args.rows:  # the rows file counts a photo as done per encoder, methods or not
+        raise SystemExit("--identity-correction cannot resume from --rows; run it without --rows")
+    rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits, codes,
+                    args.identity_correction)
     if args.common:
         have = [{r["name"] for r in rows if r["encoder"] == e} for e in [*encoders, *codes]]
         common = set.intersection(*have)

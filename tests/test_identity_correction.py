@@ -120,3 +120,15 @@ def test_another_identity_correction_replaces_the_shipped_one_only_for_its_own_e
         enc.with_identity(foreign)
     with pytest.raises(BadInputError, match="no identity correction"):
         Encoder.load(threads=1, identity_correction=False).with_identity(base)
+
+
+def test_the_real_photo_fit_says_how_to_make_its_codes_and_leaves_the_shipped_correction_alone(tmp_path):
+    from training.fit.identity_correction_real import main
+
+    with pytest.raises(SystemExit, match="training.data.morph_targets"):
+        main(["--codes", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "out.npz")])
+    assert not (tmp_path / "out.npz").exists()
+    before = sha256_file(IDENTITY_CORRECTION_PATH)
+    with pytest.raises(SystemExit, match="not shipped by this command"):
+        main(["--out", str(IDENTITY_CORRECTION_PATH)])
+    assert sha256_file(IDENTITY_CORRECTION_PATH) == before

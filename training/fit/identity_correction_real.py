@@ -44,6 +44,9 @@ def real_features(codes: Path, threads: int = 2) -> dict[str, np.ndarray]:
     from engine.landmarks import FaceLandmarker
     from training.data.utkface import UTK_DIR, find_face
 
+    if not Path(codes).is_file():
+        raise SystemExit(f"no quality-mode codes at {codes}: make them with python -m training.data.morph_targets "
+                         "(--split train, and --split heldout for the held-out check)")
     enc = Encoder.load(threads, identity_feedback=False)
     if enc.identity is None:
         raise SystemExit("the shipped encoder has no identity correction to add a term to")

@@ -69,7 +69,8 @@ def test_keyframe_picker_spacing():
 def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, videos_dir):
     """One keyframe of d20.mp4 at 0 s, refined once: the one pass of its frame at 4 s, plus the calibration, is
     nearer that frame by dlib's measure than the one pass alone (at 1024 px), and well under the 0.6 threshold.
-    (Measured 0.571 -> 0.487 with the identity correction in the one pass; 0.1 more before it.)"""
+    (Measured 0.459 -> 0.444 since the one pass holds the real-photo term; 0.571 -> 0.487 before it: the one pass
+    now gets most of the way by itself.)"""
     from engine.align import align_face
     from training.evaluate.dlib_judge import DlibIdentity
 
@@ -87,7 +88,7 @@ def test_calibration_brings_a_later_frame_of_the_same_person_closer(parts, video
         return ident.distance(crop.image, realign_render(render, lm, 256)[0])[0]
 
     calibrated = distance(cal.apply(one))
-    assert calibrated < distance(one) - 0.05 and calibrated < 0.52
+    assert calibrated < distance(one) - 0.005 and calibrated < 0.48
 
 
 @pytest.mark.slow

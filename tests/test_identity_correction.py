@@ -118,17 +118,34 @@ def test_another_identity_correction_replaces_the_shipped_one_only_for_its_own_e
                                  {**base.meta, "encoder_sha256": "0" * 64})
     with pytest.raises(BadInputError, match="another encoder"):
         enc.with_identity(foreign)
-    with pytest.raises(BadInputError, match="no identity correction"):
-        Encoder.load(threads=1, identity_correction=False).with_identity(base)
+    bare = Encoder.load(threads=1, identity_correction=False)
+    assert bare.with_identity(base).one_pass_id == enc.one_pass_id, "the recogniser comes with it"
+    with pytest.raises(BadInputError, match="no landmark correction"):
+        Encoder.load(threads=1, landmark_correction=False).with_identity(base)
 
 
-def test_the_real_photo_fit_says_how_to_make_its_codes_and_leaves_the_shipped_correction_alone(tmp_path):
+def test_the_shipped_correction_is_the_generated_fit_plus_a_real_photo_term():
+    """identity_correction.npz = identity_correction_generated.npz (kept, so the term can be refitted) + the term
+    fitted on UTKFace photos, whose terms it carries."""
+    from training.fit.identity_correction import GENERATED_PATH
+
+    shipped, base = IdentityCorrection.load(), IdentityCorrection.load(GENERATED_PATH)
+    term = shipped.meta["real_term"]
+    assert term["base_sha256"] == base.sha256 and "non-commercial" in term["data_terms"]
+    assert shipped.proj.shape[1] == base.proj.shape[1] + term["rank"]
+    assert "real_term" not in base.meta
+
+
+def test_the_real_photo_fit_says_how_to_make_its_codes_and_adds_a_term_only_to_the_generated_fit(tmp_path):
+    from training.fit.identity_correction import GENERATED_PATH
     from training.fit.identity_correction_real import main
 
     with pytest.raises(SystemExit, match="training.data.morph_targets"):
         main(["--codes", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "out.npz")])
+    with pytest.raises(SystemExit, match="already holds a real-photo term"):
+        main(["--base", str(IDENTITY_CORRECTION_PATH), "--out", str(tmp_path / "out.npz")])
     assert not (tmp_path / "out.npz").exists()
-    before = sha256_file(IDENTITY_CORRECTION_PATH)
-    with pytest.raises(SystemExit, match="not shipped by this command"):
-        main(["--out", str(IDENTITY_CORRECTION_PATH)])
-    assert sha256_file(IDENTITY_CORRECTION_PATH) == before
+    before = sha256_file(GENERATED_PATH)
+    with pytest.raises(SystemExit, match="would overwrite --base"):
+        main(["--out", str(GENERATED_PATH)])
+    assert sha256_file(GENERATED_PATH) == before

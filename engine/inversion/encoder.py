@@ -93,16 +93,17 @@ class Encoder:
                 encoder.feedback = fitted
         return encoder
 
-    def with_identity(self, identity: IdentityCorrection) -> "Encoder":
-        """This encoder with another identity correction (a development fit, e.g. one with a real-photo term:
-        training/fit/identity_correction_real.py), which must be fitted for this encoder and landmark correction; the
-        identity feedback stays only if it was fitted for the one pass that results."""
-        if self.identity is None or self.correction is None:
-            raise BadInputError("this encoder has no identity correction to replace (none is fitted for it)")
+    def with_identity(self, identity: IdentityCorrection, threads: int = 0) -> "Encoder":
+        """This encoder with another identity correction (e.g. the fit on generated faces alone, the base that
+        training/fit/identity_correction_real.py adds a real-photo term to), which must be fitted for this encoder
+        and landmark correction; the recogniser is loaded (`threads`) when this encoder has none; the identity
+        feedback stays only if it was fitted for the one pass that results."""
+        if self.correction is None:
+            raise BadInputError("this encoder has no landmark correction for an identity correction to sit on")
         if identity.meta.get("encoder_sha256") != self.sha256 or \
                 identity.meta.get("landmark_correction_sha256") != self.correction.sha256:
             raise BadInputError("that identity correction was fitted for another encoder or landmark correction")
-        out = replace(self, identity=identity, feedback=None)
+        out = replace(self, identity=identity, face_id=self.face_id or FaceId.load(threads), feedback=None)
         if self.feedback is not None and self.feedback.meta.get("one_pass_id") == out.one_pass_id:
             out.feedback = self.feedback
         return out

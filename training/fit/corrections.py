@@ -46,13 +46,14 @@ def save_correction(path: Path, arrays: dict, meta: dict) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
-def ship_correction(path: Path, shipped: Path, name: str, source: str, regenerate: str) -> None:
+def ship_correction(path: Path, shipped: Path, name: str, source: str, regenerate: str,
+                    licence: str = "Apache-2.0 (ours)") -> None:
     """Record a correction just written to `path` in the model manifest as `name`, when `path` is its `shipped`
     location (a development fit written elsewhere is not recorded)."""
     if path != shipped:
         return
     update_manifest({name: {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                            "source": source, "licence": "Apache-2.0 (ours)", "shipped": True,
+                            "source": source, "licence": licence, "shipped": True,
                             "regenerate": regenerate}})
 
 

@@ -12,8 +12,9 @@ prediction is the engine's one pass: the shipped encoder on the crop degraded by
 the encoder's view is poor, as it is on real photos), plus the shipped landmark correction. Target: what that one
 pass still gets wrong (W+ - predicted) in w_std units on `--slots`. Ridge regression (lambda picked on the last
 `--val` samples by their latent MSE), cut to rank `--rank`, refitted on all samples. Writes
-resources/models/identity_correction.npz (atomically) with the held-out numbers in `meta`. Embeddings and
-predictions are cached under ~/.cache/celeblook/identity/.
+resources/models/identity_correction_generated.npz (atomically) with the held-out numbers in `meta`: the base that
+training/fit/identity_correction_real.py adds a real-photo term to, making the correction the engine loads.
+Embeddings and predictions are cached under ~/.cache/celeblook/identity/.
 """
 from __future__ import annotations
 
@@ -26,14 +27,15 @@ import numpy as np
 from engine.atomic import atomic_path
 from engine.inversion.encoder import Encoder
 from engine.face_id import FaceId, recognition_crop
-from engine.inversion.corrections.identity import IDENTITY_CORRECTION_PATH
 from engine.inversion.corrections.landmark import LANDMARK_CORRECTION_PATH
-from engine.models import load_manifest, sha256_file, user_cache_dir
+from engine.models import MODELS_DIR, load_manifest, sha256_file, user_cache_dir
 from training.data.samples import USED_SLOTS, data_root, load_shards
 from training.fit.corrections import (SHAPE_SLOTS, SLOTS, encoder_predictions, fit_parser, save_correction,
                                       ship_correction)
 from training.fit.ridge import fit_reduced_ridge
 
+# the fit on generated faces alone; the engine loads it only with the real-photo term added (identity_correction.npz)
+GENERATED_PATH = MODELS_DIR / "identity_correction_generated.npz"
 SLOT_SETS = {"all": list(USED_SLOTS), "shape": SHAPE_SLOTS, "colour": [s for s in USED_SLOTS if s >= 16]}
 
 
@@ -113,7 +115,7 @@ def fit(folders: list[Path], val: int, rank: int, aug: float, lams: list[float],
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = fit_parser(__doc__, "idc_a,idc_b,idc_c,idc_d", 256, "0.3,1,3,10,30", IDENTITY_CORRECTION_PATH)
+    ap = fit_parser(__doc__, "idc_a,idc_b,idc_c,idc_d", 256, "0.3,1,3,10,30", GENERATED_PATH)
     ap.add_argument("--slots", choices=sorted(SLOT_SETS), default="shape",
                     help="which used slots it moves: all, shape (up to 128 px) or colour")
     args = ap.parse_args(argv)
@@ -122,11 +124,11 @@ def main(argv: list[str] | None = None) -> None:
                        [float(v) for v in args.lambdas.split(",")], args.slots, args.threads)
     save_correction(args.out, arrays, meta)
     ship_correction(
-        args.out, IDENTITY_CORRECTION_PATH, "identity_correction",
+        args.out, GENERATED_PATH, "identity_correction_generated",
         f"reduced-rank ridge regression (rank {meta['rank']}) from the face-recognition embedding (face_id) to the one "
         f"pass's W+ error on the used slots ({meta['slots']}), fitted on {meta['samples']} generated faces "
         f"(engine/inversion/corrections/identity.py); for the encoder with sha256 {meta['encoder_sha256']} and its landmark "
-        "correction",
+        "correction; the base of identity_correction (which adds a real-photo term), not loaded by the engine",
         "for s in a:31 b:32 c:33 d:34; do python -m training.data.samples --name idc_${s%:*} --samples 8000 "
         "--resolution 256 --seed ${s#*:} --psi-min 0.5; done && python -m training.fit.identity_correction --data "
         + ",".join(meta["data"]))

@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{meta['samples']} generated faces (engine/inversion/corrections/feedback.py); for the one pass {meta['one_pass_id']}",
         "for s in a:41 b:42; do python -m training.data.samples --name idf_${s%:*} --samples 8000 --resolution 256 "
         "--seed ${s#*:} --psi-min 0.5; done && python -m training.fit.identity_feedback --data "
-        + ",".join(meta["data"]))
+        + ",".join(meta["data"]),
+        # the one pass it is fitted for holds the identity correction's term fitted on UTKFace photos
+        "ours; fitted for a one pass holding a term fitted on UTKFace photos: non-commercial research use only")
 
 if __name__ == "__main__":
     main()

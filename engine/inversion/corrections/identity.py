@@ -1,10 +1,12 @@
 """Identity correction: move the encoder's W+ by what a face recogniser trained on real faces says about the person.
 
 The feature is the face-recognition embedding of engine/face_id.py (HSE FaceRes, trained on VGGFace2 photos), of
-the same aligned crop the encoder sees. A linear model fitted on generated faces
-(training/fit/identity_correction.py) maps it to what the encoder's one pass (with the landmark correction) still
-gets wrong, in w_std units (engine/inversion/corrections/linear.py). It is fitted for one encoder and one landmark
-correction: its meta names both sha256s, and engine.inversion.encoder.Encoder.load uses it only with those.
+the same aligned crop the encoder sees. One linear map (engine/inversion/corrections/linear.py) to what the
+encoder's one pass (with the landmark correction) still gets wrong, in w_std units: fitted on generated faces
+(training/fit/identity_correction.py), plus a term fitted on real photos against the codes the quality mode makes
+of them (training/fit/identity_correction_real.py), since a real photo's errors are not a generated face's. It is
+fitted for one encoder and one landmark correction: its meta names both sha256s, and
+engine.inversion.encoder.Encoder.load uses it only with those.
 """
 from __future__ import annotations
 
@@ -19,5 +21,5 @@ class IdentityCorrection(LinearCorrection):
 
     PATH = IDENTITY_CORRECTION_PATH
     WHAT = "identity-correction"
-    REGENERATE = "python -m training.fit.identity_correction"
+    REGENERATE = "python -m training.fit.identity_correction && python -m training.fit.identity_correction_real"
     FEATURE = "a finite {f}-d face embedding"

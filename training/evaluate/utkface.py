@@ -38,7 +38,7 @@ def stored_codes(path: Path) -> dict[str, np.ndarray]:
 
 def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows_file: Path | None = None,
              shipped_fits: bool = False, codes: dict[str, dict[str, np.ndarray]] | None = None,
-             identity_correction: Path | None = None) -> list[dict]:
+             identity_correction: Path | None = None, feedback: bool = False) -> list[dict]:
     """Rows per photo, encoder and method. With `rows_file` (JSON lines) every photo's rows are appended as soon as
     they are measured and photos already there (per encoder) are skipped: a long run can be stopped and resumed,
     and encoders measured in separate runs are compared on the photos both have. `shipped_fits`: a development
@@ -47,16 +47,18 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
     quality mode's codes that training.data.morph_targets stores: `stored_codes`) are judged like an encoder's
     on the photos they cover: how far a network trained toward those codes could get at best.
     `identity_correction`: the shipped encoder's one pass also with this identity correction (a development fit,
-    Encoder.with_identity), as a method of its own beside the shipped one."""
+    Encoder.with_identity), as a method of its own beside the shipped one. `feedback`: the shipped one pass also
+    after one identity-feedback step on its 1024-px render (what `celeblook invert` adds before its skin loop)."""
     import json
-    import cv2  # noqa: F401
+    import cv2
     from engine.generator import Generator
     from engine.inversion.corrections.identity import IdentityCorrection
     from engine.inversion.encoder import Encoder
     from engine.inversion.skin_tone import skin_lab
     from engine.landmarks import FaceLandmarker
     from training.evaluate.dlib_judge import DlibIdentity
-    from training.evaluate.encoder import ONE_PASS, render_aligned
+    from engine.generator import to_uint8_rgb
+    from training.evaluate.encoder import ID_LOOP, ONE_PASS, render_aligned
     from training.evaluate.image_metrics import region_metrics
 
     d = load_cache("heldout")
@@ -98,6 +100,11 @@ def evaluate(encoders: list[str], n: int, threads: int = 2, start: int = 0, rows
                             fitted.identity.apply(w, emb)
                         if name == "shipped" and other is not None:
                             methods[f"{ONE_PASS} ({identity_correction.name})"] = other.identity.apply(w, emb)
+                        if name == "shipped" and feedback and enc.feedback is not None:
+                            one = methods[ONE_PASS]
+                            render = cv2.cvtColor(to_uint8_rgb(gen.synthesize(one))[0], cv2.COLOR_RGB2BGR)
+                            step = enc.identity_step(emb, render, lm)
+                            methods[ID_LOOP] = one if step is None else one + step[None]
                 judged += [(name, method, wplus) for method, wplus in methods.items()]
             for name, method, wplus in judged:
                 recon, _ = render_aligned(gen, lm, wplus)
@@ -169,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="also judge stored quality-mode codes (training.data.morph_targets' held-out file)")
     ap.add_argument("--identity-correction", type=Path,
                     help="also the shipped one pass with this identity correction (a development fit)")
+    ap.add_argument("--feedback", action="store_true",
+                    help="the shipped one pass also after one identity-feedback step (as celeblook invert does)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--rows", type=Path, help="JSON lines of every measured row: appended as it goes, resumed from")
     ap.add_argument("--common", action="store_true",
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.identity_correction and args.rows:  # the rows file counts a photo as done per encoder, methods or not
         raise SystemExit("--identity-correction cannot resume from --rows; run it without --rows")
     rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits, codes,
-                    args.identity_correction)
+                    args.identity_correction, args.feedback)
     if args.common:
         have = [{r["name"] for r in rows if r["encoder"] == e} for e in [*encoders, *codes]]
         common = set.intersection(*have)

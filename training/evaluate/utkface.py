@@ -189,8 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--shipped-fits cannot resume from --rows (a development encoder's earlier rows lack the "
                          "fitted method); run it without --rows")
     codes = {str(path): stored_codes(path) for path in args.codes}
-    if args.identity_correction and args.rows:  # the rows file counts a photo as done per encoder, methods or not
-        raise SystemExit("--identity-correction cannot resume from --rows; run it without --rows")
+    if (args.identity_correction or args.feedback) and args.rows:  # a photo counts as done per encoder, not method
+        raise SystemExit("--identity-correction and --feedback cannot resume from --rows; run them without --rows")
     rows = evaluate(encoders, args.n, args.threads, args.start, args.rows, args.shipped_fits, codes,
                     args.identity_correction, args.feedback)
     if args.common:
